@@ -1,0 +1,187 @@
+//! The command-line flags (clap). Every flag maps onto a key of the run configuration, so
+//! `--ipc 10` and `--set ipc=10` and `ipc = 10` in a `--config` file are the same setting.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+/// Dataset condensation: learn a tiny synthetic training set that trains a network almost as
+/// well as the whole dataset.
+#[derive(Debug, Parser)]
+#[command(name = "cafe-lab", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `condense` is the default command: its flags work without naming it.
+    #[command(flatten)]
+    pub condense: CondenseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Learn a synthetic set, save it, and evaluate it beside the random baseline (default).
+    Condense(CondenseArgs),
+    /// List every registered plugin with its description and default config.
+    List,
+    /// Evaluate a saved synthetic set (synthetic.safetensors) under the papers' protocol.
+    Evaluate(EvaluateArgs),
+    /// Evaluate the random baseline: ipc random real images per class.
+    Baseline(BaselineArgs),
+}
+
+/// Flags shared by every command that loads data and evaluates.
+#[derive(Debug, Args, Default, Clone)]
+pub struct CommonArgs {
+    /// Dataset: shapes (embedded, no files), mnist, fashion-mnist, cifar10, cifar100, svhn.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Folder holding the dataset files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Download the canonical dataset files into --data-dir (verifying checksums).
+    #[arg(long)]
+    pub download: bool,
+    /// Architecture of the condensation (and, by default, evaluation) networks.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Number of fresh networks trained in each evaluation.
+    #[arg(long)]
+    pub eval_nets: Option<usize>,
+    /// Training epochs of each evaluation network (lr drops 10x at half).
+    #[arg(long)]
+    pub eval_epochs: Option<usize>,
+    /// Augmentation when training evaluation networks (none, ...).
+    #[arg(long)]
+    pub eval_augment: Option<String>,
+    /// Evaluate on these architectures (comma separated) instead of --arch.
+    #[arg(long, value_delimiter = ',')]
+    pub eval_archs: Option<Vec<String>>,
+    /// Test on at most this many test images (default: all, as the papers do).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Skip the random-subset baseline evaluation.
+    #[arg(long)]
+    pub no_baseline: bool,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output directory (default runs/<dataset>-<matcher>-<scheduler>-ipc<N>-seed<S>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// cpu (default) or cuda[:N] (needs a build with --features cuda).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// A TOML file of settings (same keys as config.json); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any setting: --set matcher.dis_metric=cos --set eval.lr=0.02
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// Write into a non-empty output directory.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct CondenseArgs {
+    /// Matcher: distribution, ... (`cafe-lab list`).
+    #[arg(long)]
+    pub matcher: Option<String>,
+    /// Scheduler of the bi-level loop: none, ...
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Differentiable augmentation in matching (none, ...).
+    #[arg(long)]
+    pub augment: Option<String>,
+    /// Synthetic images per class.
+    #[arg(long)]
+    pub ipc: Option<usize>,
+    /// Outer iterations (default: the matcher's published count).
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Real images per class in each matching step.
+    #[arg(long)]
+    pub batch_real: Option<usize>,
+    /// Learning rate of the synthetic images (default: the matcher's).
+    #[arg(long)]
+    pub lr_img: Option<f64>,
+    /// Learning rate of the network in the inner loop.
+    #[arg(long)]
+    pub lr_net: Option<f64>,
+    /// Initialise the synthetic set from real images or from noise (default: the matcher's).
+    #[arg(long, value_parser = ["real", "noise"])]
+    pub init: Option<String>,
+    /// Write a checkpoint every N iterations (0: only on Ctrl-C).
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the interrupted run in DIR (its config.json and checkpoint); other flags are
+    /// ignored.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EvaluateArgs {
+    /// The synthetic set to evaluate (a synthetic.safetensors written by condense).
+    #[arg(long)]
+    pub synthetic: PathBuf,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BaselineArgs {
+    /// Images per class of the random subset.
+    #[arg(long)]
+    pub ipc: Option<usize>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// The flags that were given, as a JSON patch over the configuration.
+pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.to_string(), v);
+        }
+    };
+    put("dataset", common.dataset.as_ref().map(|v| json!(v)));
+    put("data_dir", common.data_dir.as_ref().map(|v| json!(v)));
+    put("download", common.download.then_some(json!(true)));
+    put("arch", common.arch.as_ref().map(|v| json!(v)));
+    put("seed", common.seed.map(|v| json!(v)));
+    put("out", common.out.as_ref().map(|v| json!(v)));
+    put("device", common.device.as_ref().map(|v| json!(v)));
+    put("matcher", c.matcher.as_ref().map(|v| json!(v)));
+    put("scheduler", c.scheduler.as_ref().map(|v| json!(v)));
+    put("augment", c.augment.as_ref().map(|v| json!(v)));
+    put("ipc", c.ipc.map(|v| json!(v)));
+    put("iterations", c.iterations.map(|v| json!(v)));
+    put("batch_real", c.batch_real.map(|v| json!(v)));
+    put("lr_img", c.lr_img.map(|v| json!(v)));
+    put("lr_net", c.lr_net.map(|v| json!(v)));
+    put("init", c.init.as_ref().map(|v| json!(v)));
+    put("checkpoint_every", c.checkpoint_every.map(|v| json!(v)));
+    let mut eval = Map::new();
+    let mut put_eval = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            eval.insert(k.to_string(), v);
+        }
+    };
+    put_eval("nets", common.eval_nets.map(|v| json!(v)));
+    put_eval("epochs", common.eval_epochs.map(|v| json!(v)));
+    put_eval("augment", common.eval_augment.as_ref().map(|v| json!(v)));
+    put_eval("archs", common.eval_archs.as_ref().map(|v| json!(v)));
+    put_eval("test_limit", common.test_limit.map(|v| json!(v)));
+    put_eval("baseline", common.no_baseline.then_some(json!(false)));
+    if !eval.is_empty() {
+        m.insert("eval".into(), Value::Object(eval));
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,111 @@
+//! The `cafe-lab` command line as a library: a researcher's own crate registers its plugins
+//! (one file with a `register_matcher!`) and calls [`run`] to get the whole CLI.
+
+mod args;
+mod list;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use cafe_framework::config::{ConfigBuilder, RunConfig};
+use cafe_framework::run::{resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+use clap::Parser;
+
+pub use args::{Cli, Command, CommonArgs, CondenseArgs};
+
+// Keep the built-in plugins linked into every binary that uses this library (CANDLE_NOTES 7).
+use cafe_plugins as _;
+
+/// Parses `std::env::args` and runs; the whole `main` of a binary.
+pub fn run() -> ExitCode {
+    run_from(std::env::args_os())
+}
+
+/// Parses `args` (the first is the program name) and runs, printing errors with their causes.
+pub fn run_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    cafe_plugins::link();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn execute(cli: Cli) -> Result<()> {
+    match cli.command.unwrap_or(Command::Condense(cli.condense)) {
+        Command::Condense(a) => {
+            let opts = RunOptions { interrupt: Some(interrupt_flag()), ..options(&a.common) };
+            match &a.resume {
+                Some(dir) => resume_condense(dir, RunOptions { force: true, ..opts })?,
+                None => run_condense(&resolve_config(&a.common, &a)?, opts)?,
+            };
+        }
+        Command::List => list::print_plugins()?,
+        Command::Evaluate(a) => {
+            let config = resolve_config(&a.common, &CondenseArgs::default())?;
+            run_evaluate(&config, &a.synthetic, options(&a.common))?;
+        }
+        Command::Baseline(a) => {
+            let mut config = resolve_config(&a.common, &CondenseArgs::default())?;
+            if let Some(ipc) = a.ipc {
+                config.ipc = ipc;
+            }
+            run_baseline(&config, options(&a.common))?;
+        }
+    }
+    Ok(())
+}
+
+fn options(common: &CommonArgs) -> RunOptions {
+    RunOptions { quiet: common.quiet, force: common.force, interrupt: None }
+}
+
+/// A flag that Ctrl-C sets, so that a condensation stops after its current iteration with a
+/// checkpoint instead of dying mid-write. Installed once per process; a second Ctrl-C while
+/// the first is being honoured exits at once.
+fn interrupt_flag() -> &'static AtomicBool {
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let result = ctrlc::set_handler(|| {
+            if FLAG.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond Ctrl-C: exiting without a checkpoint");
+                std::process::exit(130);
+            }
+            eprintln!("\nCtrl-C: finishing this iteration, then writing a checkpoint (Ctrl-C again to abort)");
+        });
+        if let Err(e) = result {
+            eprintln!("warning: cannot catch Ctrl-C ({e}); an interrupted run keeps only its periodic checkpoints");
+        }
+    });
+    &FLAG
+}
+
+/// Merges defaults, `--config`, the flags and `--set` into one checked [`RunConfig`].
+pub fn resolve_config(common: &CommonArgs, condense: &CondenseArgs) -> Result<RunConfig> {
+    let mut builder = ConfigBuilder::default();
+    if let Some(path) = &common.config {
+        builder.merge_toml_file(path)?;
+    }
+    builder.merge(&args::flags_as_json(common, condense));
+    for assignment in &common.set {
+        builder.set(assignment)?;
+    }
+    builder.build().context("resolving the run configuration")
+}

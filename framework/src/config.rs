@@ -1,0 +1,235 @@
+//! The run configuration: every setting of a run, with defaults, merged from (lowest first)
+//! the built-in defaults, a TOML file, command-line flags and `--set path=value` overrides,
+//! then validated once, before any work starts.
+
+use std::path::{Path, PathBuf};
+
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::registry::merge_json;
+use crate::traits::matcher::Init;
+use crate::{Error, Result};
+
+/// A plugin chosen by name, with its config keys beside the name:
+/// `{"name": "gradient", "dis_metric": "cos"}`, or in TOML `[matcher] name = "gradient"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginChoice {
+    pub name: String,
+    #[serde(flatten)]
+    pub config: Map<String, Value>,
+}
+
+impl PluginChoice {
+    pub fn named(name: &str) -> Self {
+        Self { name: name.to_string(), config: Map::new() }
+    }
+
+    /// The config keys as a JSON object (without the name).
+    pub fn config_value(&self) -> Value {
+        Value::Object(self.config.clone())
+    }
+}
+
+/// The evaluation protocol's settings (DESIGN.md "Evaluation protocol").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Number of freshly initialised networks trained on the set (`--eval-nets`).
+    pub nets: usize,
+    /// Training epochs of each (`--eval-epochs`); the learning rate drops 10x at half.
+    pub epochs: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub batch: usize,
+    /// Augmentation while training evaluation networks (`--eval-augment`).
+    pub augment: PluginChoice,
+    /// Architectures to evaluate on; empty means the condensation architecture.
+    pub archs: Vec<String>,
+    /// Test on at most this many test images (None: the whole test set, as the papers do).
+    pub test_limit: Option<usize>,
+    /// Also evaluate a random real subset of the same size (the `random` baseline).
+    pub baseline: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            nets: 20,
+            epochs: 300,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            batch: 256,
+            augment: PluginChoice::named("none"),
+            archs: Vec::new(),
+            test_limit: None,
+            baseline: true,
+        }
+    }
+}
+
+/// Every setting of a condensation run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// Dataset name: `shapes` (embedded, no files), `mnist`, `fashion-mnist`, `cifar10`, `cifar100`, `svhn`.
+    pub dataset: String,
+    pub data_dir: Option<PathBuf>,
+    pub download: bool,
+    pub matcher: PluginChoice,
+    pub scheduler: PluginChoice,
+    pub arch: PluginChoice,
+    /// Augmenter applied (siamese) in matching and, without the shared seed, in inner training.
+    pub augment: PluginChoice,
+    /// Synthetic images per class.
+    pub ipc: usize,
+    /// Outer iterations; None takes the matcher's published default.
+    pub iterations: Option<usize>,
+    /// Real images per class in each matching step.
+    pub batch_real: usize,
+    /// Batch size when training the network on the synthetic set (inner loop).
+    pub batch_train: usize,
+    /// Image learning rate; None takes the matcher's default (DM 1.0, DC/CAFE 0.1).
+    pub lr_img: Option<f64>,
+    pub momentum_img: f64,
+    /// Iterations at which the image learning rate is halved (CAFE uses 1200, 1600, 1800 of 2000).
+    pub lr_img_halve_at: Vec<usize>,
+    /// Learning rate of the network in the inner loop (plain SGD).
+    pub lr_net: f64,
+    /// None takes the matcher's default (DM: real, others: noise).
+    pub init: Option<Init>,
+    pub seed: u64,
+    /// Output directory; None derives `runs/<dataset>-<matcher>-<scheduler>-ipc<N>-seed<S>`.
+    pub out: Option<PathBuf>,
+    /// `cpu` (default) or `cuda[:N]` (needs the `cuda` build feature).
+    pub device: String,
+    pub eval: EvalConfig,
+    /// Log a line every this many iterations (0: only at the end).
+    pub log_every: usize,
+    /// Write a checkpoint every this many iterations (0: only on Ctrl-C).
+    pub checkpoint_every: usize,
+    /// Log the synthetic grid to TensorBoard every this many iterations (0: only at the end).
+    pub log_images_every: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            dataset: "shapes".into(),
+            data_dir: None,
+            download: false,
+            matcher: PluginChoice::named("distribution"),
+            scheduler: PluginChoice::named("none"),
+            arch: PluginChoice::named("convnet"),
+            augment: PluginChoice::named("none"),
+            ipc: 10,
+            iterations: None,
+            batch_real: 256,
+            batch_train: 256,
+            lr_img: None,
+            momentum_img: 0.5,
+            lr_img_halve_at: Vec::new(),
+            lr_net: 0.01,
+            init: None,
+            seed: 0,
+            out: None,
+            device: "cpu".into(),
+            eval: EvalConfig::default(),
+            log_every: 10,
+            checkpoint_every: 50,
+            log_images_every: 100,
+        }
+    }
+}
+
+/// Builds a [`RunConfig`] layer by layer.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    value: Value,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        Self { value: serde_json::to_value(RunConfig::default()).expect("RunConfig serialises") }
+    }
+}
+
+impl ConfigBuilder {
+    /// Merges a TOML file over the current settings.
+    pub fn merge_toml_file(&mut self, path: &Path) -> Result<&mut Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading config file {}", path.display()), e))?;
+        let parsed: toml::Value = toml::from_str(&text)
+            .map_err(|e| Error::invalid("--config", path.display(), format!("not valid TOML: {e}")))?;
+        let json = serde_json::to_value(parsed).map_err(|e| Error::Other(e.to_string()))?;
+        self.merge(&json);
+        Ok(self)
+    }
+
+    /// Merges a JSON object over the current settings. A plugin whose name changes loses the
+    /// config keys of the previous plugin, which would not fit the new one.
+    pub fn merge(&mut self, patch: &Value) -> &mut Self {
+        if let (Value::Object(base), Value::Object(p)) = (&mut self.value, patch) {
+            for key in ["matcher", "scheduler", "arch", "augment"] {
+                let new_name = p.get(key).and_then(|v| v.get("name").or(Some(v))).and_then(Value::as_str);
+                let old_name = base.get(key).and_then(|v| v.get("name")).and_then(Value::as_str);
+                if let (Some(new), Some(old)) = (new_name, old_name) {
+                    if !new.eq_ignore_ascii_case(old) {
+                        base.insert(key.into(), serde_json::json!({ "name": new }));
+                    }
+                }
+            }
+        }
+        let mut patch = patch.clone();
+        normalise_plugin_shorthand(&mut patch);
+        merge_json(&mut self.value, &patch);
+        self
+    }
+
+    /// Applies one `path=value` override, e.g. `matcher.dis_metric=cos` or `eval.epochs=50`.
+    /// The value is read as JSON when it parses (numbers, booleans, arrays) and as a string
+    /// otherwise.
+    pub fn set(&mut self, assignment: &str) -> Result<&mut Self> {
+        let (path, raw) = assignment.split_once('=').ok_or_else(|| {
+            Error::invalid("--set", assignment, "expected PATH=VALUE, e.g. matcher.dis_metric=cos")
+        })?;
+        let value = serde_json::from_str::<Value>(raw.trim()).unwrap_or_else(|_| Value::String(raw.trim().to_string()));
+        let mut patch = value;
+        for key in path.trim().split('.').rev() {
+            if key.is_empty() {
+                return Err(Error::invalid("--set", assignment, "empty key in path"));
+            }
+            let mut m = Map::new();
+            m.insert(key.to_string(), patch);
+            patch = Value::Object(m);
+        }
+        self.merge(&patch);
+        Ok(self)
+    }
+
+    /// The merged settings, checked against the schema (unknown keys are refused).
+    pub fn build(&self) -> Result<RunConfig> {
+        serde_json::from_value(self.value.clone())
+            .map_err(|e| Error::invalid("configuration", "(merged settings)", e.to_string()))
+    }
+}
+
+/// `"matcher": "gradient"` is shorthand for `"matcher": {"name": "gradient"}`.
+fn normalise_plugin_shorthand(patch: &mut Value) {
+    if let Value::Object(m) = patch {
+        for key in ["matcher", "scheduler", "arch", "augment"] {
+            if let Some(Value::String(name)) = m.get(key) {
+                let name = name.clone();
+                m.insert(key.into(), serde_json::json!({ "name": name }));
+            }
+        }
+        if let Some(Value::Object(e)) = m.get_mut("eval") {
+            if let Some(Value::String(name)) = e.get("augment") {
+                let name = name.clone();
+                e.insert("augment".into(), serde_json::json!({ "name": name }));
+            }
+        }
+    }
+}

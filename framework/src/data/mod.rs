@@ -1,0 +1,24 @@
+//! Datasets: the in-memory image sets, the loaders of the canonical files, `--download`, and
+//! the embedded default set `shapes` (DESIGN.md "Datasets").
+//!
+//! Everything is normalised once at load time, per channel: `x_norm = (x / 255 - mean) / std`,
+//! and kept as contiguous NCHW `f32`.
+
+mod cifar;
+mod dataset;
+pub mod download;
+mod idx;
+mod image_set;
+mod kind;
+mod load;
+mod locate;
+pub mod mat;
+mod mnist;
+mod normalise;
+pub mod shapes;
+mod svhn;
+
+pub use dataset::Dataset;
+pub use image_set::ImageSet;
+pub use kind::DatasetKind;
+pub use load::{dataset_names, load, LoadOptions, DEFAULT_DATA_DIR};

@@ -1,0 +1,222 @@
+//! The condensation run: initialise the synthetic set, then `iterations` times build a fresh
+//! network and let the scheduler run outer and inner steps on it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use serde::Serialize;
+
+use crate::checkpoint::{Checkpoint, CheckpointState};
+use crate::data::Dataset;
+use crate::engine::bilevel::{stream, IterationLoop};
+use crate::logging::MetricLogger;
+use crate::output::image_grid;
+use crate::rng::sub_rng;
+use crate::synthetic::{check_ipc, SyntheticSet};
+use crate::traits::architecture::Architecture;
+use crate::traits::augmenter::Augmenter;
+use crate::traits::matcher::{Init, Matcher};
+use crate::traits::scheduler::{IterationReport, Scheduler};
+use crate::train::Sgd;
+use crate::{Error, Result};
+
+/// The plugins of a run.
+pub struct Components {
+    pub matcher: Box<dyn Matcher>,
+    pub scheduler: Box<dyn Scheduler>,
+    pub arch: Box<dyn Architecture>,
+    pub augmenter: Box<dyn Augmenter>,
+}
+
+/// The resolved numeric settings of a condensation (no `Option`s left).
+#[derive(Debug, Clone, Serialize)]
+pub struct CondenseSettings {
+    pub ipc: usize,
+    pub iterations: usize,
+    pub batch_real: usize,
+    pub batch_train: usize,
+    pub lr_img: f64,
+    pub momentum_img: f64,
+    pub lr_img_halve_at: Vec<usize>,
+    pub lr_net: f64,
+    pub init: Init,
+    pub seed: u64,
+}
+
+impl CondenseSettings {
+    /// Refuses impossible settings before any work.
+    pub fn validate(&self) -> Result<()> {
+        if self.ipc == 0 {
+            return Err(Error::invalid("ipc", 0, "images per class must be at least 1"));
+        }
+        if self.batch_real == 0 {
+            return Err(Error::invalid("batch_real", 0, "at least one real image per class is needed"));
+        }
+        if self.batch_train == 0 {
+            return Err(Error::invalid("batch_train", 0, "the inner batch must hold at least one image"));
+        }
+        for (name, v) in [("lr_img", self.lr_img), ("lr_net", self.lr_net)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::invalid(name, v, "a learning rate must be a positive finite number"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.momentum_img) {
+            return Err(Error::invalid("momentum_img", self.momentum_img, "momentum must be in [0, 1)"));
+        }
+        Ok(())
+    }
+}
+
+/// Called after every iteration with (iteration index, its report, seconds it took).
+pub type Progress<'a> = &'a mut dyn FnMut(usize, &IterationReport, f64);
+
+/// Checkpointing, resuming and interruption of a condensation.
+#[derive(Default)]
+pub struct RunControl<'a> {
+    /// Write a checkpoint to this file every `checkpoint_every` iterations (and when
+    /// interrupted).
+    pub checkpoint_path: Option<PathBuf>,
+    /// 0: only when interrupted.
+    pub checkpoint_every: usize,
+    /// Continue from this checkpoint.
+    pub resume: Option<Checkpoint>,
+    /// Set (e.g. by Ctrl-C) to stop after the current iteration, with a checkpoint.
+    pub interrupt: Option<&'a AtomicBool>,
+    /// Log the synthetic set as an image every this many iterations (0: never here).
+    pub log_images_every: usize,
+}
+
+/// What a condensation produced.
+pub struct CondenseOutcome {
+    pub synthetic: SyntheticSet,
+    pub reports: Vec<IterationReport>,
+    pub seconds_per_iteration: Vec<f64>,
+}
+
+/// Runs the whole condensation.
+pub fn condense(
+    dataset: &Dataset,
+    components: &mut Components,
+    settings: &CondenseSettings,
+    device: &Device,
+    logger: &mut dyn MetricLogger,
+    progress: Progress,
+    control: RunControl,
+) -> Result<CondenseOutcome> {
+    settings.validate()?;
+    let by_class = check_ipc(&dataset.train, dataset.classes, settings.ipc)?;
+    let mut init_rng = sub_rng(settings.seed, &[stream::INIT]);
+    let synthetic = SyntheticSet::initialise(dataset, settings.ipc, settings.init, device, &mut init_rng)?;
+    let mut image_opt = Sgd::new(vec![synthetic.images.clone()], settings.lr_img, settings.momentum_img, 0.0);
+    let mut reports = Vec::with_capacity(settings.iterations);
+    let mut seconds = Vec::with_capacity(settings.iterations);
+    let mut global_step = 0usize;
+    let mut first = 0;
+    if let Some(ck) = control.resume {
+        if ck.images.dims() != synthetic.images.dims() {
+            return Err(Error::invalid(
+                "resume",
+                format!("{:?}", ck.images.dims()),
+                format!("the checkpoint's synthetic set does not fit this run's {:?}", synthetic.images.dims()),
+            ));
+        }
+        synthetic.images.set(&ck.images.to_device(device)?)?;
+        image_opt.set_velocity(vec![ck.velocity]);
+        image_opt.lr = ck.state.lr_img;
+        global_step = ck.state.global_step;
+        first = ck.state.next_iteration;
+        reports = ck.state.reports;
+        seconds = ck.state.seconds_per_iteration;
+        components.scheduler.load_state(&ck.state.scheduler_state)?;
+    }
+    let save_checkpoint = |next: usize,
+                           image_opt: &Sgd,
+                           reports: &[IterationReport],
+                           seconds: &[f64],
+                           global_step: usize,
+                           scheduler: &dyn Scheduler|
+     -> Result<()> {
+        let Some(path) = &control.checkpoint_path else { return Ok(()) };
+        Checkpoint {
+            images: synthetic.images_detached(),
+            velocity: image_opt.velocity()[0].clone(),
+            state: CheckpointState {
+                next_iteration: next,
+                lr_img: image_opt.lr,
+                global_step,
+                reports: reports.to_vec(),
+                seconds_per_iteration: seconds.to_vec(),
+                scheduler_state: scheduler.save_state(),
+            },
+        }
+        .save(path)
+    };
+    for it in first..settings.iterations {
+        if settings.lr_img_halve_at.contains(&it) {
+            image_opt.lr *= 0.5;
+        }
+        let start = Instant::now();
+        let mut net_rng = sub_rng(settings.seed, &[stream::NETWORK, it as u64]);
+        let network = components.arch.build(dataset.train.shape, dataset.classes, DType::F32, device, &mut net_rng)?;
+        let network_opt = Sgd::new(network.parameters(), settings.lr_net, 0.0, 0.0);
+        let mut lp = IterationLoop {
+            dataset,
+            by_class: &by_class,
+            matcher: components.matcher.as_ref(),
+            augmenter: components.augmenter.as_ref(),
+            network,
+            network_opt,
+            synthetic: &synthetic,
+            image_opt: &mut image_opt,
+            settings,
+            device,
+            rng: sub_rng(settings.seed, &[stream::SAMPLING, it as u64]),
+            iteration: it,
+            outer_steps: 0,
+            probe: None,
+            logger: &mut *logger,
+            global_step: &mut global_step,
+        };
+        let report = match components.scheduler.run_iteration(&mut lp) {
+            Ok(r) => r,
+            Err(e @ Error::NonFinite(_)) => {
+                let kept = match &control.checkpoint_path {
+                    Some(p) if p.exists() => format!("; the last good checkpoint is kept in {}", p.display()),
+                    _ => String::new(),
+                };
+                return Err(Error::NonFinite(format!("{e} (iteration {it}){kept}")));
+            }
+            Err(e) => return Err(e),
+        };
+        let secs = start.elapsed().as_secs_f64();
+        logger.scalar("iteration/loss", it, report.last_loss);
+        logger.scalar("scheduler/outer_steps", it, report.outer_steps as f64);
+        logger.scalar("scheduler/inner_epochs", it, report.inner_epochs as f64);
+        logger.scalar("scheduler/capped", it, if report.capped { 1.0 } else { 0.0 });
+        logger.scalar("time/seconds_per_iteration", it, secs);
+        if let Some(acc) = report.probe_accuracies.last() {
+            logger.scalar("probe/accuracy", it, *acc);
+        }
+        progress(it, &report, secs);
+        reports.push(report);
+        seconds.push(secs);
+        let done = it + 1;
+        if control.log_images_every > 0 && (done.is_multiple_of(control.log_images_every) || done == settings.iterations) {
+            let s = &synthetic;
+            logger.image("synthetic", it, &image_grid(&s.images_detached(), &s.mean, &s.std, s.ipc)?);
+        }
+        let interrupted = control.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
+        let due = control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
+        if interrupted || due {
+            save_checkpoint(done, &image_opt, &reports, &seconds, global_step, components.scheduler.as_ref())?;
+        }
+        if interrupted && done < settings.iterations {
+            logger.flush();
+            return Err(Error::Interrupted { next_iteration: done, checkpoint: control.checkpoint_path.clone() });
+        }
+    }
+    logger.flush();
+    Ok(CondenseOutcome { synthetic, reports, seconds_per_iteration: seconds })
+}

@@ -1,0 +1,65 @@
+//! The framework's error type. Every message says what was wrong and how to fix it.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A dataset file or directory is missing.
+    #[error("dataset {dataset}: {message}")]
+    DatasetMissing { dataset: String, message: String },
+
+    /// A dataset file exists but is not what it should be (truncated, corrupt, wrong shape).
+    #[error("dataset file {}: {message}", path.display())]
+    DatasetCorrupt { path: PathBuf, message: String },
+
+    /// A plugin name that is not registered; lists the valid names.
+    #[error("unknown {kind} '{name}'; valid names: {}", valid.join(", "))]
+    UnknownPlugin { kind: &'static str, name: String, valid: Vec<String> },
+
+    /// Two plugins of one kind registered under one name.
+    #[error("{kind} '{name}' is registered twice; plugin names must be unique")]
+    DuplicatePlugin { kind: &'static str, name: String },
+
+    /// A setting that cannot work, found before any work starts.
+    #[error("invalid setting {setting} = {value}: {reason}")]
+    InvalidSetting { setting: String, value: String, reason: String },
+
+    /// A loss or the synthetic set stopped being finite.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+
+    /// The run was interrupted (Ctrl-C) after writing a checkpoint.
+    #[error("interrupted before iteration {next_iteration}{}", match checkpoint {
+        Some(p) => format!("; checkpoint written to {}; continue with --resume {}", p.display(),
+            p.parent().map(|d| d.display().to_string()).unwrap_or_default()),
+        None => String::new(),
+    })]
+    Interrupted { next_iteration: usize, checkpoint: Option<PathBuf> },
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidSetting`].
+    pub fn invalid(setting: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
+        Error::InvalidSetting { setting: setting.into(), value: value.to_string(), reason: reason.into() }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}

@@ -1,0 +1,127 @@
+//! Batch normalisation over (N, H, W) per channel, as PyTorch's `nn.BatchNorm2d` (DC's
+//! `batchnorm`), with running statistics for `Mode::Eval`.
+
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::group_norm::{channel_affine, NORM_EPS};
+use super::init::constant_var;
+use crate::{Error, Mode, Result};
+
+/// PyTorch's default momentum of the running statistics.
+pub const BATCH_NORM_MOMENTUM: f64 = 0.1;
+
+/// Running mean and (unbiased) variance, `[c]` each.
+#[derive(Debug, Clone)]
+pub struct RunningStats {
+    pub mean: Tensor,
+    pub var: Tensor,
+}
+
+/// `Mode::Train` normalises with the batch mean and biased variance and moves the running
+/// statistics toward the batch's (mean, unbiased variance) by `momentum`; `Mode::Eval`
+/// normalises with the running statistics. Affine weight 1 and bias 0 at start; running mean 0
+/// and variance 1, as PyTorch.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    weight: Var,
+    bias: Var,
+    /// Behind a mutex so that `forward` takes `&self` (networks are shared, `Send + Sync`).
+    running: Mutex<RunningStats>,
+    momentum: f64,
+}
+
+impl BatchNorm2d {
+    pub fn new(channels: usize, dtype: DType, device: &Device) -> Result<Self> {
+        if channels == 0 {
+            return Err(Error::invalid("BatchNorm2d channels", channels, "must be positive"));
+        }
+        let running = RunningStats {
+            mean: Tensor::zeros(channels, dtype, device)?,
+            var: Tensor::ones(channels, dtype, device)?,
+        };
+        Ok(Self {
+            weight: constant_var(&[channels], 1.0, dtype, device)?,
+            bias: constant_var(&[channels], 0.0, dtype, device)?,
+            running: Mutex::new(running),
+            momentum: BATCH_NORM_MOMENTUM,
+        })
+    }
+
+    /// # Shapes
+    /// `[n, c, h, w] -> [n, c, h, w]`.
+    ///
+    /// # Errors
+    /// In `Mode::Train`, when a channel has a single value (`n * h * w == 1`): its unbiased
+    /// variance does not exist (PyTorch raises the same error).
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let c = self.weight.dim(0)?;
+        let (n, xc, h, w) = x.dims4()?;
+        if xc != c {
+            return Err(Error::invalid("BatchNorm2d input", format!("{:?}", x.dims()), format!("must be [n, {c}, h, w]")));
+        }
+        let normalised = match mode {
+            Mode::Train => {
+                let count = n * h * w;
+                if count < 2 {
+                    return Err(Error::invalid(
+                        "BatchNorm2d batch",
+                        format!("{:?}", x.dims()),
+                        "training needs more than one value per channel",
+                    ));
+                }
+                let mean = x.mean_keepdim((0, 2, 3))?;
+                let centered = x.broadcast_sub(&mean)?;
+                let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+                let unbiased = (var.detach().flatten_all()? * (count as f64 / (count - 1) as f64))?;
+                self.update(&mean.detach().flatten_all()?, &unbiased)?;
+                centered.broadcast_mul(&(var + NORM_EPS)?.sqrt()?.recip()?)?
+            }
+            Mode::Eval => {
+                let stats = self.running_stats()?;
+                let mean = stats.mean.reshape((1, c, 1, 1))?;
+                let inv_std = (stats.var + NORM_EPS)?.sqrt()?.recip()?.reshape((1, c, 1, 1))?;
+                x.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?
+            }
+        };
+        channel_affine(&normalised, &self.weight, &self.bias)
+    }
+
+    /// `running = (1 - momentum) running + momentum batch`.
+    fn update(&self, mean: &Tensor, var: &Tensor) -> Result<()> {
+        let mut stats = self.lock()?;
+        let m = self.momentum;
+        stats.mean = ((&stats.mean * (1.0 - m))? + (mean * m)?)?;
+        stats.var = ((&stats.var * (1.0 - m))? + (var * m)?)?;
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, RunningStats>> {
+        self.running.lock().map_err(|_| Error::Other("BatchNorm2d running statistics: a thread panicked while updating them".into()))
+    }
+
+    /// A copy of the running statistics.
+    pub fn running_stats(&self) -> Result<RunningStats> {
+        Ok(self.lock()?.clone())
+    }
+
+    /// Replaces the running statistics (e.g. restored from a checkpoint).
+    pub fn set_running_stats(&self, stats: RunningStats) -> Result<()> {
+        let c = self.weight.dim(0)?;
+        if stats.mean.dims() != [c] || stats.var.dims() != [c] {
+            return Err(Error::invalid(
+                "BatchNorm2d running statistics",
+                format!("{:?}, {:?}", stats.mean.dims(), stats.var.dims()),
+                format!("must be [{c}] each"),
+            ));
+        }
+        *self.lock()? = RunningStats { mean: stats.mean.detach(), var: stats.var.detach() };
+        Ok(())
+    }
+
+    /// Weight, then bias (PyTorch's order).
+    pub fn parameters(&self) -> Vec<Var> {
+        vec![self.weight.clone(), self.bias.clone()]
+    }
+}

@@ -1,0 +1,82 @@
+//! Group normalisation (Wu & He 2018) with a per-channel affine transform, as PyTorch's
+//! `nn.GroupNorm`; instance norm is the case `groups == channels` (DC's `instancenorm`).
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::init::constant_var;
+use crate::{Error, Result};
+
+/// PyTorch's default epsilon for GroupNorm, LayerNorm and BatchNorm.
+pub const NORM_EPS: f64 = 1e-5;
+
+/// `(x - mean) / sqrt(var + eps)` over each group of `channels / groups` channels and all
+/// pixels of one image, with the biased variance. Pure tensor ops, so it differentiates twice.
+///
+/// # Shapes
+/// `[n, c, h, w] -> [n, c, h, w]`, `c` divisible by `groups`.
+pub fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if groups == 0 || c % groups != 0 {
+        return Err(Error::invalid("group norm groups", groups, format!("must divide the {c} channels")));
+    }
+    let xg = x.reshape((n, groups, (c / groups) * h * w))?;
+    let mean = xg.mean_keepdim(2)?;
+    let centered = xg.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(2)?;
+    // The reciprocal is taken on the small [n, groups, 1] tensor: one multiply per pixel
+    // instead of one divide.
+    let inv_std = (var + eps)?.sqrt()?.recip()?;
+    Ok(centered.broadcast_mul(&inv_std)?.reshape((n, c, h, w))?)
+}
+
+/// Scales and shifts each channel: `x * weight[c] + bias[c]`.
+pub(crate) fn channel_affine(x: &Tensor, weight: &Var, bias: &Var) -> Result<Tensor> {
+    let c = weight.dim(0)?;
+    let x = x.broadcast_mul(&weight.as_tensor().reshape((1, c, 1, 1))?)?;
+    Ok(x.broadcast_add(&bias.as_tensor().reshape((1, c, 1, 1))?)?)
+}
+
+/// `nn.GroupNorm(groups, channels, eps=1e-5, affine=True)`: weight 1, bias 0 at start.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    groups: usize,
+    weight: Var,
+    bias: Var,
+}
+
+impl GroupNorm {
+    pub fn new(groups: usize, channels: usize, dtype: DType, device: &Device) -> Result<Self> {
+        if groups == 0 || channels % groups != 0 {
+            return Err(Error::invalid("GroupNorm groups", groups, format!("must divide the {channels} channels")));
+        }
+        Ok(Self {
+            groups,
+            weight: constant_var(&[channels], 1.0, dtype, device)?,
+            bias: constant_var(&[channels], 0.0, dtype, device)?,
+        })
+    }
+
+    /// Instance norm: one group per channel.
+    pub fn instance(channels: usize, dtype: DType, device: &Device) -> Result<Self> {
+        Self::new(channels, channels, dtype, device)
+    }
+
+    /// # Shapes
+    /// `[n, channels, h, w] -> [n, channels, h, w]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.weight.dim(0)?;
+        if x.rank() != 4 || x.dim(1)? != c {
+            return Err(Error::invalid("GroupNorm input", format!("{:?}", x.dims()), format!("must be [n, {c}, h, w]")));
+        }
+        channel_affine(&group_normalize(x, self.groups, NORM_EPS)?, &self.weight, &self.bias)
+    }
+
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Weight, then bias (PyTorch's order).
+    pub fn parameters(&self) -> Vec<Var> {
+        vec![self.weight.clone(), self.bias.clone()]
+    }
+}

@@ -1,0 +1,24 @@
+//! Neural-network building blocks: a fast convolution that differentiates to any order, the
+//! layers DC's networks are made of, and their random initialisation.
+
+pub mod activation;
+pub mod batch_norm;
+pub mod conv;
+mod conv_cpu;
+pub mod conv_layer;
+pub mod group_norm;
+pub mod init;
+pub mod layer_norm;
+pub mod linear;
+pub mod norm;
+pub mod pool;
+
+pub use activation::{leaky_relu, relu, sigmoid, Activation};
+pub use batch_norm::{BatchNorm2d, RunningStats};
+pub use conv::conv2d;
+pub use conv_layer::{Conv2d, Conv2dConfig};
+pub use group_norm::{group_normalize, GroupNorm};
+pub use layer_norm::LayerNorm;
+pub use linear::Linear;
+pub use norm::{Norm, NormKind};
+pub use pool::{avg_pool2x2, max_pool2x2, Pooling};

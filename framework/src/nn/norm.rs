@@ -1,0 +1,69 @@
+//! The normalisation layers DC's networks choose from, by name, behind one type.
+
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use super::{BatchNorm2d, GroupNorm, LayerNorm};
+use crate::{Mode, Result};
+
+/// Groups of DC's `groupnorm`: `nn.GroupNorm(4, channels)` in its `_get_normlayer`.
+pub const DC_GROUP_NORM_GROUPS: usize = 4;
+
+/// Names as in DC's `net_norm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    None,
+    BatchNorm,
+    LayerNorm,
+    /// GroupNorm with one group per channel, affine.
+    #[default]
+    InstanceNorm,
+    /// GroupNorm with [`DC_GROUP_NORM_GROUPS`] groups, affine.
+    GroupNorm,
+}
+
+/// One built normalisation layer.
+#[derive(Debug)]
+pub enum Norm {
+    None,
+    Batch(BatchNorm2d),
+    Layer(LayerNorm),
+    Group(GroupNorm),
+}
+
+impl Norm {
+    /// The layer of `kind` for feature maps `[n, channels, height, width]`.
+    pub fn new(kind: NormKind, channels: usize, height: usize, width: usize, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(match kind {
+            NormKind::None => Norm::None,
+            NormKind::BatchNorm => Norm::Batch(BatchNorm2d::new(channels, dtype, device)?),
+            NormKind::LayerNorm => Norm::Layer(LayerNorm::new(channels, height, width, dtype, device)?),
+            NormKind::InstanceNorm => Norm::Group(GroupNorm::instance(channels, dtype, device)?),
+            NormKind::GroupNorm => Norm::Group(GroupNorm::new(DC_GROUP_NORM_GROUPS, channels, dtype, device)?),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self {
+            Norm::None => Ok(x.clone()),
+            Norm::Batch(bn) => bn.forward(x, mode),
+            Norm::Layer(ln) => ln.forward(x),
+            Norm::Group(gn) => gn.forward(x),
+        }
+    }
+
+    /// Weight, then bias; none for `Norm::None`.
+    pub fn parameters(&self) -> Vec<Var> {
+        match self {
+            Norm::None => vec![],
+            Norm::Batch(bn) => bn.parameters(),
+            Norm::Layer(ln) => ln.parameters(),
+            Norm::Group(gn) => gn.parameters(),
+        }
+    }
+
+    pub fn is_batch_norm(&self) -> bool {
+        matches!(self, Norm::Batch(_))
+    }
+}

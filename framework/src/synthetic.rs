@@ -1,0 +1,184 @@
+//! The synthetic set: learnable images with fixed labels (class c owns rows c*ipc..(c+1)*ipc),
+//! its initialisation, and its file format (safetensors: `images` f32 [N,C,H,W] in normalised
+//! space, `labels` u32 [N], `mean` and `std` f32 [C]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::seq::index::sample;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::data::{Dataset, ImageSet};
+use crate::output::write_atomic;
+use crate::traits::matcher::Init;
+use crate::{Error, ImageShape, Result, Rng};
+
+/// The learnable synthetic set.
+pub struct SyntheticSet {
+    pub images: Var,
+    pub labels: Tensor,
+    pub ipc: usize,
+    pub classes: usize,
+    pub shape: ImageShape,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// Checks that `ipc` images per class can be drawn from every class of `set`.
+pub fn check_ipc(set: &ImageSet, classes: usize, ipc: usize) -> Result<Vec<Vec<usize>>> {
+    if ipc == 0 {
+        return Err(Error::invalid("ipc", 0, "images per class must be at least 1"));
+    }
+    let by_class = set.class_indices(classes);
+    let smallest = by_class.iter().map(Vec::len).min().unwrap_or(0);
+    if ipc > smallest {
+        return Err(Error::invalid(
+            "ipc",
+            ipc,
+            format!("the smallest class of the training set has {smallest} images; choose ipc <= {smallest}"),
+        ));
+    }
+    Ok(by_class)
+}
+
+/// `ipc` distinct random training images per class, in class order (the `random` baseline and
+/// `init=real`).
+pub fn random_real_subset(set: &ImageSet, classes: usize, ipc: usize, rng: &mut Rng) -> Result<Vec<usize>> {
+    let by_class = check_ipc(set, classes, ipc)?;
+    let mut picked = Vec::with_capacity(classes * ipc);
+    for members in &by_class {
+        picked.extend(sample(rng, members.len(), ipc).into_iter().map(|i| members[i]));
+    }
+    Ok(picked)
+}
+
+/// Class labels `[classes * ipc]`, class-major.
+pub fn class_major_labels(classes: usize, ipc: usize, device: &Device) -> Result<Tensor> {
+    let labels: Vec<u32> = (0..classes as u32).flat_map(|c| std::iter::repeat_n(c, ipc)).collect();
+    Ok(Tensor::from_vec(labels, classes * ipc, device)?)
+}
+
+impl SyntheticSet {
+    /// A new set initialised from noise or from random real images.
+    pub fn initialise(dataset: &Dataset, ipc: usize, init: Init, device: &Device, rng: &mut Rng) -> Result<Self> {
+        let classes = dataset.classes;
+        let shape = dataset.train.shape;
+        // Check ipc for both inits: a set larger than a class is refused either way.
+        check_ipc(&dataset.train, classes, ipc)?;
+        let n = classes * ipc;
+        let images = match init {
+            Init::Real => {
+                let idx = random_real_subset(&dataset.train, classes, ipc, rng)?;
+                dataset.train.to_tensor(&idx, device)?.0
+            }
+            Init::Noise => {
+                let data: Vec<f32> = (0..n * shape.numel()).map(|_| StandardNormal.sample(rng)).collect();
+                Tensor::from_vec(data, shape.batch_dims(n).to_vec(), device)?
+            }
+        };
+        Ok(Self {
+            images: Var::from_tensor(&images.to_dtype(DType::F32)?)?,
+            labels: class_major_labels(classes, ipc, device)?,
+            ipc,
+            classes,
+            shape,
+            mean: dataset.mean.clone(),
+            std: dataset.std.clone(),
+        })
+    }
+
+    /// Serialises to safetensors bytes. Deterministic: same values, same bytes.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let images = self.images.as_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let labels = self.labels.to_vec1::<u32>()?;
+        let n = self.classes * self.ipc;
+        let dims = self.shape.batch_dims(n).to_vec();
+        let c = self.shape.channels;
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let tensors: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::from([
+            ("images".to_string(), (safetensors::Dtype::F32, dims, bytes(&images))),
+            (
+                "labels".to_string(),
+                (safetensors::Dtype::U32, vec![n], labels.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            ),
+            ("mean".to_string(), (safetensors::Dtype::F32, vec![c], bytes(&self.mean))),
+            ("std".to_string(), (safetensors::Dtype::F32, vec![c], bytes(&self.std))),
+        ]);
+        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+            .iter()
+            .map(|(k, (dt, shape, data))| {
+                safetensors::tensor::TensorView::new(*dt, shape.clone(), data)
+                    .map(|v| (k.clone(), v))
+                    .map_err(|e| Error::Other(format!("building safetensors view {k}: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        safetensors::serialize(views, &None).map_err(|e| Error::Other(format!("serialising synthetic set: {e}")))
+    }
+
+    /// Writes the set to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_safetensors()?)
+    }
+
+    /// Reads a set written by [`SyntheticSet::save`].
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading synthetic set {}", path.display()), e))?;
+        let corrupt = |message: String| Error::DatasetCorrupt { path: path.to_path_buf(), message };
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
+        let get = |name: &str| {
+            st.tensor(name).map_err(|_| corrupt(format!("missing tensor '{name}' (expected images, labels, mean, std)")))
+        };
+        let f32s = |v: &safetensors::tensor::TensorView| -> Result<Vec<f32>> {
+            if v.dtype() != safetensors::Dtype::F32 {
+                return Err(corrupt(format!("expected f32 data, found {:?}", v.dtype())));
+            }
+            Ok(v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        };
+        let images_v = get("images")?;
+        let labels_v = get("labels")?;
+        let dims = images_v.shape().to_vec();
+        if dims.len() != 4 {
+            return Err(corrupt(format!("images must be [N,C,H,W], found shape {dims:?}")));
+        }
+        let n = dims[0];
+        let labels: Vec<u32> = match labels_v.dtype() {
+            safetensors::Dtype::U32 => labels_v.data().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            safetensors::Dtype::I64 => labels_v
+                .data()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as u32)
+                .collect(),
+            other => return Err(corrupt(format!("labels must be u32 or i64, found {other:?}"))),
+        };
+        if labels.len() != n {
+            return Err(corrupt(format!("{} labels for {n} images", labels.len())));
+        }
+        let classes = labels.iter().max().map_or(0, |m| *m as usize + 1);
+        if classes == 0 || n % classes != 0 {
+            return Err(corrupt(format!("{n} images do not split evenly into {classes} classes")));
+        }
+        let ipc = n / classes;
+        let expected = class_major_labels(classes, ipc, &Device::Cpu)?.to_vec1::<u32>()?;
+        if labels != expected {
+            return Err(corrupt("labels must be class-major: class c owns rows c*ipc..(c+1)*ipc".into()));
+        }
+        let shape = ImageShape::new(dims[1], dims[2], dims[3]);
+        let images = Tensor::from_vec(f32s(&images_v)?, dims, device)?;
+        Ok(Self {
+            images: Var::from_tensor(&images)?,
+            labels: Tensor::from_vec(labels, n, device)?,
+            ipc,
+            classes,
+            shape,
+            mean: f32s(&get("mean")?)?,
+            std: f32s(&get("std")?)?,
+        })
+    }
+
+    /// The images without graph, `[N, C, H, W]`.
+    pub fn images_detached(&self) -> Tensor {
+        self.images.as_tensor().detach()
+    }
+}

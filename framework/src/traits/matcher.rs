@@ -1,0 +1,117 @@
+//! `Matcher`: the loss that makes the synthetic set look like the real one to a network.
+
+use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::traits::architecture::Network;
+use crate::traits::augmenter::Augmenter;
+use crate::Result;
+
+/// How the synthetic set is initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// Gaussian noise in normalised space.
+    Noise,
+    /// Randomly chosen real images of each class.
+    Real,
+}
+
+impl std::str::FromStr for Init {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "noise" => Ok(Init::Noise),
+            "real" => Ok(Init::Real),
+            other => Err(crate::Error::invalid("init", other, "valid values: real, noise")),
+        }
+    }
+}
+
+/// A matcher's published defaults, used where the run does not set them.
+#[derive(Debug, Clone, Copy)]
+pub struct MatcherDefaults {
+    /// Learning rate of the image optimiser (SGD, momentum 0.5).
+    pub lr_img: f64,
+    pub init: Init,
+    pub iterations: usize,
+    /// Whether the loss needs gradients of gradients (DC): the engine then enables candle's
+    /// `CANDLE_GRAD_DO_NOT_DETACH` before any backward runs.
+    pub needs_second_order: bool,
+}
+
+/// What a matcher sees in one outer step.
+///
+/// The real batches are already augmented, each class with its own siamese seed;
+/// [`MatchContext::synthetic_class`] applies the same augmentation to the synthetic images of
+/// that class, keeping the graph back to the synthetic pixels.
+pub struct MatchContext<'a> {
+    /// The current network (fresh for DM; trained on S between steps under bi-level schedulers).
+    pub network: &'a dyn Network,
+    /// One real batch per class, `[batch_real, c, h, w]`, no graph.
+    pub real: &'a [Tensor],
+    /// The synthetic set `[classes * ipc, c, h, w]`; class c owns rows `c*ipc .. (c+1)*ipc`.
+    pub synthetic: &'a Var,
+    pub ipc: usize,
+    pub augmenter: &'a dyn Augmenter,
+    /// One siamese seed per class for this step.
+    pub seeds: &'a [u64],
+}
+
+impl MatchContext<'_> {
+    pub fn classes(&self) -> usize {
+        self.real.len()
+    }
+
+    /// The synthetic images of class `c`, augmented with the class's seed, differentiable.
+    pub fn synthetic_class(&self, c: usize) -> Result<Tensor> {
+        let images = self.synthetic.as_tensor().narrow(0, c * self.ipc, self.ipc)?;
+        if self.augmenter.is_identity() {
+            return Ok(images);
+        }
+        self.augmenter.augment(&images, self.seeds[c], true)
+    }
+
+    /// Labels `[n]` (u32) all equal to `c`, on the synthetic set's device.
+    pub fn labels(&self, c: usize, n: usize) -> Result<Tensor> {
+        Ok(Tensor::full(c as u32, n, self.synthetic.device())?)
+    }
+}
+
+/// The result of one matching step.
+#[derive(Debug, Clone)]
+pub struct MatchOutput {
+    /// The loss value (summed over classes).
+    pub loss: f64,
+    /// Named parts of the loss, for logging (e.g. `layer_0`, `discriminant`).
+    pub terms: Vec<(String, f64)>,
+    /// d loss / d synthetic pixels, the shape of the synthetic set.
+    pub gradient: Tensor,
+}
+
+impl MatchOutput {
+    /// Backpropagates a scalar `loss` to the synthetic set; the usual way to finish `compute`.
+    pub fn from_loss(loss: &Tensor, synthetic: &Var, terms: Vec<(String, f64)>) -> Result<Self> {
+        let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            return Err(crate::Error::NonFinite(format!(
+                "matching loss is {value}; lower the image learning rate (--lr-img) or check the data"
+            )));
+        }
+        let grads = loss.backward()?;
+        let gradient = match grads.get(synthetic.as_tensor()) {
+            Some(g) => g.detach(),
+            None => synthetic.as_tensor().zeros_like()?,
+        };
+        Ok(Self { loss: value, terms, gradient })
+    }
+}
+
+/// A dataset-condensation loss.
+pub trait Matcher: Send + Sync {
+    /// Computes the loss of the current step and its gradient w.r.t. the synthetic pixels.
+    fn compute(&self, ctx: &MatchContext) -> Result<MatchOutput>;
+
+    /// The published defaults of this method.
+    fn defaults(&self) -> MatcherDefaults;
+}

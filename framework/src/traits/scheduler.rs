@@ -1,0 +1,55 @@
+//! `Scheduler`: how many outer (matching) and inner (network training) steps one iteration of
+//! the bi-level loop takes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// The operations of one iteration that a scheduler composes; implemented by the engine.
+pub trait BilevelLoop {
+    /// One matching step: compute the matcher's loss and step the image optimiser.
+    /// Returns the loss.
+    fn outer_step(&mut self) -> Result<f64>;
+    /// One epoch of training the current network on the synthetic set.
+    fn inner_epoch(&mut self) -> Result<()>;
+    /// Accuracy in [0, 1] of the current network on a probe of `per_class` random real
+    /// images per class, drawn once per iteration.
+    fn probe_accuracy(&mut self, per_class: usize) -> Result<f64>;
+    /// Images per class of the synthetic set.
+    fn ipc(&self) -> usize;
+}
+
+/// What one iteration did, for results.json and the logs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IterationReport {
+    pub outer_steps: usize,
+    pub inner_epochs: usize,
+    /// True when a hard cap ended a loop instead of its stopping rule.
+    pub capped: bool,
+    /// Probe accuracies recorded during the iteration (dynamic scheduler).
+    pub probe_accuracies: Vec<f64>,
+    /// Last matching loss of the iteration.
+    pub last_loss: f64,
+}
+
+/// Decides the outer/inner step pattern of each iteration.
+pub trait Scheduler: Send {
+    /// Runs one iteration on `bilevel`, starting from a fresh network.
+    fn run_iteration(&mut self, bilevel: &mut dyn BilevelLoop) -> Result<IterationReport>;
+
+    /// Whether the network is ever trained (false for DM's `none`): the engine skips
+    /// building the probe when it is never needed.
+    fn trains_network(&self) -> bool {
+        true
+    }
+
+    /// State that carries from one iteration to the next, for checkpoints (None: stateless).
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Restores what [`Scheduler::save_state`] returned.
+    fn load_state(&mut self, _state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! `cafe`: CAFE (Wang et al., "CAFE: Learning to Condense Dataset by Aligning Features",
+//! CVPR 2022, <https://arxiv.org/abs/2203.01531>).
+//!
+//! One forward pass of the real batches and of the synthetic images; two terms:
+//! - layer-wise alignment: per class, the summed squared error between the mean real and the
+//!   mean synthetic features of every block (after activation, before pooling), weighted per
+//!   block, plus the same on the embedding;
+//! - discriminant loss: the per-class mean synthetic embeddings act as the weights of a linear
+//!   classifier of the real embeddings; cross-entropy (sum) against the real labels, weighted
+//!   by `inner_weight`.
+//!
+//! Layer weights. The reference (ConvNet, depth 3) takes f1, f2, f3 = the blocks' features
+//! with weights 0.1, 0.1, 1.0, then f4 = the last block's pooled map (1.0) and f5 = f4
+//! flattened, the embedding (1.0). f4 and f5 hold the same numbers, so the embedding counts
+//! twice: `embedding_weight` = 2.0 reproduces f4 + f5. For any depth the rule is: the last
+//! block 1.0, every earlier block 0.1 (the reference's pattern), the embedding 2.0;
+//! `block_weights` overrides the per-block list (its length must match the depth).
+//!
+//! The reference also adds the network's CE on the real batch; it does not reach the
+//! synthetic pixels, so it is left out. The real features are used as values only.
+
+use cafe_framework::traits::matcher::{Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
+use cafe_framework::{register_matcher, Error, Mode, NetworkOutput, Result};
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CafeConfig {
+    /// Weight of each block's alignment; None: 0.1 for every block but the last, 1.0 for it.
+    pub block_weights: Option<Vec<f64>>,
+    /// Weight of the embedding's alignment (2.0 = the reference's f4 + f5).
+    pub embedding_weight: f64,
+    /// Weight of the discriminant loss.
+    pub inner_weight: f64,
+}
+
+impl Default for CafeConfig {
+    fn default() -> Self {
+        Self { block_weights: None, embedding_weight: 2.0, inner_weight: 0.01 }
+    }
+}
+
+/// The default block weights for a network of `depth` blocks.
+pub fn default_block_weights(depth: usize) -> Vec<f64> {
+    (0..depth).map(|i| if i + 1 == depth { 1.0 } else { 0.1 }).collect()
+}
+
+pub struct Cafe {
+    config: CafeConfig,
+}
+
+/// Per-class mean over the batch dimension, flattened: `[d]`.
+fn class_mean(t: &Tensor) -> Result<Tensor> {
+    Ok(t.flatten_from(1)?.mean(0)?)
+}
+
+/// Forward of each class; for BatchNorm nets all classes in one batch (shared statistics).
+fn forward_classes(net: &dyn cafe_framework::Network, batches: &[Tensor]) -> Result<Vec<NetworkOutput>> {
+    if !net.has_batch_norm() {
+        return batches.iter().map(|b| net.forward(b, Mode::Train)).collect();
+    }
+    let all = net.forward(&Tensor::cat(batches, 0)?, Mode::Train)?;
+    let mut out = Vec::new();
+    let mut start = 0;
+    for b in batches {
+        let n = b.dim(0)?;
+        let take = |t: &Tensor| t.narrow(0, start, n);
+        out.push(NetworkOutput {
+            logits: take(&all.logits)?,
+            embedding: take(&all.embedding)?,
+            block_features: all.block_features.iter().map(take).collect::<candle_core::Result<_>>()?,
+        });
+        start += n;
+    }
+    Ok(out)
+}
+
+impl Matcher for Cafe {
+    fn compute(&self, ctx: &MatchContext) -> Result<MatchOutput> {
+        let classes = ctx.classes();
+        let net = ctx.network;
+        let real: Vec<NetworkOutput> = forward_classes(net, ctx.real)?
+            .into_iter()
+            .map(|o| NetworkOutput {
+                logits: o.logits.detach(),
+                embedding: o.embedding.detach(),
+                block_features: o.block_features.iter().map(Tensor::detach).collect(),
+            })
+            .collect();
+        let syn_batches: Vec<Tensor> = (0..classes).map(|c| ctx.synthetic_class(c)).collect::<Result<_>>()?;
+        let syn = forward_classes(net, &syn_batches)?;
+        let depth = syn[0].block_features.len();
+        let weights = self.config.block_weights.clone().unwrap_or_else(|| default_block_weights(depth));
+        if weights.len() != depth {
+            return Err(Error::invalid(
+                "matcher.block_weights",
+                format!("{weights:?}"),
+                format!("the network has {depth} blocks; give one weight per block"),
+            ));
+        }
+        // Layer-wise alignment.
+        let mut per_block = vec![0.0; depth];
+        let mut embedding_term = 0.0;
+        let mut align: Option<Tensor> = None;
+        let add = |acc: &mut Option<Tensor>, t: Tensor| -> Result<()> {
+            *acc = Some(match acc.take() {
+                Some(a) => (a + t)?,
+                None => t,
+            });
+            Ok(())
+        };
+        for c in 0..classes {
+            for (b, w) in weights.iter().enumerate() {
+                let d = (class_mean(&real[c].block_features[b])? - class_mean(&syn[c].block_features[b])?)?.sqr()?.sum_all()?;
+                per_block[b] += d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                add(&mut align, (d * *w)?)?;
+            }
+            let d = (class_mean(&real[c].embedding)? - class_mean(&syn[c].embedding)?)?.sqr()?.sum_all()?;
+            embedding_term += d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            add(&mut align, (d * self.config.embedding_weight)?)?;
+        }
+        // Discriminant loss: mean synthetic embeddings classify the real embeddings.
+        let centres = Tensor::stack(&syn.iter().map(|o| o.embedding.mean(0)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
+        let real_emb = Tensor::cat(&real.iter().map(|o| o.embedding.clone()).collect::<Vec<_>>(), 0)?;
+        let mut labels: Vec<u32> = Vec::with_capacity(real_emb.dim(0)?);
+        for (c, o) in real.iter().enumerate() {
+            labels.extend(std::iter::repeat_n(c as u32, o.embedding.dim(0)?));
+        }
+        let labels = Tensor::from_vec(labels, real_emb.dim(0)?, real_emb.device())?;
+        let logits = real_emb.matmul(&centres.t()?)?;
+        let log_probs = candle_nn_free::log_softmax(&logits)?;
+        let picked = log_probs.gather(&labels.unsqueeze(1)?, 1)?;
+        let discriminant = picked.sum_all()?.neg()?;
+        let disc_value = discriminant.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let loss = (align.expect("at least one class") + (&discriminant * self.config.inner_weight)?)?;
+        let mut terms: Vec<(String, f64)> = per_block.iter().enumerate().map(|(b, v)| (format!("block_{}", b + 1), *v)).collect();
+        terms.push(("embedding".into(), embedding_term));
+        terms.push(("discriminant".into(), disc_value));
+        MatchOutput::from_loss(&loss, ctx.synthetic, terms)
+    }
+
+    fn defaults(&self) -> MatcherDefaults {
+        MatcherDefaults { lr_img: 0.1, init: Init::Real, iterations: 1000, needs_second_order: false }
+    }
+}
+
+mod candle_nn_free {
+    //! A numerically stable log-softmax over the last dimension.
+    use candle_core::{Tensor, D};
+
+    pub fn log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let shifted = x.broadcast_sub(&max)?;
+        let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+        shifted.broadcast_sub(&lse)
+    }
+}
+
+register_matcher!(
+    "cafe",
+    "CAFE (CVPR 2022): align per-class mean features layer by layer, plus a discriminant loss",
+    CafeConfig,
+    |config: CafeConfig| -> Result<Box<dyn Matcher>> {
+        for (name, v) in [("embedding_weight", config.embedding_weight), ("inner_weight", config.inner_weight)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::invalid(format!("matcher.{name}"), v, "must be a non-negative number"));
+            }
+        }
+        if let Some(w) = &config.block_weights {
+            if w.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(Error::invalid("matcher.block_weights", format!("{w:?}"), "weights must be non-negative numbers"));
+            }
+        }
+        Ok(Box::new(Cafe { config }))
+    }
+);

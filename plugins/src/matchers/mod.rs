@@ -1,0 +1,6 @@
+//! Registered matchers, one per file.
+
+pub mod cafe;
+pub mod distribution;
+pub mod gradient;
+pub mod gradient_distance;

@@ -1,0 +1,5 @@
+//! Registered schedulers, one per file.
+
+pub mod dynamic;
+pub mod fixed;
+pub mod none;

@@ -1,0 +1,169 @@
+//! Contract tests over every registered plugin: a plugin is tested the day it is registered.
+//! Names, lookups, and for each matcher: finite non-negative loss, a gradient of the synthetic
+//! set's shape that reaches the pixels, determinism; each scheduler drives a loop; each
+//! augmenter keeps shapes and is deterministic under a seed.
+
+use cafe_framework::registry::{find, names, plugins};
+use cafe_framework::rng::rng_from_seed;
+use cafe_framework::synthetic::SyntheticSet;
+use cafe_framework::traits::matcher::{Init, MatchContext};
+use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport};
+use cafe_framework::{Architecture, Augmenter, Error, ImageShape, Matcher, Scheduler};
+use cafe_tests::blob_dataset;
+use candle_core::{DType, Device, Tensor};
+use serde_json::json;
+
+#[test]
+fn every_kind_lists_its_plugins_sorted_and_unique() {
+    for list in [
+        names::<dyn Matcher>().unwrap(),
+        names::<dyn Scheduler>().unwrap(),
+        names::<dyn Architecture>().unwrap(),
+        names::<dyn Augmenter>().unwrap(),
+    ] {
+        let mut sorted = list.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(list, sorted);
+        assert!(!list.is_empty());
+    }
+    // The names this build must offer; a plugin that silently fails to link shows up here.
+    let matchers = names::<dyn Matcher>().unwrap();
+    assert!(matchers.contains(&"distribution"), "{matchers:?}");
+    assert!(names::<dyn Scheduler>().unwrap().contains(&"none"));
+    assert!(names::<dyn Augmenter>().unwrap().contains(&"none"));
+    let archs = names::<dyn Architecture>().unwrap();
+    for a in ["convnet", "convnetw32", "convnetd4", "convnetbn", "convnetnp", "convnetas"] {
+        assert!(archs.contains(&a), "{a} missing from {archs:?}");
+    }
+}
+
+#[test]
+fn unknown_names_list_the_valid_ones() {
+    let err = find::<dyn Matcher>("nope").err().expect("unknown matcher must fail");
+    let text = err.to_string();
+    assert!(matches!(err, Error::UnknownPlugin { .. }));
+    assert!(text.contains("unknown matcher 'nope'"), "{text}");
+    assert!(text.contains("distribution"), "{text}");
+    // Lookups ignore case: ConvNetBN is DC's spelling.
+    assert!(find::<dyn Architecture>("ConvNetBN").is_ok());
+}
+
+#[test]
+fn unknown_config_keys_are_refused_with_the_valid_keys() {
+    let plugin = find::<dyn Architecture>("convnet").unwrap();
+    let err = plugin.instantiate(&json!({"widht": 3})).err().expect("misspelt key must fail");
+    let text = err.to_string();
+    assert!(text.contains("widht") && text.contains("width"), "{text}");
+}
+
+#[test]
+fn every_plugin_default_config_builds() {
+    for (name, p) in plugins::<dyn Matcher>().unwrap() {
+        p.instantiate(&serde_json::Value::Null).unwrap_or_else(|e| panic!("matcher {name}: {e}"));
+    }
+    for (name, p) in plugins::<dyn Scheduler>().unwrap() {
+        p.instantiate(&serde_json::Value::Null).unwrap_or_else(|e| panic!("scheduler {name}: {e}"));
+    }
+    for (name, p) in plugins::<dyn Augmenter>().unwrap() {
+        p.instantiate(&serde_json::Value::Null).unwrap_or_else(|e| panic!("augmenter {name}: {e}"));
+    }
+    for (name, p) in plugins::<dyn Architecture>().unwrap() {
+        p.instantiate(&serde_json::Value::Null).unwrap_or_else(|e| panic!("architecture {name}: {e}"));
+    }
+}
+
+fn small_net_arch() -> Box<dyn Architecture> {
+    find::<dyn Architecture>("convnet").unwrap().instantiate(&json!({"width": 8, "depth": 2})).unwrap()
+}
+
+#[test]
+fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
+    let shape = ImageShape::new(3, 8, 8);
+    let ds = blob_dataset(3, 12, shape, 7);
+    let arch = small_net_arch();
+    let none = find::<dyn Augmenter>("none").unwrap().instantiate(&serde_json::Value::Null).unwrap();
+    for (name, plugin) in plugins::<dyn Matcher>().unwrap() {
+        let matcher = plugin.instantiate(&serde_json::Value::Null).unwrap();
+        if matcher.defaults().needs_second_order {
+            cafe_framework::enable_second_order_gradients();
+        }
+        let mut rng = rng_from_seed(3);
+        let syn = SyntheticSet::initialise(&ds, 2, Init::Noise, &Device::Cpu, &mut rng).unwrap();
+        let net = arch.build(shape, 3, DType::F32, &Device::Cpu, &mut rng).unwrap();
+        let by_class = ds.train.class_indices(3);
+        let real: Vec<Tensor> =
+            by_class.iter().map(|idx| ds.train.to_tensor(&idx[..6], &Device::Cpu).unwrap().0).collect();
+        let seeds = [11, 12, 13];
+        let ctx = MatchContext {
+            network: net.as_ref(),
+            real: &real,
+            synthetic: &syn.images,
+            ipc: 2,
+            augmenter: none.as_ref(),
+            seeds: &seeds,
+        };
+        let a = matcher.compute(&ctx).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let b = matcher.compute(&ctx).unwrap();
+        assert!(a.loss.is_finite() && a.loss >= 0.0, "{name}: loss {}", a.loss);
+        assert_eq!(a.loss, b.loss, "{name} is not deterministic");
+        assert_eq!(a.gradient.dims(), syn.images.dims(), "{name}: gradient shape");
+        let g = a.gradient.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(g.iter().all(|v| v.is_finite()), "{name}: non-finite gradient");
+        assert!(g.iter().any(|v| *v != 0.0), "{name}: the gradient does not reach the synthetic pixels");
+    }
+}
+
+/// A scripted bi-level loop: counts calls; probe accuracies come from a list.
+struct Scripted {
+    outer: usize,
+    inner: usize,
+    probes: Vec<f64>,
+}
+
+impl BilevelLoop for Scripted {
+    fn outer_step(&mut self) -> cafe_framework::Result<f64> {
+        self.outer += 1;
+        Ok(1.0)
+    }
+    fn inner_epoch(&mut self) -> cafe_framework::Result<()> {
+        self.inner += 1;
+        Ok(())
+    }
+    fn probe_accuracy(&mut self, _per_class: usize) -> cafe_framework::Result<f64> {
+        Ok(self.probes.get(self.outer + self.inner).copied().unwrap_or(0.5))
+    }
+    fn ipc(&self) -> usize {
+        10
+    }
+}
+
+#[test]
+fn every_scheduler_runs_an_iteration_and_reports_what_it_did() {
+    for (name, plugin) in plugins::<dyn Scheduler>().unwrap() {
+        let mut scheduler = plugin.instantiate(&serde_json::Value::Null).unwrap();
+        let mut lp = Scripted { outer: 0, inner: 0, probes: Vec::new() };
+        let report: IterationReport = scheduler.run_iteration(&mut lp).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(report.outer_steps >= 1, "{name} took no outer step");
+        assert_eq!(report.outer_steps, lp.outer, "{name}: report vs calls");
+        assert_eq!(report.inner_epochs, lp.inner, "{name}: report vs calls");
+        if !scheduler.trains_network() {
+            assert_eq!(lp.inner, 0, "{name} says it never trains the network");
+        }
+    }
+}
+
+#[test]
+fn every_augmenter_keeps_shapes_and_repeats_under_a_seed() {
+    let x = Tensor::randn(0f32, 1.0, (4, 3, 16, 16), &Device::Cpu).unwrap();
+    for (name, plugin) in plugins::<dyn Augmenter>().unwrap() {
+        let aug = plugin.instantiate(&serde_json::Value::Null).unwrap();
+        for siamese in [true, false] {
+            let a = aug.augment(&x, 5, siamese).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let b = aug.augment(&x, 5, siamese).unwrap();
+            assert_eq!(a.dims(), x.dims(), "{name}: shape");
+            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert_eq!(diff, 0.0, "{name}: the same seed must give the same transform");
+        }
+    }
+}

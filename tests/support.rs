@@ -1,0 +1,86 @@
+//! Shared helpers of cafe-lab's cross-crate tests: small in-memory datasets and CLI runs.
+
+use std::path::{Path, PathBuf};
+
+use cafe_framework::data::{Dataset, ImageSet};
+use cafe_framework::rng::rng_from_seed;
+use cafe_framework::ImageShape;
+use rand_free::normal_vec;
+
+// Keep the plugins linked (CANDLE_NOTES 7).
+use cafe_plugins as _;
+
+/// A tiny labelled dataset of Gaussian blobs: class c has its mean shifted by c/classes.
+pub fn blob_dataset(classes: usize, per_class: usize, shape: ImageShape, seed: u64) -> Dataset {
+    let make = |n: usize, seed: u64| {
+        let mut images = Vec::with_capacity(classes * n * shape.numel());
+        let mut labels = Vec::new();
+        let noise = normal_vec(classes * n * shape.numel(), seed);
+        for c in 0..classes {
+            for i in 0..n {
+                let base = (c * n + i) * shape.numel();
+                for k in 0..shape.numel() {
+                    images.push(noise[base + k] * 0.5 + c as f32 / classes as f32);
+                }
+                labels.push(c as u32);
+            }
+        }
+        ImageSet { images, labels, shape }
+    };
+    Dataset {
+        name: "blobs".into(),
+        train: make(per_class, seed),
+        test: make(per_class.div_ceil(2), seed + 1),
+        classes,
+        class_names: (0..classes).map(|c| format!("class{c}")).collect(),
+        mean: vec![0.0; shape.channels],
+        std: vec![1.0; shape.channels],
+    }
+}
+
+mod rand_free {
+    //! Box-Muller normals from our seeded generator, without extra dependencies.
+    use rand::Rng as _;
+
+    pub fn normal_vec(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = super::rng_from_seed(seed);
+        (0..n)
+            .map(|_| {
+                let u1: f64 = rng.random::<f64>().max(1e-12);
+                let u2: f64 = rng.random();
+                ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+            })
+            .collect()
+    }
+}
+
+/// Runs the CLI library with `args` (without the program name); returns its exit code as i32.
+pub fn cafe_lab(args: &[&str]) -> i32 {
+    let code = cafe_cli::run_from(std::iter::once("cafe-lab").chain(args.iter().copied()));
+    // ExitCode has no accessor; compare against the two values run_from produces.
+    if code == std::process::ExitCode::SUCCESS {
+        0
+    } else {
+        1
+    }
+}
+
+/// Parses the CLI and executes, returning the error text on failure.
+pub fn cafe_lab_result(args: &[&str]) -> Result<(), String> {
+    use clap::Parser;
+    let cli = cafe_cli::Cli::try_parse_from(std::iter::once("cafe-lab").chain(args.iter().copied()))
+        .map_err(|e| e.to_string())?;
+    cafe_cli::execute(cli).map_err(|e| format!("{e:#}"))
+}
+
+/// Reads and parses a JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// Where the Debian package `dataset-fashion-mnist` puts the files, when installed.
+pub fn debian_fashion_mnist() -> Option<PathBuf> {
+    let p = PathBuf::from("/usr/share/datasets/fashion-mnist");
+    p.is_dir().then_some(p)
+}
