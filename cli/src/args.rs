@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 /// Dataset condensation: learn a tiny synthetic training set that trains a network almost as
 /// well as the whole dataset.
 #[derive(Debug, Parser)]
-#[command(name = "cafe-lab", version, args_conflicts_with_subcommands = true)]
+#[command(name = "cafe-lab", version, args_conflicts_with_subcommands = true, args_override_self = true, allow_negative_numbers = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -21,12 +21,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Learn a synthetic set, save it, and evaluate it beside the random baseline (default).
+    #[command(args_override_self = true, allow_negative_numbers = true)]
     Condense(CondenseArgs),
     /// List every registered plugin with its description and default config.
     List,
     /// Evaluate a saved synthetic set (synthetic.safetensors) under the papers' protocol.
+    #[command(args_override_self = true, allow_negative_numbers = true)]
     Evaluate(EvaluateArgs),
     /// Evaluate the random baseline: ipc random real images per class.
+    #[command(args_override_self = true, allow_negative_numbers = true)]
     Baseline(BaselineArgs),
 }
 
@@ -57,6 +60,10 @@ pub struct CommonArgs {
     /// Evaluate on these architectures (comma separated) instead of --arch.
     #[arg(long, value_delimiter = ',')]
     pub eval_archs: Option<Vec<String>>,
+    /// Evaluate on a mode's architectures: S (--arch), M (MLP, ConvNet, LeNet, AlexNet, VGG11,
+    /// ResNet18), W (ConvNet widths), D (depths), A (activations), P (poolings), N (norms).
+    #[arg(long)]
+    pub eval_mode: Option<String>,
     /// Test on at most this many test images (default: all, as the papers do).
     #[arg(long)]
     pub test_limit: Option<usize>,
@@ -178,6 +185,7 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put_eval("epochs", common.eval_epochs.map(|v| json!(v)));
     put_eval("augment", common.eval_augment.as_ref().map(|v| json!(v)));
     put_eval("archs", common.eval_archs.as_ref().map(|v| json!(v)));
+    put_eval("mode", common.eval_mode.as_ref().map(|v| json!(v)));
     put_eval("test_limit", common.test_limit.map(|v| json!(v)));
     put_eval("baseline", common.no_baseline.then_some(json!(false)));
     if !eval.is_empty() {

@@ -39,15 +39,22 @@ pub struct EvalConfig {
     /// Number of freshly initialised networks trained on the set (`--eval-nets`).
     pub nets: usize,
     /// Training epochs of each (`--eval-epochs`); the learning rate drops 10x at half.
-    pub epochs: usize,
+    /// None: 300, or 1000 when evaluating with DSA (DESIGN.md).
+    pub epochs: Option<usize>,
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
     pub batch: usize,
-    /// Augmentation while training evaluation networks (`--eval-augment`).
-    pub augment: PluginChoice,
-    /// Architectures to evaluate on; empty means the condensation architecture.
+    /// Augmentation while training evaluation networks (`--eval-augment`). None: DESIGN.md's
+    /// defaults: DSA when matching used DSA; else DC's `crop_noise` for BatchNorm networks;
+    /// else DC's `crop_scale_rotate` for MNIST-like data; else none.
+    pub augment: Option<PluginChoice>,
+    /// Architectures to evaluate on; empty means the condensation architecture (or `mode`'s).
     pub archs: Vec<String>,
+    /// An evaluation mode of the papers (`--eval-mode`): S (the condensation architecture),
+    /// M (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), W (ConvNet widths), D (depths),
+    /// A (activations), P (poolings), N (norms). Ignored when `archs` is given.
+    pub mode: Option<String>,
     /// Test on at most this many test images (None: the whole test set, as the papers do).
     pub test_limit: Option<usize>,
     /// Also evaluate a random real subset of the same size (the `random` baseline).
@@ -58,13 +65,14 @@ impl Default for EvalConfig {
     fn default() -> Self {
         Self {
             nets: 20,
-            epochs: 300,
+            epochs: None,
             lr: 0.01,
             momentum: 0.9,
             weight_decay: 5e-4,
             batch: 256,
-            augment: PluginChoice::named("none"),
+            augment: None,
             archs: Vec::new(),
+            mode: None,
             test_limit: None,
             baseline: true,
         }

@@ -26,6 +26,8 @@ pub struct Evaluation {
     pub train_images: usize,
     pub test_images: usize,
     pub epochs: usize,
+    /// The augmentation used while training the networks (e.g. `dc:crop_noise`, `none`).
+    pub augment: String,
 }
 
 impl Evaluation {
@@ -55,6 +57,10 @@ pub struct EvalSetup<'a> {
     pub test: &'a ImageSet,
     pub config: &'a EvalConfig,
     pub augmenter: &'a dyn Augmenter,
+    /// How `augmenter` was chosen, recorded in the evaluation.
+    pub augment_name: &'a str,
+    /// Training epochs of each network.
+    pub epochs: usize,
     pub device: &'a Device,
     pub seed: u64,
     /// Called after each trained network with (index, accuracy).
@@ -81,8 +87,8 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
         let mut rng = sub_rng(setup.seed, &[0xE7A1, k as u64]);
         let net = setup.arch.build(setup.shape, setup.classes, DType::F32, setup.device, &mut rng)?;
         let mut opt = Sgd::new(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay);
-        let decay_at = cfg.epochs / 2;
-        for epoch in 0..cfg.epochs {
+        let decay_at = setup.epochs / 2;
+        for epoch in 0..setup.epochs {
             if epoch == decay_at && epoch > 0 {
                 opt.lr = cfg.lr * 0.1;
             }
@@ -103,6 +109,7 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
         std,
         train_images: images.dim(0)?,
         test_images: test_n,
-        epochs: cfg.epochs,
+        epochs: setup.epochs,
+        augment: setup.augment_name.to_string(),
     })
 }

@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod logging;
 pub mod nn;
 pub mod output;
+pub mod progress;
 pub mod registry;
 pub mod rng;
 pub mod run;

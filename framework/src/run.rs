@@ -17,6 +17,7 @@ use crate::engine::{condense, Components, CondenseSettings, RunControl};
 use crate::evaluate::{evaluate_set, EvalSetup, Evaluation};
 use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
 use crate::output::{save_grid_png, write_json};
+use crate::progress::Progress;
 use crate::registry::{find, Plugin, PluginKind};
 use crate::rng::sub_rng;
 use crate::synthetic::{class_major_labels, random_real_subset, SyntheticSet};
@@ -68,7 +69,6 @@ pub struct ResolvedRun {
     pub config: RunConfig,
     pub components: Components,
     pub settings: CondenseSettings,
-    pub eval_augmenter: Box<dyn Augmenter>,
     /// The fully resolved configuration, as written to config.json.
     pub resolved_json: Value,
     pub out: PathBuf,
@@ -81,7 +81,9 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
     let (scheduler, scheduler_cfg, scheduler_plugin) = build_plugin::<dyn Scheduler>(&config.scheduler)?;
     let (arch, arch_cfg, arch_plugin) = build_plugin::<dyn Architecture>(&config.arch)?;
     let (augmenter, augment_cfg, augment_plugin) = build_plugin::<dyn Augmenter>(&config.augment)?;
-    let (eval_augmenter, eval_augment_cfg, eval_augment_plugin) = build_plugin::<dyn Augmenter>(&config.eval.augment)?;
+    if let Some(choice) = &config.eval.augment {
+        build_plugin::<dyn Augmenter>(choice)?;
+    }
     if !augmenter.is_differentiable() {
         return Err(Error::invalid(
             "augment",
@@ -130,13 +132,16 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
     ] {
         resolved_json[key] = with_name(name, cfg);
     }
-    resolved_json["eval"]["augment"] = with_name(eval_augment_plugin.name, eval_augment_cfg);
+    if let Some(choice) = &config.eval.augment {
+        let plugin = find::<dyn Augmenter>(&choice.name)?;
+        resolved_json["eval"]["augment"] = with_name(plugin.name, plugin.resolve_config(&choice.config_value()));
+    }
+    resolved_json["eval"]["archs"] = serde_json::json!(eval_arch_names(config)?);
     resolved_json["second_order_gradients"] = Value::Bool(defaults.needs_second_order);
     Ok(ResolvedRun {
         config: resolved,
         components: Components { matcher, scheduler, arch, augmenter },
         settings,
-        eval_augmenter,
         resolved_json,
         out,
         device,
@@ -173,10 +178,75 @@ fn validate_eval(config: &RunConfig) -> Result<()> {
     if e.test_limit == Some(0) {
         return Err(Error::invalid("eval.test_limit", 0, "test on at least one image"));
     }
-    for name in &e.archs {
-        find::<dyn Architecture>(name)?;
+    for name in eval_arch_names(config)? {
+        find::<dyn Architecture>(&name)?;
     }
     Ok(())
+}
+
+/// The architectures of an evaluation mode (DC's `get_eval_pool`), by registered name.
+pub fn eval_mode_archs(mode: &str, condensation_arch: &str) -> Result<Vec<String>> {
+    let names: &[&str] = match mode.to_ascii_uppercase().as_str() {
+        "S" => return Ok(vec![condensation_arch.to_string()]),
+        "M" => &["mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18"],
+        "W" => &["convnetw32", "convnetw64", "convnetw128", "convnetw256"],
+        "D" => &["convnetd1", "convnetd2", "convnetd3", "convnetd4"],
+        "A" => &["convnetas", "convnetar", "convnetal"],
+        "P" => &["convnetnp", "convnetmp", "convnetap"],
+        "N" => &["convnetnn", "convnetbn", "convnetln", "convnetin", "convnetgn"],
+        _ => {
+            return Err(Error::invalid(
+                "eval.mode",
+                mode,
+                "valid modes: S (the condensation architecture), M (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), \
+                 W (widths), D (depths), A (activations), P (poolings), N (norms)",
+            ))
+        }
+    };
+    Ok(names.iter().map(|s| s.to_string()).collect())
+}
+
+/// The evaluation architectures of a run: `eval.archs`, else `eval.mode`'s, else the
+/// condensation architecture.
+fn eval_arch_names(config: &RunConfig) -> Result<Vec<String>> {
+    if !config.eval.archs.is_empty() {
+        return Ok(config.eval.archs.iter().map(|a| a.to_ascii_lowercase()).collect());
+    }
+    eval_mode_archs(config.eval.mode.as_deref().unwrap_or("S"), &config.arch.name.to_ascii_lowercase())
+}
+
+/// The augmentation that trains the evaluation networks of `arch`, with a name for the
+/// records: `eval.augment` when set, else DESIGN.md's defaults (DSA when matching used DSA;
+/// DC `crop_noise` for BatchNorm networks; DC `crop_scale_rotate` for MNIST-like data; none).
+fn eval_augmenter_for(config: &RunConfig, arch: &dyn Architecture) -> Result<(Box<dyn Augmenter>, String)> {
+    let choice = match &config.eval.augment {
+        Some(choice) => choice.clone(),
+        None if config.augment.name.eq_ignore_ascii_case("dsa") => config.augment.clone(),
+        None => {
+            let dataset = config.dataset.to_ascii_lowercase().replace(['-', '_'], "");
+            let strategy = if arch.uses_batch_norm() {
+                "crop_noise"
+            } else if dataset == "mnist" || dataset == "fashionmnist" {
+                "crop_scale_rotate"
+            } else {
+                return Ok((build_plugin::<dyn Augmenter>(&crate::config::PluginChoice::named("none"))?.0, "none".into()));
+            };
+            let mut c = crate::config::PluginChoice::named("dc");
+            c.config.insert("strategy".into(), Value::String(strategy.into()));
+            c
+        }
+    };
+    let (augmenter, resolved, plugin) = build_plugin::<dyn Augmenter>(&choice)?;
+    let name = match resolved.get("strategy").and_then(Value::as_str) {
+        Some(strategy) => format!("{}:{strategy}", plugin.name),
+        None => plugin.name.to_string(),
+    };
+    Ok((augmenter, name))
+}
+
+/// Evaluation epochs: `eval.epochs`, else 1000 with DSA and 300 otherwise (DESIGN.md).
+fn eval_epochs(config: &RunConfig, augment_name: &str) -> usize {
+    config.eval.epochs.unwrap_or(if augment_name.starts_with("dsa") { 1000 } else { 300 })
 }
 
 /// Refuses to overwrite a non-empty output directory unless forced.
@@ -262,22 +332,21 @@ fn evaluate_on_archs(
     quiet: bool,
 ) -> Result<Vec<Evaluation>> {
     let mut archs: Vec<(String, Box<dyn Architecture>)> = Vec::new();
-    if run.config.eval.archs.is_empty() {
-        let (arch, _, plugin) = build_plugin::<dyn Architecture>(&run.config.arch)?;
-        archs.push((plugin.name.to_string(), arch));
-    } else {
-        for name in &run.config.eval.archs {
-            let plugin = find::<dyn Architecture>(name)?;
+    for name in eval_arch_names(&run.config)? {
+        if name == run.config.arch.name.to_ascii_lowercase() {
+            // The condensation architecture keeps its configuration (e.g. a set width).
+            let (arch, _, plugin) = build_plugin::<dyn Architecture>(&run.config.arch)?;
+            archs.push((plugin.name.to_string(), arch));
+        } else {
+            let plugin = find::<dyn Architecture>(&name)?;
             archs.push((plugin.name.to_string(), plugin.instantiate(&Value::Null)?));
         }
     }
     let mut out = Vec::new();
     for (name, arch) in &archs {
-        let report = |k: usize, acc: f64| {
-            if !quiet {
-                eprintln!("  eval {set_name} on {name}: network {} test accuracy {:.2} %", k + 1, 100.0 * acc);
-            }
-        };
+        let bar = Progress::new(&format!("eval {set_name} on {name}"), run.config.eval.nets, quiet, 1);
+        let report = |k: usize, acc: f64| bar.step(k + 1, &format!("last test accuracy {:.2} %", 100.0 * acc));
+        let (augmenter, augment_name) = eval_augmenter_for(&run.config, arch.as_ref())?;
         let setup = EvalSetup {
             arch: arch.as_ref(),
             arch_name: name,
@@ -285,12 +354,15 @@ fn evaluate_on_archs(
             shape: ds.train.shape,
             test: &ds.test,
             config: &run.config.eval,
-            augmenter: run.eval_augmenter.as_ref(),
+            augmenter: augmenter.as_ref(),
+            augment_name: &augment_name,
+            epochs: eval_epochs(&run.config, &augment_name),
             device: &run.device,
             seed: crate::rng::derive_seed(run.settings.seed, &[crate::engine::EVAL_STREAM]),
             on_network: Some(&report),
         };
         let ev = evaluate_set(&setup, set_name, images, labels)?;
+        bar.finish();
         if !quiet {
             eprintln!("{set_name} on {name}: {} over {} networks", ev.summary(), ev.accuracies.len());
         }
@@ -353,23 +425,15 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     let ds = load_dataset(&run.config, opts.quiet)?;
     let mut logger = FanOut(vec![Box::new(TensorBoardLogger::new(&run.out.join("tensorboard"))) as Box<dyn MetricLogger>]);
     let total = run.settings.iterations;
-    let log_every = run.config.log_every;
-    let quiet = opts.quiet;
     let started = Instant::now();
+    let bar = Progress::new("condense", total, opts.quiet, run.config.log_every);
     let mut progress = |it: usize, r: &IterationReport, secs: f64| {
-        let done = it + 1;
-        if !quiet && log_every > 0 && (done.is_multiple_of(log_every) || done == total || it == 0) {
-            let eta = started.elapsed().as_secs_f64() / done as f64 * (total - done) as f64;
-            eprintln!(
-                "iteration {done}/{total}: loss {:.4}, outer {} inner {}{}, {:.2} s/it, ETA {:.0} s",
-                r.last_loss,
-                r.outer_steps,
-                r.inner_epochs,
-                if r.capped { " (capped)" } else { "" },
-                secs,
-                eta
-            );
-        }
+        let capped = if r.capped { " (capped)" } else { "" };
+        let message = format!(
+            "loss {:.4}, outer {} inner {}{capped}, {secs:.2} s/it",
+            r.last_loss, r.outer_steps, r.inner_epochs
+        );
+        bar.step(it + 1, &message);
     };
     if !opts.quiet {
         eprintln!(
@@ -393,6 +457,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     let config_text = serde_json::to_string_pretty(&run.resolved_json).unwrap_or_default();
     logger.text("config", 0, &format!("```\n{config_text}\n```"));
     let outcome = condense(&ds, &mut run.components, &run.settings, &run.device, &mut logger, &mut progress, control)?;
+    bar.finish();
     let seconds_total = started.elapsed().as_secs_f64();
     let syn = &outcome.synthetic;
     syn.save(&run.out.join("synthetic.safetensors"))?;
@@ -426,7 +491,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         evaluations,
         condensation: Some(summary),
     };
-    write_json(&run.out.join("results.json"), &results)?;
+    write_results(&run.out, &results)?;
     if !opts.quiet {
         print_table(&results);
     }
@@ -457,7 +522,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
     let results = Results { command: "evaluate".into(), dataset: ds.name.clone(), ipc: syn.ipc, evaluations, condensation: None };
-    write_json(&run.out.join("results.json"), &results)?;
+    write_results(&run.out, &results)?;
     if !opts.quiet {
         print_table(&results);
     }
@@ -472,18 +537,51 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
     let ds = load_dataset(&run.config, opts.quiet)?;
     let evaluations = random_baseline(&run, &ds, opts.quiet)?;
     let results = Results { command: "baseline".into(), dataset: ds.name.clone(), ipc: run.settings.ipc, evaluations, condensation: None };
-    write_json(&run.out.join("results.json"), &results)?;
+    write_results(&run.out, &results)?;
     if !opts.quiet {
         print_table(&results);
     }
     Ok(results)
 }
 
-/// Prints the evaluations as a small table on stdout.
-pub fn print_table(results: &Results) {
-    println!("\n{} ipc {} — test accuracy (mean +- std over networks)", results.dataset, results.ipc);
-    println!("{:<10} {:<14} {:>20}", "set", "arch", "accuracy");
+/// The evaluations as a markdown table: one row per architecture, one column per set.
+pub fn markdown_table(results: &Results) -> String {
+    let mut sets: Vec<&str> = Vec::new();
+    let mut archs: Vec<&str> = Vec::new();
     for ev in &results.evaluations {
-        println!("{:<10} {:<14} {:>20}", ev.set, ev.arch, ev.summary());
+        if !sets.contains(&ev.set.as_str()) {
+            sets.push(&ev.set);
+        }
+        if !archs.contains(&ev.arch.as_str()) {
+            archs.push(&ev.arch);
+        }
     }
+    let mut out = format!(
+        "# {} ipc {}: test accuracy (%), mean +- std over networks\n\n| architecture | {} | epochs | augmentation |\n|---|{}---|---|\n",
+        results.dataset,
+        results.ipc,
+        sets.join(" | "),
+        "---|".repeat(sets.len())
+    );
+    for arch in archs {
+        let row: Vec<&Evaluation> = results.evaluations.iter().filter(|e| e.arch == arch).collect();
+        let cells: Vec<String> = sets
+            .iter()
+            .map(|s| row.iter().find(|e| e.set == *s).map_or("-".to_string(), |e| e.summary().replace(" %", "")))
+            .collect();
+        let first = row[0];
+        out.push_str(&format!("| {arch} | {} | {} | {} |\n", cells.join(" | "), first.epochs, first.augment));
+    }
+    out
+}
+
+/// Writes results.json and evaluations.md into `out`.
+fn write_results(out: &Path, results: &Results) -> Result<()> {
+    write_json(&out.join("results.json"), results)?;
+    crate::output::write_atomic(&out.join("evaluations.md"), markdown_table(results).as_bytes())
+}
+
+/// Prints the evaluations as a table on stdout.
+pub fn print_table(results: &Results) {
+    println!("\n{}", markdown_table(results));
 }

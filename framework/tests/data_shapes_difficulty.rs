@@ -25,7 +25,10 @@ struct ConvNet {
 
 impl ConvNet {
     fn new(vb: VarBuilder, width: usize, classes: usize) -> candle_core::Result<Self> {
-        let cfg = Conv2dConfig { padding: 1, ..Default::default() };
+        let cfg = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
         let mut blocks = Vec::new();
         let mut cin = 3;
         for d in 0..3 {
@@ -51,8 +54,12 @@ impl ConvNet {
 #[test]
 #[ignore = "trains ConvNets (minutes on a CPU); run by hand to calibrate shapes"]
 fn shapes_ipc10_convnet_accuracy() -> cafe_framework::Result<()> {
-    let (width, epochs, runs, ipc) =
-        (env("PROBE_WIDTH", 128), env("PROBE_EPOCHS", 300), env("PROBE_RUNS", 2), env("PROBE_IPC", 10));
+    let (width, epochs, runs, ipc) = (
+        env("PROBE_WIDTH", 128),
+        env("PROBE_EPOCHS", 300),
+        env("PROBE_RUNS", 2),
+        env("PROBE_IPC", 10),
+    );
     let device = Device::Cpu;
     let ds = load("shapes", &LoadOptions::default())?;
     let test_idx: Vec<usize> = (0..ds.test.len()).collect();
@@ -115,18 +122,26 @@ fn shapes_picture() -> cafe_framework::Result<()> {
     let (w, h) = (cols * cell, 10 * cell);
     let mut img = image::RgbImage::new(w as u32, h as u32);
     for class in 0..10 {
-        let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] as usize == class).take(cols).collect();
+        let idx: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] as usize == class)
+            .take(cols)
+            .collect();
         for (col, &i) in idx.iter().enumerate() {
             for y in 0..side * scale {
                 for x in 0..side * scale {
                     let p = |c: usize| (raw[i * 768 + c * 256 + (y / scale) * 16 + x / scale] * 255.0) as u8;
-                    img.put_pixel((col * cell + x) as u32, (class * cell + y) as u32, image::Rgb([p(0), p(1), p(2)]));
+                    img.put_pixel(
+                        (col * cell + x) as u32,
+                        (class * cell + y) as u32,
+                        image::Rgb([p(0), p(1), p(2)]),
+                    );
                 }
             }
         }
     }
     let path = std::env::var("SHAPES_PNG").unwrap_or_else(|_| "/tmp/shapes.png".into());
-    img.save(&path).map_err(|e| cafe_framework::Error::Other(e.to_string()))?;
+    img.save(&path)
+        .map_err(|e| cafe_framework::Error::Other(e.to_string()))?;
     println!("wrote {path}");
     Ok(())
 }

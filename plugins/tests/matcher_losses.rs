@@ -253,7 +253,9 @@ proptest! {
 
     #[test]
     fn every_matcher_is_zero_when_the_synthetic_set_is_the_real_batch(seed in 0u64..1000) {
-        for (name, config, tol) in [("distribution", json!({}), 1e-20), ("cafe", json!({"inner_weight": 0.0}), 1e-20), ("gradient", json!({"dis_metric": "mse"}), 1e-20), ("gradient", json!({}), 1e-3)] {
+        for (name, config, tol) in [("distribution", json!({}), 1e-20), ("cafe", json!({"inner_weight": 0.0}), 1e-20), ("gradient", json!({"dis_metric": "mse"}), 1e-20), // `ours` adds 1e-6 to each row's norm product, so identical gradients leave
+            // 1e-6 / |row|^2 per row: small, not zero, on the small rows of a width-4 net.
+            ("gradient", json!({}), 5e-2), ("gradient", json!({"dis_metric": "cos"}), 1e-3)] {
             let m = matcher(name, config);
             let s = setup(2, 3, 3, seed, "instancenorm");
             // Synthetic class c := the real batch of class c (ipc = batch_real = 3).

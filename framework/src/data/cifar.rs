@@ -74,9 +74,12 @@ fn parse_records(
     let label_bytes = if kind == DatasetKind::Cifar100 { 2 } else { 1 };
     let record = label_bytes + PIXELS;
     if bytes.is_empty() {
-        return Err(corrupt(path, format!("file is empty; expected records of {record} bytes")));
+        return Err(corrupt(
+            path,
+            format!("file is empty; expected records of {record} bytes"),
+        ));
     }
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         return Err(corrupt(
             path,
             format!(
@@ -114,7 +117,11 @@ fn load_split(kind: DatasetKind, paths: &[PathBuf]) -> Result<ImageSet> {
         let bytes = read_file(path)?;
         parse_records(&bytes, path, kind, &tables, &mut images, &mut labels)?;
     }
-    Ok(ImageSet { images, labels, shape: kind.shape() })
+    Ok(ImageSet {
+        images,
+        labels,
+        shape: kind.shape(),
+    })
 }
 
 /// Loads the dataset from the resolved paths (in [`files`] order: train files, test file).

@@ -33,7 +33,10 @@ impl Dataset {
             .enumerate()
             .map(|(k, &v)| {
                 let c = (k / plane.max(1)) % channels;
-                let (m, s) = (self.mean.get(c).copied().unwrap_or(0.0), self.std.get(c).copied().unwrap_or(1.0));
+                let (m, s) = (
+                    self.mean.get(c).copied().unwrap_or(0.0),
+                    self.std.get(c).copied().unwrap_or(1.0),
+                );
                 v * s + m
             })
             .collect()

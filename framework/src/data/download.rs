@@ -177,10 +177,8 @@ pub fn verify_checksum(path: &Path, expected: &str) -> Result<()> {
 /// Extracts the `.tar.gz` at `archive` into `dest`. The `tar` crate refuses entries that would
 /// land outside `dest` (absolute paths, `..`).
 pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<()> {
-    let file =
-        File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
-    std::fs::create_dir_all(dest)
-        .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+    let file = File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
+    std::fs::create_dir_all(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
     tar::Archive::new(GzDecoder::new(BufReader::new(file)))
         .unpack(dest)
         .map_err(|e| corrupt(archive, format!("cannot extract the tar.gz archive: {e}")))
@@ -188,7 +186,9 @@ pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<()> {
 
 /// Fetches `url` into `dest` through `<dest>.part`, verifying the MD5 before the rename.
 fn fetch(kind: DatasetKind, file: &RemoteFile, dest: &Path) -> Result<()> {
-    let part = PathBuf::from(format!("{}.part", dest.display()));
+    let mut part = dest.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
     let unreachable = |e: String| Error::DatasetMissing {
         dataset: kind.name().to_string(),
         message: format!(
@@ -200,18 +200,16 @@ fn fetch(kind: DatasetKind, file: &RemoteFile, dest: &Path) -> Result<()> {
     };
     let response = ureq::get(file.url).call().map_err(|e| unreachable(e.to_string()))?;
     let mut reader = response.into_reader();
-    let mut out =
-        File::create(&part).map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
+    let mut out = File::create(&part).map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
     std::io::copy(&mut reader, &mut out).map_err(|e| unreachable(e.to_string()))?;
-    out.flush().map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
+    out.flush()
+        .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
     drop(out);
     if let Err(e) = verify_checksum(&part, file.md5) {
         let _ = std::fs::remove_file(&part);
         return Err(e);
     }
-    std::fs::rename(&part, dest).map_err(|e| {
-        Error::io(format!("renaming {} to {}", part.display(), dest.display()), e)
-    })
+    std::fs::rename(&part, dest).map_err(|e| Error::io(format!("renaming {} to {}", part.display(), dest.display()), e))
 }
 
 /// Downloads (and extracts) every file of `kind` into `data_dir`, in the layout the loaders
@@ -221,12 +219,13 @@ pub fn download(kind: DatasetKind, data_dir: &Path) -> Result<()> {
     for file in remote_files(kind) {
         let dest = data_dir.join(file.path);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
         }
         let present = dest.is_file() && verify_checksum(&dest, file.md5).is_ok();
         if !present {
-            let size = file.size.map_or(String::new(), |s| format!(" ({:.0} MB)", s as f64 / 1e6));
+            let size = file
+                .size
+                .map_or(String::new(), |s| format!(" ({:.0} MB)", s as f64 / 1e6));
             eprintln!("downloading {}{size} to {}", file.url, dest.display());
             fetch(kind, file, &dest)?;
         }

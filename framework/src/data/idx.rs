@@ -30,24 +30,19 @@ fn describe_magic(magic: u32) -> String {
 
 /// Reads the magic and `dims` dimensions and checks the payload length: returns the
 /// dimensions and the payload.
-fn header<'a>(
-    bytes: &'a [u8],
-    path: &Path,
-    magic: u32,
-    what: &str,
-    dims: usize,
-) -> Result<(Vec<u32>, &'a [u8])> {
+fn header<'a>(bytes: &'a [u8], path: &Path, magic: u32, what: &str, dims: usize) -> Result<(Vec<u32>, &'a [u8])> {
     let header_len = 4 + 4 * dims;
-    if bytes.len() < header_len {
-        return Err(corrupt(
+    let too_short = || {
+        corrupt(
             path,
             format!(
                 "file is {} bytes, too short for the {header_len}-byte IDX header of {what}",
                 bytes.len()
             ),
-        ));
-    }
-    let found = be_u32(bytes, 0).unwrap_or(0);
+        )
+    };
+    // The magic first (it tells a label file from an image file), then the rest of the header.
+    let found = be_u32(bytes, 0).ok_or_else(too_short)?;
     if found != magic {
         return Err(corrupt(
             path,
@@ -57,6 +52,9 @@ fn header<'a>(
                 describe_magic(found)
             ),
         ));
+    }
+    if bytes.len() < header_len {
+        return Err(too_short());
     }
     let sizes: Vec<u32> = (0..dims).map(|d| be_u32(bytes, 4 + 4 * d).unwrap_or(0)).collect();
     // Saturating: a product of three u32 can exceed u64, and a huge claim must still compare
@@ -81,12 +79,7 @@ fn header<'a>(
 
 /// Parses an image file; checks every image is `rows` x `cols`. Returns the image count and
 /// the pixels (`count * rows * cols` bytes, row-major).
-pub(crate) fn parse_images<'a>(
-    bytes: &'a [u8],
-    path: &Path,
-    rows: usize,
-    cols: usize,
-) -> Result<(usize, &'a [u8])> {
+pub(crate) fn parse_images<'a>(bytes: &'a [u8], path: &Path, rows: usize, cols: usize) -> Result<(usize, &'a [u8])> {
     let (dims, pixels) = header(bytes, path, IMAGES_MAGIC, "images", 3)?;
     if dims[1] as usize != rows || dims[2] as usize != cols {
         return Err(corrupt(

@@ -59,9 +59,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Shapes => ImageShape::new(3, 16, 16),
             DatasetKind::Mnist | DatasetKind::FashionMnist => ImageShape::new(1, 28, 28),
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Svhn => {
-                ImageShape::new(3, 32, 32)
-            }
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Svhn => ImageShape::new(3, 32, 32),
         }
     }
 

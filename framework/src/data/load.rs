@@ -36,7 +36,10 @@ pub fn load(name: &str, options: &LoadOptions) -> Result<Dataset> {
     if kind == DatasetKind::Shapes {
         return Ok(shapes::generate(options.seed));
     }
-    let data_dir = options.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let paths = match find(kind, &data_dir) {
         Ok(paths) => paths,
         Err(_) if options.download => {

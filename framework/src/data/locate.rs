@@ -56,12 +56,18 @@ pub(crate) fn missing_error(kind: DatasetKind, report: &[String], hint: &str) ->
     }
     message.push_str("\nTo get them: ");
     message.push_str(hint);
-    Error::DatasetMissing { dataset: kind.name().to_string(), message }
+    Error::DatasetMissing {
+        dataset: kind.name().to_string(),
+        message,
+    }
 }
 
 /// `Error::DatasetCorrupt` for `path`.
 pub(crate) fn corrupt(path: &Path, message: impl Into<String>) -> Error {
-    Error::DatasetCorrupt { path: path.to_path_buf(), message: message.into() }
+    Error::DatasetCorrupt {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// The whole content of `path`, gunzipped when it starts with the gzip magic bytes (the name

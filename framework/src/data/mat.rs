@@ -119,8 +119,7 @@ pub fn parse_mat(bytes: &[u8], path: &Path, wanted: &[&str]) -> Result<Vec<MatAr
                         format!("compressed element at byte {start}: invalid zlib stream: {e}"),
                     )
                 })?;
-                let mut stream =
-                    top.sub(&inflated, format!("compressed element at byte {start}"));
+                let mut stream = top.sub(&inflated, format!("compressed element at byte {start}"));
                 while stream.remaining() > 0 && !stream.only_padding_left() {
                     let inner = stream.element("a variable")?;
                     if inner.data_type != MI_MATRIX {
@@ -153,7 +152,10 @@ fn check_header(bytes: &[u8], path: &Path) -> Result<bool> {
             ),
         ));
     }
-    let text: String = String::from_utf8_lossy(&bytes[..20]).chars().filter(|c| !c.is_control()).collect();
+    let text: String = String::from_utf8_lossy(&bytes[..20])
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
     if bytes.starts_with(b"MATLAB 7.3") {
         return Err(corrupt(
             path,
@@ -175,7 +177,11 @@ fn check_header(bytes: &[u8], path: &Path) -> Result<bool> {
         }
     };
     let v = [bytes[124], bytes[125]];
-    let version = if big_endian { u16::from_be_bytes(v) } else { u16::from_le_bytes(v) };
+    let version = if big_endian {
+        u16::from_be_bytes(v)
+    } else {
+        u16::from_le_bytes(v)
+    };
     if version != 0x0100 {
         return Err(corrupt(
             path,
@@ -203,7 +209,13 @@ struct Reader<'a, 'p> {
 
 impl<'a, 'p> Reader<'a, 'p> {
     fn sub<'b>(&self, bytes: &'b [u8], context: String) -> Reader<'b, 'p> {
-        Reader { bytes, pos: 0, big_endian: self.big_endian, path: self.path, context }
+        Reader {
+            bytes,
+            pos: 0,
+            big_endian: self.big_endian,
+            path: self.path,
+            context,
+        }
     }
 
     fn remaining(&self) -> usize {
@@ -220,7 +232,12 @@ impl<'a, 'p> Reader<'a, 'p> {
     }
 
     fn u32_at(&self, at: usize) -> u32 {
-        let b = [self.bytes[at], self.bytes[at + 1], self.bytes[at + 2], self.bytes[at + 3]];
+        let b = [
+            self.bytes[at],
+            self.bytes[at + 1],
+            self.bytes[at + 2],
+            self.bytes[at + 3],
+        ];
         if self.big_endian {
             u32::from_be_bytes(b)
         } else {
@@ -286,7 +303,7 @@ impl<'a, 'p> Reader<'a, 'p> {
         let complex = flag_word & 0x0800 != 0;
 
         let dims_el = self.element("the dimensions")?;
-        if dims_el.data_type != MI_INT32 || dims_el.data.len() % 4 != 0 || dims_el.data.len() < 8 {
+        if dims_el.data_type != MI_INT32 || !dims_el.data.len().is_multiple_of(4) || dims_el.data.len() < 8 {
             return Err(self.error(format!(
                 "expected dimensions (miINT32, at least 2), found type {} with {} bytes",
                 dims_el.data_type,
@@ -318,9 +335,10 @@ impl<'a, 'p> Reader<'a, 'p> {
         if complex {
             return Err(self.error(format!("variable '{name}' is complex; expected real values")));
         }
-        let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
-            self.error(format!("variable '{name}': dimensions {dims:?} overflow"))
-        })?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| self.error(format!("variable '{name}': dimensions {dims:?} overflow")))?;
         let real = self.element(&format!("the values of '{name}'"))?;
         let size = element_size(real.data_type).ok_or_else(|| {
             self.error(format!(
@@ -339,10 +357,18 @@ impl<'a, 'p> Reader<'a, 'p> {
             MatData::U8(real.data.to_vec())
         } else {
             MatData::F64(
-                real.data.chunks_exact(size).map(|c| self.decode(real.data_type, c)).collect(),
+                real.data
+                    .chunks_exact(size)
+                    .map(|c| self.decode(real.data_type, c))
+                    .collect(),
             )
         };
-        Ok(Some(MatArray { name, class, dims, data }))
+        Ok(Some(MatArray {
+            name,
+            class,
+            dims,
+            data,
+        }))
     }
 
     /// One value of storage type `t` (its size checked by the caller) as `f64`.
@@ -352,7 +378,11 @@ impl<'a, 'p> Reader<'a, 'p> {
             ($ty:ty, $n:expr) => {{
                 let mut a = [0u8; $n];
                 a.copy_from_slice(c);
-                (if be { <$ty>::from_be_bytes(a) } else { <$ty>::from_le_bytes(a) }) as f64
+                (if be {
+                    <$ty>::from_be_bytes(a)
+                } else {
+                    <$ty>::from_le_bytes(a)
+                }) as f64
             }};
         }
         match t {

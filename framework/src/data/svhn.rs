@@ -30,7 +30,10 @@ pub(crate) fn hint() -> String {
 
 fn take(arrays: &mut Vec<MatArray>, name: &str, path: &Path) -> Result<MatArray> {
     let at = arrays.iter().position(|a| a.name == name).ok_or_else(|| {
-        corrupt(path, format!("no numeric variable '{name}' in the file (expected X and y)"))
+        corrupt(
+            path,
+            format!("no numeric variable '{name}' in the file (expected X and y)"),
+        )
     })?;
     Ok(arrays.swap_remove(at))
 }
@@ -73,7 +76,10 @@ fn load_split(path: &Path) -> Result<ImageSet> {
     if !dims_ok {
         return Err(corrupt(
             path,
-            format!("X has dimensions {:?}, expected [32, 32, 3, {n}] to match the {n} labels of y", x.dims),
+            format!(
+                "X has dimensions {:?}, expected [32, 32, 3, {n}] to match the {n} labels of y",
+                x.dims
+            ),
         ));
     }
     let (h, w, c) = (shape.height, shape.width, shape.channels);
@@ -107,7 +113,10 @@ fn load_split(path: &Path) -> Result<ImageSet> {
 /// Loads the dataset from the resolved paths (train, test).
 pub(crate) fn load(paths: &[PathBuf]) -> Result<Dataset> {
     let [train, test] = paths else {
-        return Err(crate::Error::Other(format!("internal: expected 2 SVHN paths, got {}", paths.len())));
+        return Err(crate::Error::Other(format!(
+            "internal: expected 2 SVHN paths, got {}",
+            paths.len()
+        )));
     };
     let kind = DatasetKind::Svhn;
     Ok(Dataset {

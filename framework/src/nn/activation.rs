@@ -1,9 +1,10 @@
-//! Activations, written with candle ops whose backward is itself differentiable (second-order
-//! gradients for DC).
+//! Activations whose backward is itself differentiable (second-order gradients for DC).
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::activation_op::rectify;
+use super::cpu_op::native;
 use crate::Result;
 
 /// Negative slope of [`leaky_relu`]: PyTorch's default, which DC's `nn.LeakyReLU` uses.
@@ -29,7 +30,11 @@ impl Activation {
     }
 }
 
+/// `max(x, 0)`; the gradient at 0 is 0, as in PyTorch. A fused op on the CPU in f32/f64.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if native(x) {
+        return rectify(x, 0.0);
+    }
     Ok(x.relu()?)
 }
 
@@ -39,8 +44,16 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::sigmoid(x)?)
 }
 
-/// `x` where `x > 0`, else `0.01 x`. A select rather than `max(x, 0.01 x)`, so that the
-/// gradient at exactly 0 is the slope, as in PyTorch.
+/// `x` where `x > 0`, else `0.01 x`; the gradient at exactly 0 is the slope, as in PyTorch.
+/// A fused op on the CPU in f32/f64, otherwise [`leaky_relu_with_tensor_ops`].
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
+    if native(x) {
+        return rectify(x, LEAKY_RELU_SLOPE);
+    }
+    leaky_relu_with_tensor_ops(x)
+}
+
+/// [`leaky_relu`] as a select (not `max(x, 0.01 x)`, whose gradient at 0 would be split).
+pub fn leaky_relu_with_tensor_ops(x: &Tensor) -> Result<Tensor> {
     Ok(x.gt(0.0)?.where_cond(x, &(x * LEAKY_RELU_SLOPE)?)?)
 }

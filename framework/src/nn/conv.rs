@@ -16,9 +16,11 @@
 //! second-order gradients flow through them (CANDLE_NOTES 1). Off the CPU, or for dtypes other
 //! than f32/f64, [`conv2d`] falls back to candle's `Tensor::conv2d`.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::conv_cpu::{correlate, correlate_weight_grad, Correlation, Elem};
+use super::conv_cpu::{correlate, correlate_weight_grad, Correlation};
+use super::channel_op::channel_sum;
+use super::cpu_op::{native, run2, run3, to_candle, Elem, Kernel2, Kernel3};
 use crate::{Error, Result};
 
 /// 2-D convolution without dilation or groups, as PyTorch's `F.conv2d(x, w, stride=stride,
@@ -33,12 +35,29 @@ use crate::{Error, Result};
 /// When the ranks, channels or dtypes do not match, the kernel is not square, `stride` is 0 or
 /// the padded input is smaller than the kernel.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    conv2d_with_bias(x, w, None, stride, padding)
+}
+
+/// [`conv2d`] plus a per-output-channel `bias` `[o]`, added inside the convolution on the CPU
+/// (the output is written once).
+pub fn conv2d_with_bias(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
     let geo = Geometry::new(x, w, stride, padding)?;
-    let native = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
-    if !native {
-        return Ok(x.conv2d(w, padding, stride, 1, 1)?);
+    if let Some(b) = bias {
+        if b.dims() != [geo.o] || b.dtype() != x.dtype() {
+            return Err(Error::invalid("conv2d bias", format!("{:?} {:?}", b.dims(), b.dtype()), format!("must be [{}] {:?}", geo.o, x.dtype())));
+        }
     }
-    apply(x, w, Forward(geo))
+    if !native(x) {
+        let y = x.conv2d(w, padding, stride, 1, 1)?;
+        return Ok(match bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, geo.o, 1, 1))?)?,
+            None => y,
+        });
+    }
+    match bias {
+        Some(b) => Ok(x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, ForwardBias(geo))?),
+        None => apply(x, w, Forward(geo)),
+    }
 }
 
 /// The shapes one convolution was called with; every op of the family carries it.
@@ -137,47 +156,6 @@ fn needed(t: &Tensor) -> bool {
     t.track_op()
 }
 
-/// The contiguous f32 or f64 data of an operand.
-fn slice<'a, T: Elem>(s: &'a CpuStorage, l: &Layout, get: fn(&CpuStorage) -> Option<&[T]>) -> candle_core::Result<&'a [T]> {
-    let data = get(s).ok_or_else(|| candle_core::Error::Msg("conv2d: unexpected dtype".into()))?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("conv2d: operands must be contiguous"),
-    }
-}
-
-fn f32s(s: &CpuStorage) -> Option<&[f32]> {
-    match s {
-        CpuStorage::F32(v) => Some(v),
-        _ => None,
-    }
-}
-
-fn f64s(s: &CpuStorage) -> Option<&[f64]> {
-    match s {
-        CpuStorage::F64(v) => Some(v),
-        _ => None,
-    }
-}
-
-/// Runs `f` on the two operands as f32 or f64 slices, wrapping the result into a storage.
-fn dispatch(
-    s1: &CpuStorage,
-    l1: &Layout,
-    s2: &CpuStorage,
-    l2: &Layout,
-    shape: Shape,
-    f32_fn: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
-    f64_fn: impl FnOnce(&[f64], &[f64]) -> Vec<f64>,
-) -> candle_core::Result<(CpuStorage, Shape)> {
-    let storage = match (s1, s2) {
-        (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(f32_fn(slice(s1, l1, f32s)?, slice(s2, l2, f32s)?)),
-        (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(f64_fn(slice(s1, l1, f64s)?, slice(s2, l2, f64s)?)),
-        _ => candle_core::bail!("conv2d: operands must both be f32 or both f64"),
-    };
-    Ok((storage, shape))
-}
-
 /// Checks an operand against the geometry (`dims[0] == None`: any batch size) and returns its
 /// first dimension. The kernels index by the geometry, so a mismatch must stop here.
 fn expect(l: &Layout, what: &str, dims: [Option<usize>; 4]) -> candle_core::Result<usize> {
@@ -192,6 +170,13 @@ fn expect(l: &Layout, what: &str, dims: [Option<usize>; 4]) -> candle_core::Resu
 /// `A(x, w)`: the convolution.
 struct Forward(Geometry);
 
+impl Kernel2 for Forward {
+    const NAME: &'static str = "conv2d";
+    fn run<T: Elem>(&self, x: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
+        Ok(correlate(&self.0.forward(), x, w, self.0.o, None))
+    }
+}
+
 impl CustomOp2 for Forward {
     fn name(&self) -> &'static str {
         "cafe-conv2d"
@@ -201,9 +186,7 @@ impl CustomOp2 for Forward {
         let g = self.0;
         let n = expect(l1, "input", [None, Some(g.c), Some(g.h), Some(g.w)])?;
         expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
-        let shape = Shape::from((n, g.o, g.out_h, g.out_w));
-        let geo = g.forward();
-        dispatch(s1, l1, s2, l2, shape, |x, w| correlate(&geo, x, w, g.o), |x, w| correlate(&geo, x, w, g.o))
+        Ok((run2(self, s1, l1, s2, l2)?, Shape::from((n, g.o, g.out_h, g.out_w))))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
@@ -214,8 +197,55 @@ impl CustomOp2 for Forward {
     }
 }
 
+/// `A(x, w) + b`: the convolution with its bias.
+struct ForwardBias(Geometry);
+
+impl Kernel3 for ForwardBias {
+    const NAME: &'static str = "conv2d";
+    fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T]) -> candle_core::Result<Vec<T>> {
+        Ok(correlate(&self.0.forward(), x, w, self.0.o, Some(b)))
+    }
+}
+
+impl CustomOp3 for ForwardBias {
+    fn name(&self) -> &'static str {
+        "cafe-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let n = expect(l1, "input", [None, Some(g.c), Some(g.h), Some(g.w)])?;
+        expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
+        if l3.shape().dims() != [g.o] {
+            candle_core::bail!("conv2d: bias has shape {:?}, expected [{}]", l3.shape().dims(), g.o)
+        }
+        Ok((run3(self, s1, l1, s2, l2, s3, l3)?, Shape::from((n, g.o, g.out_h, g.out_w))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (conv_x, conv_w) = Forward(self.0).bwd(x, w, res, grad)?;
+        let gb = needed(b).then(|| channel_sum(grad)).transpose().map_err(to_candle)?;
+        Ok((conv_x, conv_w, gb))
+    }
+}
+
 /// `B(g, w)`: the input gradient of `A` for output gradient `g`.
 struct InputGrad(Geometry);
+
+impl Kernel2 for InputGrad {
+    const NAME: &'static str = "conv2d input gradient";
+    fn run<T: Elem>(&self, gy: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
+        Ok(correlate(&self.0.input_grad(), gy, &self.0.flipped_kernel(w), self.0.c, None))
+    }
+}
 
 impl CustomOp2 for InputGrad {
     fn name(&self) -> &'static str {
@@ -226,17 +256,7 @@ impl CustomOp2 for InputGrad {
         let g = self.0;
         let n = expect(l1, "output gradient", [None, Some(g.o), Some(g.out_h), Some(g.out_w)])?;
         expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
-        let shape = Shape::from((n, g.c, g.h, g.w));
-        let geo = g.input_grad();
-        dispatch(
-            s1,
-            l1,
-            s2,
-            l2,
-            shape,
-            |gy, w| correlate(&geo, gy, &g.flipped_kernel(w), g.c),
-            |gy, w| correlate(&geo, gy, &g.flipped_kernel(w), g.c),
-        )
+        Ok((run2(self, s1, l1, s2, l2)?, Shape::from((n, g.c, g.h, g.w))))
     }
 
     /// `d <B(g, w), u> = <dg, A(u, w)> + <C(g, u), dw>`.
@@ -251,6 +271,13 @@ impl CustomOp2 for InputGrad {
 /// `C(g, x)`: the weight gradient of `A` for output gradient `g` and input `x`.
 struct WeightGrad(Geometry);
 
+impl Kernel2 for WeightGrad {
+    const NAME: &'static str = "conv2d weight gradient";
+    fn run<T: Elem>(&self, gy: &[T], x: &[T]) -> candle_core::Result<Vec<T>> {
+        Ok(correlate_weight_grad(&self.0.forward(), gy, x, self.0.o))
+    }
+}
+
 impl CustomOp2 for WeightGrad {
     fn name(&self) -> &'static str {
         "cafe-conv2d-weight-grad"
@@ -260,17 +287,7 @@ impl CustomOp2 for WeightGrad {
         let g = self.0;
         let n = expect(l1, "output gradient", [None, Some(g.o), Some(g.out_h), Some(g.out_w)])?;
         expect(l2, "input", [Some(n), Some(g.c), Some(g.h), Some(g.w)])?;
-        let shape = Shape::from((g.o, g.c, g.k, g.k));
-        let geo = g.forward();
-        dispatch(
-            s1,
-            l1,
-            s2,
-            l2,
-            shape,
-            |gy, x| correlate_weight_grad(&geo, gy, x, g.o),
-            |gy, x| correlate_weight_grad(&geo, gy, x, g.o),
-        )
+        Ok((run2(self, s1, l1, s2, l2)?, Shape::from((g.o, g.c, g.k, g.k))))
     }
 
     /// `d <C(g, x), v> = <dg, A(x, v)> + <B(g, v), dx>`.
@@ -279,13 +296,5 @@ impl CustomOp2 for WeightGrad {
         let d_gy = needed(gy).then(|| apply(x, v, Forward(g))).transpose();
         let d_x = needed(x).then(|| apply(gy, v, InputGrad(g))).transpose();
         Ok((d_gy.map_err(to_candle)?, d_x.map_err(to_candle)?))
-    }
-}
-
-/// The ops' backward must return candle's error type.
-fn to_candle(e: Error) -> candle_core::Error {
-    match e {
-        Error::Candle(e) => e,
-        other => candle_core::Error::Msg(other.to_string()),
     }
 }

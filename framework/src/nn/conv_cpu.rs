@@ -10,21 +10,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// The element types the kernels run on (f32 and f64), with what the kernels need of them.
-pub(crate) trait Elem: Copy + Send + Sync + std::ops::AddAssign + 'static {
-    const ZERO: Self;
-    const ONE: Self;
-}
-
-impl Elem for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
-
-impl Elem for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
+use super::cpu_op::Elem;
 
 /// A strided correlation: `out[oy, ox] = sum in'[oy * stride + ky - pad, ox * stride + kx - pad]
 /// * kernel[ky, kx]`, where `in'` is the input with `dilation - 1` zeros inserted between
@@ -169,9 +155,10 @@ fn matmul<T: Elem>(
     }
 }
 
-/// `out[n] = kernel[out_c, patch] @ im2col(input[n])` for every image: a forward correlation.
-/// `input` is `[n, in_c, in_h, in_w]`, the result `[n, out_c, out_h, out_w]`.
-pub(crate) fn correlate<T: Elem>(geo: &Correlation, input: &[T], kernel: &[T], out_c: usize) -> Vec<T> {
+/// `out[n] = kernel[out_c, patch] @ im2col(input[n]) (+ bias[out_c])` for every image: a
+/// forward correlation. `input` is `[n, in_c, in_h, in_w]`, the result `[n, out_c, out_h, out_w]`.
+/// The bias is written first and the product accumulated onto it: the addition is free.
+pub(crate) fn correlate<T: Elem>(geo: &Correlation, input: &[T], kernel: &[T], out_c: usize, bias: Option<&[T]>) -> Vec<T> {
     let (patch, pixels) = (geo.patch(), geo.pixels());
     let n = input.len() / geo.in_len().max(1);
     let mut out = vec![T::ZERO; n * out_c * pixels];
@@ -180,7 +167,10 @@ pub(crate) fn correlate<T: Elem>(geo: &Correlation, input: &[T], kernel: &[T], o
     }
     let one = |src: &[T], dst: &mut [T], cols: &mut Vec<T>, par: Parallelism| {
         geo.im2col(src, cols);
-        matmul((out_c, pixels, patch), dst, false, kernel, cols, pixels, false, par);
+        if let Some(bias) = bias {
+            dst.chunks_exact_mut(pixels).zip(bias).for_each(|(row, &b)| row.fill(b));
+        }
+        matmul((out_c, pixels, patch), dst, bias.is_some(), kernel, cols, pixels, false, par);
     };
     if split_by_image(n) {
         input

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::conv::conv2d;
+use super::conv::conv2d_with_bias;
 use super::init::{default_bound, uniform_var};
 use crate::{Error, Result, Rng};
 
@@ -75,11 +75,8 @@ impl Conv2d {
     /// # Shapes
     /// `[n, in, h, w] -> [n, out, h', w']`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv2d(x, self.weight.as_tensor(), self.config.stride, self.config.padding)?;
-        match &self.bias {
-            Some(b) => Ok(y.broadcast_add(&b.as_tensor().reshape((1, b.dim(0)?, 1, 1))?)?),
-            None => Ok(y),
-        }
+        let bias = self.bias.as_ref().map(|b| b.as_tensor());
+        conv2d_with_bias(x, self.weight.as_tensor(), bias, self.config.stride, self.config.padding)
     }
 
     pub fn weight(&self) -> &Var {

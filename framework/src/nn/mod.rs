@@ -2,23 +2,30 @@
 //! layers DC's networks are made of, and their random initialisation.
 
 pub mod activation;
+mod activation_op;
 pub mod batch_norm;
+mod channel_op;
 pub mod conv;
 mod conv_cpu;
+mod cpu_op;
 pub mod conv_layer;
 pub mod group_norm;
+mod group_norm_op;
 pub mod init;
 pub mod layer_norm;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+mod pool_op;
+pub mod pool_k;
 
 pub use activation::{leaky_relu, relu, sigmoid, Activation};
 pub use batch_norm::{BatchNorm2d, RunningStats};
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_with_bias};
 pub use conv_layer::{Conv2d, Conv2dConfig};
 pub use group_norm::{group_normalize, GroupNorm};
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use norm::{Norm, NormKind};
 pub use pool::{avg_pool2x2, max_pool2x2, Pooling};
+pub use pool_k::{avg_pool_k, max_pool_k};

@@ -1,13 +1,15 @@
-//! 2x2 pooling with stride 2, written as reshape + mean/max so that its gradient is right for
-//! odd sizes too.
+//! 2x2 pooling with stride 2 whose gradient is right for odd sizes too.
 //!
 //! candle's `avg_pool2d` / `max_pool2d` backward spreads gradient into the last row and column
-//! of an odd-sized map, which no window covered (CANDLE_NOTES 2). Here the map is first cropped
-//! to the covered region (floor semantics, as PyTorch), so the uncovered pixels get exactly 0.
+//! of an odd-sized map, which no window covered (CANDLE_NOTES 2). Here only the covered region
+//! is pooled (floor semantics, as PyTorch), so the uncovered pixels get exactly 0: by fused CPU
+//! ops, or off the CPU by cropping and then reshape + mean/max.
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use super::cpu_op::native;
+use super::pool_op;
 use crate::{Error, Result};
 
 /// The pooling DC's networks choose from; names as in DC's `net_pooling`.
@@ -58,19 +60,39 @@ fn windows(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Average of each 2x2 window, stride 2, floor of odd sizes (PyTorch's `avg_pool2d(x, 2)`).
+/// A fused op on the CPU in f32/f64 ([`super::pool_op`]), tensor ops elsewhere.
 ///
 /// # Shapes
 /// `[n, c, h, w] -> [n, c, h / 2, w / 2]`.
 pub fn avg_pool2x2(x: &Tensor) -> Result<Tensor> {
+    if native(x) {
+        return pool_op::avg_pool(x);
+    }
+    avg_pool2x2_with_tensor_ops(x)
+}
+
+/// [`avg_pool2x2`] as reshape + sum: what runs off the CPU, and the reference the fused op is
+/// tested against.
+pub fn avg_pool2x2_with_tensor_ops(x: &Tensor) -> Result<Tensor> {
     Ok(windows(x)?.sum(5)?.sum(3)?.affine(0.25, 0.0)?)
 }
 
 /// Maximum of each 2x2 window, stride 2, floor of odd sizes (PyTorch's `max_pool2d(x, 2)`).
-/// Tied maxima of a window each receive its full gradient (candle's max backward); with
-/// continuous inputs ties do not occur.
+/// A fused op on the CPU in f32/f64 ([`super::pool_op`]; the gradient goes to the first
+/// maximum of a window, as in PyTorch), tensor ops elsewhere.
 ///
 /// # Shapes
 /// `[n, c, h, w] -> [n, c, h / 2, w / 2]`.
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    if native(x) {
+        return pool_op::max_pool(x);
+    }
+    max_pool2x2_with_tensor_ops(x)
+}
+
+/// [`max_pool2x2`] as reshape + max: what runs off the CPU, and the reference the fused op is
+/// tested against. Tied maxima of a window each receive its full gradient (candle's max
+/// backward); with continuous inputs ties do not occur.
+pub fn max_pool2x2_with_tensor_ops(x: &Tensor) -> Result<Tensor> {
     Ok(windows(x)?.max(5)?.max(3)?)
 }

@@ -37,7 +37,13 @@ pub struct DcAugmentConfig {
 
 impl Default for DcAugmentConfig {
     fn default() -> Self {
-        Self { strategy: "crop_scale_rotate".into(), crop: 4, scale: 0.2, rotate: 45, noise: 0.001 }
+        Self {
+            strategy: "crop_scale_rotate".into(),
+            crop: 4,
+            scale: 0.2,
+            rotate: 45,
+            noise: 0.001,
+        }
     }
 }
 
@@ -67,15 +73,27 @@ impl DcAugment {
                 "scale" => Ok(DcOp::Scale),
                 "rotate" => Ok(DcOp::Rotate),
                 "noise" => Ok(DcOp::Noise),
-                _ => Err(Error::invalid("augment.strategy", &config.strategy, format!("unknown group '{name}'; valid groups: {VALID_DC_GROUPS} (joined by '_'), or none"))),
+                _ => Err(Error::invalid(
+                    "augment.strategy",
+                    &config.strategy,
+                    format!("unknown group '{name}'; valid groups: {VALID_DC_GROUPS} (joined by '_'), or none"),
+                )),
             };
             config.strategy.split('_').map(parse).collect::<Result<_>>()?
         };
         if !(0.0..1.0).contains(&config.scale) {
-            return Err(Error::invalid("augment.scale", config.scale, "must lie in [0, 1) (the reference uses 0.2)"));
+            return Err(Error::invalid(
+                "augment.scale",
+                config.scale,
+                "must lie in [0, 1) (the reference uses 0.2)",
+            ));
         }
         if !(config.noise.is_finite() && config.noise >= 0.0) {
-            return Err(Error::invalid("augment.noise", config.noise, "must be a finite standard deviation >= 0"));
+            return Err(Error::invalid(
+                "augment.noise",
+                config.noise,
+                "must be a finite standard deviation >= 0",
+            ));
         }
         Ok(Self { config, ops })
     }
@@ -129,7 +147,11 @@ impl DcAugment {
     fn scale(&self, img: &Image, rng: &mut Rng) -> Vec<f64> {
         let s = self.config.scale;
         let (h, w) = (img.h, img.w);
-        let mut size = |n: usize| (((1.0 - s) + 2.0 * s * rng.random::<f64>()) * n as f64).floor().max(1.0) as usize;
+        let mut size = |n: usize| {
+            (((1.0 - s) + 2.0 * s * rng.random::<f64>()) * n as f64)
+                .floor()
+                .max(1.0) as usize
+        };
         let (sh, sw) = (size(h), size(w));
         let side = sh.max(sw).max(h).max(w);
         // Offsets of the resized image in the canvas, and of the crop window.
@@ -159,7 +181,7 @@ impl DcAugment {
         // (ptp) of the rotated corners (0,0), (0,w), (h,0), (h,w), plus 0.5, truncated.
         let rows = [0.0, sin * w, cos * h, cos * h + sin * w];
         let cols = [0.0, cos * w, -sin * h, -sin * h + cos * w];
-        let ptp = |v: [f64; 4]| v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min);
+        let ptp = |v: [f64; 4]| v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min);
         let (out_h, out_w) = ((ptp(rows) + 0.5) as i64, (ptp(cols) + 0.5) as i64);
         let (oc_r, oc_c) = ((out_h - 1) as f64 / 2.0, (out_w - 1) as f64 / 2.0);
         let (ic_r, ic_c) = ((h - 1.0) / 2.0, (w - 1.0) / 2.0);
@@ -173,7 +195,10 @@ impl DcAugment {
 
     /// `noisefun`: adds Gaussian noise of std `noise` to every pixel.
     fn noise(&self, img: &Image, rng: &mut Rng) -> Vec<f64> {
-        img.pixels.iter().map(|&p| p + self.config.noise * standard_normal(rng)).collect()
+        img.pixels
+            .iter()
+            .map(|&p| p + self.config.noise * standard_normal(rng))
+            .collect()
     }
 }
 
@@ -189,7 +214,8 @@ fn bilinear_or(img: &Image, ch: usize, r: f64, c: f64, fill: f64) -> f64 {
     let (tr, tc) = (r - r0 as f64, c - c0 as f64);
     // A neighbour past the last row/column only occurs with weight 0.
     let px = |i: i64, j: i64| img.get(ch, i, j).unwrap_or(0.0);
-    (1.0 - tr) * ((1.0 - tc) * px(r0, c0) + tc * px(r0, c0 + 1)) + tr * ((1.0 - tc) * px(r0 + 1, c0) + tc * px(r0 + 1, c0 + 1))
+    (1.0 - tr) * ((1.0 - tc) * px(r0, c0) + tc * px(r0, c0 + 1))
+        + tr * ((1.0 - tc) * px(r0 + 1, c0) + tc * px(r0 + 1, c0 + 1))
 }
 
 /// A standard normal draw (Box-Muller), so that only `rand` is needed.
@@ -201,20 +227,41 @@ fn standard_normal(rng: &mut Rng) -> f64 {
 
 impl Augmenter for DcAugment {
     fn augment(&self, x: &Tensor, seed: u64, siamese: bool) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4().map_err(|_| Error::Other(format!("dc augments image batches [n, c, h, w], got shape {:?}", x.dims())))?;
+        let (n, c, h, w) = x.dims4().map_err(|_| {
+            Error::Other(format!(
+                "dc augments image batches [n, c, h, w], got shape {:?}",
+                x.dims()
+            ))
+        })?;
         if self.ops.is_empty() || n == 0 {
             return Ok(x.clone());
         }
         let data = x.detach().to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         let plane = c * h * w;
         // The reference fills with the channel means of the whole batch, taken before any op.
-        let means: Vec<f64> = (0..c).map(|ch| (0..n).map(|k| data[k * plane + ch * h * w..k * plane + (ch + 1) * h * w].iter().sum::<f64>()).sum::<f64>() / (n * h * w) as f64).collect();
+        let means: Vec<f64> = (0..c)
+            .map(|ch| {
+                (0..n)
+                    .map(|k| {
+                        data[k * plane + ch * h * w..k * plane + (ch + 1) * h * w]
+                            .iter()
+                            .sum::<f64>()
+                    })
+                    .sum::<f64>()
+                    / (n * h * w) as f64
+            })
+            .collect();
         let fill = means.iter().sum::<f64>() / c as f64;
         let mut out = Vec::with_capacity(data.len());
         for k in 0..n {
             // Siamese: every image replays the first image's stream, so all get its draws.
             let mut rng = sub_rng(seed, &[if siamese { 0 } else { k as u64 }]);
-            let img = Image { pixels: &data[k * plane..(k + 1) * plane], c, h, w };
+            let img = Image {
+                pixels: &data[k * plane..(k + 1) * plane],
+                c,
+                h,
+                w,
+            };
             let op = self.ops[rng.random_range(0..self.ops.len())];
             out.extend(match op {
                 DcOp::Crop => self.crop(&img, &means, &mut rng),
@@ -235,6 +282,9 @@ impl Augmenter for DcAugment {
     }
 }
 
-register_augmenter!("dc", "DC's evaluation augmentation (one of crop, scale, rotate, noise per image; not differentiable)", DcAugmentConfig, |config: DcAugmentConfig| -> Result<
-    Box<dyn Augmenter>,
-> { Ok(Box::new(DcAugment::new(config)?)) });
+register_augmenter!(
+    "dc",
+    "DC's evaluation augmentation (one of crop, scale, rotate, noise per image; not differentiable)",
+    DcAugmentConfig,
+    |config: DcAugmentConfig| -> Result<Box<dyn Augmenter>> { Ok(Box::new(DcAugment::new(config)?)) }
+);

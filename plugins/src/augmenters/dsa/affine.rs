@@ -36,7 +36,9 @@ pub fn rand_scale(x: &Tensor, ratio: f64, rng: &mut Rng, siamese: bool) -> Resul
 
 /// `rand_rotate`: a rotation by an angle drawn uniformly in `[-degrees, degrees)`.
 pub fn rand_rotate(x: &Tensor, degrees: f64, rng: &mut Rng, siamese: bool) -> Result<Tensor> {
-    let thetas = per_image(x.dim(0)?, siamese, rng, |r| rotation((uniform(r) - 0.5) * 2.0 * degrees / 180.0 * PI));
+    let thetas = per_image(x.dim(0)?, siamese, rng, |r| {
+        rotation((uniform(r) - 0.5) * 2.0 * degrees / 180.0 * PI)
+    });
     warp(x, &thetas)
 }
 

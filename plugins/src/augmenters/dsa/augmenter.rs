@@ -54,7 +54,10 @@ impl Dsa {
 impl Augmenter for Dsa {
     fn augment(&self, x: &Tensor, seed: u64, siamese: bool) -> Result<Tensor> {
         if x.rank() != 4 {
-            return Err(Error::Other(format!("dsa augments image batches [n, c, h, w], got shape {:?}", x.dims())));
+            return Err(Error::Other(format!(
+                "dsa augments image batches [n, c, h, w], got shape {:?}",
+                x.dims()
+            )));
         }
         if self.groups.is_empty() || x.dim(0)? == 0 {
             return Ok(x.clone());
@@ -76,6 +79,9 @@ impl Augmenter for Dsa {
     }
 }
 
-register_augmenter!("dsa", "differentiable siamese augmentation (DSA, Zhao & Bilen 2021): color, crop, cutout, flip, scale, rotate", DsaConfig, |config: DsaConfig| -> Result<Box<dyn Augmenter>> {
-    Ok(Box::new(Dsa::new(config)?))
-});
+register_augmenter!(
+    "dsa",
+    "differentiable siamese augmentation (DSA, Zhao & Bilen 2021): color, crop, cutout, flip, scale, rotate",
+    DsaConfig,
+    |config: DsaConfig| -> Result<Box<dyn Augmenter>> { Ok(Box::new(Dsa::new(config)?)) }
+);

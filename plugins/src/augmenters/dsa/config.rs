@@ -76,16 +76,32 @@ impl DsaConfig {
         ];
         for (name, value) in finite {
             if !value.is_finite() {
-                return Err(Error::invalid(format!("augment.{name}"), value, "must be a finite number"));
+                return Err(Error::invalid(
+                    format!("augment.{name}"),
+                    value,
+                    "must be a finite number",
+                ));
             }
         }
         if self.ratio_scale <= 0.0 {
-            return Err(Error::invalid("augment.ratio_scale", self.ratio_scale, "must be > 0 (1 disables scaling; the reference uses 1.2)"));
+            return Err(Error::invalid(
+                "augment.ratio_scale",
+                self.ratio_scale,
+                "must be > 0 (1 disables scaling; the reference uses 1.2)",
+            ));
         }
         if self.ratio_rotate < 0.0 {
-            return Err(Error::invalid("augment.ratio_rotate", self.ratio_rotate, "must be >= 0 degrees (0 disables rotation)"));
+            return Err(Error::invalid(
+                "augment.ratio_rotate",
+                self.ratio_rotate,
+                "must be >= 0 degrees (0 disables rotation)",
+            ));
         }
-        for (name, value) in [("ratio_crop_pad", self.ratio_crop_pad), ("ratio_cutout", self.ratio_cutout), ("prob_flip", self.prob_flip)] {
+        for (name, value) in [
+            ("ratio_crop_pad", self.ratio_crop_pad),
+            ("ratio_cutout", self.ratio_cutout),
+            ("prob_flip", self.prob_flip),
+        ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(Error::invalid(format!("augment.{name}"), value, "must lie in [0, 1]"));
             }

@@ -24,7 +24,9 @@ fn ratio_of(size: usize, ratio: f64) -> i64 {
 pub fn rand_crop(x: &Tensor, ratio: f64, rng: &mut Rng, siamese: bool) -> Result<Tensor> {
     let (n, _, h, w) = x.dims4()?;
     let (shift_h, shift_w) = (ratio_of(h, ratio), ratio_of(w, ratio));
-    let shifts = per_image(n, siamese, rng, |r| (randint(r, -shift_h, shift_h + 1), randint(r, -shift_w, shift_w + 1)));
+    let shifts = per_image(n, siamese, rng, |r| {
+        (randint(r, -shift_h, shift_h + 1), randint(r, -shift_w, shift_w + 1))
+    });
     translate(x, &shifts)
 }
 
@@ -38,7 +40,10 @@ pub fn translate(x: &Tensor, shifts: &[(i64, i64)]) -> Result<Tensor> {
     if shifts.iter().all(|&s| s == (0, 0)) {
         return Ok(x.clone());
     }
-    let maps: Vec<SampleMap> = shifts.iter().map(|&(dy, dx)| SampleMap::nearest(h, w, |i, j| Some((i as i64 + dy, j as i64 + dx)))).collect();
+    let maps: Vec<SampleMap> = shifts
+        .iter()
+        .map(|&(dy, dx)| SampleMap::nearest(h, w, |i, j| Some((i as i64 + dy, j as i64 + dx))))
+        .collect();
     resample(x, &maps)
 }
 
@@ -48,8 +53,16 @@ pub fn translate(x: &Tensor, shifts: &[(i64, i64)]) -> Result<Tensor> {
 pub fn rand_cutout(x: &Tensor, ratio: f64, rng: &mut Rng, siamese: bool) -> Result<Tensor> {
     let (n, _, h, w) = x.dims4()?;
     let (size_h, size_w) = (ratio_of(h, ratio), ratio_of(w, ratio));
-    let centres = per_image(n, siamese, rng, |r| (randint(r, 0, h as i64 + (1 - size_h % 2)), randint(r, 0, w as i64 + (1 - size_w % 2))));
-    let squares: Vec<_> = centres.iter().map(|&(cy, cx)| (cy - size_h / 2, cx - size_w / 2, size_h, size_w)).collect();
+    let centres = per_image(n, siamese, rng, |r| {
+        (
+            randint(r, 0, h as i64 + (1 - size_h % 2)),
+            randint(r, 0, w as i64 + (1 - size_w % 2)),
+        )
+    });
+    let squares: Vec<_> = centres
+        .iter()
+        .map(|&(cy, cx)| (cy - size_h / 2, cx - size_w / 2, size_h, size_w))
+        .collect();
     cutout(x, &squares)
 }
 
@@ -93,7 +106,11 @@ pub fn flip(x: &Tensor, flipped: &[bool]) -> Result<Tensor> {
         _ => {
             let maps: Vec<SampleMap> = flipped
                 .iter()
-                .map(|&f| SampleMap::nearest(h, w, |i, j| Some((i as i64, if f { (w - 1 - j) as i64 } else { j as i64 }))))
+                .map(|&f| {
+                    SampleMap::nearest(h, w, |i, j| {
+                        Some((i as i64, if f { (w - 1 - j) as i64 } else { j as i64 }))
+                    })
+                })
                 .collect();
             resample(x, &maps)
         }

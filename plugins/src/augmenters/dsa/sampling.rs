@@ -42,7 +42,13 @@ impl SampleMap {
                 }
             }
         }
-        Self { height, width, taps: 1, index, weight }
+        Self {
+            height,
+            width,
+            taps: 1,
+            index,
+            weight,
+        }
     }
 
     /// A four-tap bilinear map with zero padding: output `(i, j)` samples the input at the
@@ -59,7 +65,12 @@ impl SampleMap {
                 let (y0, x0) = (iy.floor(), ix.floor());
                 let (ty, tx) = (iy - y0, ix - x0);
                 // Order: north-west, north-east, south-west, south-east (grid_sample's order).
-                let corners = [(y0, x0, (1.0 - ty) * (1.0 - tx)), (y0, x0 + 1.0, (1.0 - ty) * tx), (y0 + 1.0, x0, ty * (1.0 - tx)), (y0 + 1.0, x0 + 1.0, ty * tx)];
+                let corners = [
+                    (y0, x0, (1.0 - ty) * (1.0 - tx)),
+                    (y0, x0 + 1.0, (1.0 - ty) * tx),
+                    (y0 + 1.0, x0, ty * (1.0 - tx)),
+                    (y0 + 1.0, x0 + 1.0, ty * tx),
+                ];
                 for (cy, cx, w) in corners {
                     // Far-away samples (huge or NaN coordinates) simply fall outside.
                     let (cy, cx) = (cy as i64, cx as i64);
@@ -73,7 +84,13 @@ impl SampleMap {
                 }
             }
         }
-        Self { height, width, taps: 4, index, weight }
+        Self {
+            height,
+            width,
+            taps: 4,
+            index,
+            weight,
+        }
     }
 }
 
@@ -94,10 +111,15 @@ pub fn resample(x: &Tensor, maps: &[SampleMap]) -> Result<Tensor> {
     };
     let taps = first.taps;
     if maps.len() != 1 && maps.len() != n {
-        return Err(Error::Other(format!("resample: {} sample maps for a batch of {n}", maps.len())));
+        return Err(Error::Other(format!(
+            "resample: {} sample maps for a batch of {n}",
+            maps.len()
+        )));
     }
     if maps.iter().any(|m| m.height != h || m.width != w || m.taps != taps) {
-        return Err(Error::Other(format!("resample: sample maps do not all fit {h}x{w} images with {taps} taps")));
+        return Err(Error::Other(format!(
+            "resample: sample maps do not all fit {h}x{w} images with {taps} taps"
+        )));
     }
     let device = x.device();
     let plane = h * w;
@@ -109,7 +131,9 @@ pub fn resample(x: &Tensor, maps: &[SampleMap]) -> Result<Tensor> {
         (picked, weight)
     } else {
         let index: Vec<u32> = maps.iter().flat_map(|m| m.index.iter().copied()).collect();
-        let index = Tensor::from_vec(index, (n, 1, plane * taps), device)?.broadcast_as((n, c, plane * taps))?.contiguous()?;
+        let index = Tensor::from_vec(index, (n, 1, plane * taps), device)?
+            .broadcast_as((n, c, plane * taps))?
+            .contiguous()?;
         let picked = flat.contiguous()?.gather(&index, 2)?.reshape((n, c, plane, taps))?;
         let weight: Vec<f64> = maps.iter().flat_map(|m| m.weight.iter().copied()).collect();
         (picked, Tensor::from_vec(weight, (n, 1, plane, taps), device)?)

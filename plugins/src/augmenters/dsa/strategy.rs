@@ -74,7 +74,13 @@ pub fn parse_strategy(strategy: &str) -> Result<Vec<Group>> {
     strategy
         .split('_')
         .map(|name| {
-            Group::from_name(name).ok_or_else(|| Error::invalid("augment.strategy", strategy, format!("unknown group '{name}'; valid groups: {VALID_GROUPS} (joined by '_'), or none")))
+            Group::from_name(name).ok_or_else(|| {
+                Error::invalid(
+                    "augment.strategy",
+                    strategy,
+                    format!("unknown group '{name}'; valid groups: {VALID_GROUPS} (joined by '_'), or none"),
+                )
+            })
         })
         .collect()
 }
