@@ -2,7 +2,9 @@
 //! network (sharing its parameters) run with candle's built-in layers, so that benches compare
 //! implementations on identical numbers.
 
-use cafe_framework::nn::{avg_pool2x2, avg_pool2x2_with_tensor_ops, conv2d_with_bias, group_normalize, group_normalize_with_tensor_ops, relu};
+use cafe_framework::nn::{
+    avg_pool2x2, avg_pool2x2_with_tensor_ops, group_normalize, group_normalize_with_tensor_ops, relu,
+};
 use cafe_framework::registry::find;
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::{Architecture, ImageShape, Mode, Network, Result};
@@ -55,7 +57,9 @@ impl Setup {
         let net = arch.build(INPUT, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
         let params = net.parameters();
         let mut rng = rng_from_seed(1);
-        let data: Vec<f32> = (0..BATCH * INPUT.numel()).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        let data: Vec<f32> = (0..BATCH * INPUT.numel())
+            .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+            .collect();
         let images = Tensor::from_vec(data, INPUT.batch_dims(BATCH), &Device::Cpu)?;
         Ok(Self { net, params, images })
     }
@@ -74,11 +78,15 @@ impl Setup {
             let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
             let y = x.conv2d(b[0], padding, 1, 1, 1)?.broadcast_add(&per_channel(b[1])?)?;
             x = if path == Path::CandleConv {
-                let y = group_normalize(&y, c, 1e-5)?.broadcast_mul(&per_channel(b[2])?)?.broadcast_add(&per_channel(b[3])?)?;
+                let y = group_normalize(&y, c, 1e-5)?
+                    .broadcast_mul(&per_channel(b[2])?)?
+                    .broadcast_add(&per_channel(b[3])?)?;
                 avg_pool2x2(&relu(&y)?)?
             } else {
                 let y = group_normalize_with_tensor_ops(&y, c, 1e-5)?;
-                let y = y.broadcast_mul(&per_channel(b[2])?)?.broadcast_add(&per_channel(b[3])?)?;
+                let y = y
+                    .broadcast_mul(&per_channel(b[2])?)?
+                    .broadcast_add(&per_channel(b[3])?)?;
                 avg_pool2x2_with_tensor_ops(&y.relu()?)?
             };
         }
@@ -90,7 +98,10 @@ impl Setup {
         let grads = self.forward(path)?.sum_all()?.backward()?;
         // Every parameter must have been reached, or the timing would flatter the path.
         if self.params.iter().any(|p| grads.get(p).is_none()) {
-            return Err(cafe_framework::Error::Other(format!("{}: a parameter got no gradient", path.name())));
+            return Err(cafe_framework::Error::Other(format!(
+                "{}: a parameter got no gradient",
+                path.name()
+            )));
         }
         Ok(())
     }
@@ -100,9 +111,4 @@ impl Setup {
 pub fn max_difference(setup: &Setup, a: Path, b: Path) -> Result<f32> {
     let d = (setup.forward(a)? - setup.forward(b)?)?.abs()?.flatten_all()?.max(0)?;
     Ok(d.to_scalar::<f32>()?)
-}
-
-/// Wraps a conv through the fast path with an explicit bias; exported for the loop bench.
-pub fn fast_conv(x: &Tensor, w: &Tensor, b: &Tensor, padding: usize) -> Result<Tensor> {
-    conv2d_with_bias(x, w, Some(b), 1, padding)
 }

@@ -15,11 +15,19 @@ fn randn(shape: &[usize], dtype: DType, rng: &mut Rng) -> Result<Tensor> {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     assert_eq!(a.dims(), b.dims());
-    Ok((a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?)
+    Ok((a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f64>()?)
 }
 
 fn max_abs(a: &Tensor) -> Result<f64> {
-    Ok(a.to_dtype(DType::F64)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f64>()?)
+    Ok(a.to_dtype(DType::F64)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f64>()?)
 }
 
 /// Every (stride, padding, kernel) combination of the spec whose padded input fits the kernel.
@@ -47,7 +55,10 @@ fn forward_matches_candle() -> Result<()> {
                 let ours = conv2d(&x, &wt, stride, padding)?;
                 let theirs = x.conv2d(&wt, padding, stride, 1, 1)?;
                 let d = max_abs_diff(&ours, &theirs)?;
-                assert!(d < tol * max_abs(&theirs)?.max(1.0), "{dtype:?} s{stride} p{padding} k{k}: {d}");
+                assert!(
+                    d < tol * max_abs(&theirs)?.max(1.0),
+                    "{dtype:?} s{stride} p{padding} k{k}: {d}"
+                );
             }
         }
     }
@@ -83,7 +94,10 @@ fn first_order_gradients_match_candle_autograd() -> Result<()> {
             for (name, v) in [("x", &x), ("w", &w)] {
                 let (a, b) = (g_ours.get(v).expect("our grad"), g_theirs.get(v).expect("candle grad"));
                 let d = max_abs_diff(a, b)?;
-                assert!(d < tol * max_abs(b)?.max(1.0), "{dtype:?} d{name} s{stride} p{padding} k{k}: {d}");
+                assert!(
+                    d < tol * max_abs(b)?.max(1.0),
+                    "{dtype:?} d{name} s{stride} p{padding} k{k}: {d}"
+                );
             }
         }
     }
@@ -109,7 +123,10 @@ fn finite_differences(f: &dyn Fn(&Tensor) -> Result<f64>, x: &Tensor, coords: &[
 fn assert_close(auto: &[f64], fd: &[f64], rel: f64, what: &str) {
     let scale = fd.iter().chain(auto).fold(1e-3_f64, |m, v| m.max(v.abs()));
     for (i, (a, f)) in auto.iter().zip(fd).enumerate() {
-        assert!((a - f).abs() <= rel * scale, "{what}[{i}]: autograd {a} vs finite differences {f}");
+        assert!(
+            (a - f).abs() <= rel * scale,
+            "{what}[{i}]: autograd {a} vs finite differences {f}"
+        );
     }
 }
 
@@ -122,7 +139,9 @@ fn first_order_gradients_match_finite_differences() -> Result<()> {
         let r = randn(conv2d(&x, &w, stride, padding)?.dims(), DType::F64, &mut rng)?;
         let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
         let grads = (conv2d(&xv, &wv, stride, padding)? * &r)?.sum_all()?.backward()?;
-        let loss = |x: &Tensor, w: &Tensor| -> Result<f64> { Ok((conv2d(x, w, stride, padding)? * &r)?.sum_all()?.to_scalar()?) };
+        let loss = |x: &Tensor, w: &Tensor| -> Result<f64> {
+            Ok((conv2d(x, w, stride, padding)? * &r)?.sum_all()?.to_scalar()?)
+        };
         let all = |t: &Tensor| (0..t.elem_count()).collect::<Vec<_>>();
         let fd_x = finite_differences(&|x| loss(x, &w), &x, &all(&x), 1e-4)?;
         let fd_w = finite_differences(&|w| loss(&x, w), &w, &all(&w), 1e-4)?;
@@ -163,11 +182,23 @@ fn second_order_gradient_matches_finite_differences() -> Result<()> {
         };
         let xv = Var::from_tensor(&x)?;
         let ds = s_of(&xv)?.backward()?;
-        let auto: Vec<f64> = ds.get(&xv).expect("second-order grad reaches x").flatten_all()?.to_vec1()?;
+        let auto: Vec<f64> = ds
+            .get(&xv)
+            .expect("second-order grad reaches x")
+            .flatten_all()?
+            .to_vec1()?;
         let coords: Vec<usize> = (0..x.elem_count()).step_by(3).collect();
-        let fd = finite_differences(&|x| Ok(s_of(&Var::from_tensor(x)?)?.to_scalar::<f64>()?), &x, &coords, 1e-5)?;
+        let fd = finite_differences(
+            &|x| Ok(s_of(&Var::from_tensor(x)?)?.to_scalar::<f64>()?),
+            &x,
+            &coords,
+            1e-5,
+        )?;
         let picked: Vec<f64> = coords.iter().map(|&i| auto[i]).collect();
-        assert!(picked.iter().any(|v| v.abs() > 1e-3), "second-order gradient is not trivially zero");
+        assert!(
+            picked.iter().any(|v| v.abs() > 1e-3),
+            "second-order gradient is not trivially zero"
+        );
         assert_close(&picked, &fd, 1e-7, &format!("d2 s{stride} p{padding} k{k}"));
     }
     Ok(())
@@ -180,9 +211,15 @@ fn bad_shapes_are_errors_not_panics() -> Result<()> {
     assert!(conv2d(&x, &w(2, 3)?, 1, 1).is_err(), "channel mismatch");
     assert!(conv2d(&x, &w(3, 3)?, 0, 1).is_err(), "stride 0");
     assert!(conv2d(&x, &w(3, 7)?, 1, 1).is_err(), "kernel larger than padded input");
-    assert!(conv2d(&x, &Tensor::zeros((2, 3, 3, 2), DType::F32, &Device::Cpu)?, 1, 1).is_err(), "non-square");
+    assert!(
+        conv2d(&x, &Tensor::zeros((2, 3, 3, 2), DType::F32, &Device::Cpu)?, 1, 1).is_err(),
+        "non-square"
+    );
     assert!(conv2d(&x.flatten_all()?, &w(3, 3)?, 1, 1).is_err(), "rank");
-    assert!(conv2d(&x.to_dtype(DType::F64)?, &w(3, 3)?, 1, 1).is_err(), "dtype mismatch");
+    assert!(
+        conv2d(&x.to_dtype(DType::F64)?, &w(3, 3)?, 1, 1).is_err(),
+        "dtype mismatch"
+    );
     // An empty batch is fine and stays empty.
     let empty = Tensor::zeros((0, 3, 4, 4), DType::F32, &Device::Cpu)?;
     assert_eq!(conv2d(&empty, &w(3, 3)?, 1, 1)?.dims(), &[0, 2, 4, 4]);

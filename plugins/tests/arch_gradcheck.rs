@@ -23,13 +23,17 @@ fn randn(shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
 }
 
 fn convnets() -> Result<BTreeMap<&'static str, &'static ArchitecturePlugin>> {
-    Ok(plugins::<dyn Architecture>()?.into_iter().filter(|(name, _)| name.starts_with("convnet")).collect())
+    Ok(plugins::<dyn Architecture>()?
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("convnet"))
+        .collect())
 }
 
 /// What each variant must be, written from DC's naming (W = width, D = depth, A = activation,
 /// N = norm, P = pooling), independently of the plugin code.
 fn expected_config(name: &str) -> Value {
-    let mut c = json!({"width": 128, "depth": 3, "activation": "relu", "norm": "instancenorm", "pooling": "avgpooling"});
+    let mut c =
+        json!({"width": 128, "depth": 3, "activation": "relu", "norm": "instancenorm", "pooling": "avgpooling"});
     let suffix = &name["convnet".len()..];
     let (key, value): (&str, Value) = match suffix {
         "" => return c,
@@ -79,7 +83,11 @@ fn every_convnet_variant_is_registered() -> Result<()> {
     ];
     assert_eq!(names, expected);
     for (name, plugin) in convnets()? {
-        assert_eq!((plugin.default_config)(), expected_config(name), "{name} default config");
+        assert_eq!(
+            (plugin.default_config)(),
+            expected_config(name),
+            "{name} default config"
+        );
         // A partial override keeps the variant's other settings.
         let resolved = plugin.resolve_config(&json!({"width": WIDTH}));
         let mut want = expected_config(name);
@@ -94,15 +102,36 @@ fn every_convnet_variant_is_registered() -> Result<()> {
 #[test]
 fn bad_configs_are_errors() -> Result<()> {
     let plugin = find::<dyn Architecture>("convnet")?;
-    for bad in [json!({"width": 0}), json!({"depth": 0}), json!({"norm": "groupnorm", "width": 6}), json!({"widht": 3})] {
+    for bad in [
+        json!({"width": 0}),
+        json!({"depth": 0}),
+        json!({"norm": "groupnorm", "width": 6}),
+        json!({"widht": 3}),
+    ] {
         assert!(plugin.instantiate(&bad).is_err(), "{bad}");
     }
     // Depth 6 pools a 28x28 input below 2x2 (32 16 8 4 2 1): refused at build time.
     let arch = plugin.instantiate(&json!({"depth": 6, "width": WIDTH}))?;
-    assert!(arch.build(ImageShape::new(1, 28, 28), CLASSES, DType::F64, &Device::Cpu, &mut rng_from_seed(0)).is_err());
+    assert!(arch
+        .build(
+            ImageShape::new(1, 28, 28),
+            CLASSES,
+            DType::F64,
+            &Device::Cpu,
+            &mut rng_from_seed(0)
+        )
+        .is_err());
     // A wrongly shaped batch is an error, not a panic.
-    let net = plugin.instantiate(&json!({"width": WIDTH}))?.build(ImageShape::new(3, 32, 32), CLASSES, DType::F64, &Device::Cpu, &mut rng_from_seed(0))?;
-    assert!(net.forward(&Tensor::zeros((2, 1, 28, 28), DType::F64, &Device::Cpu)?, Mode::Train).is_err());
+    let net = plugin.instantiate(&json!({"width": WIDTH}))?.build(
+        ImageShape::new(3, 32, 32),
+        CLASSES,
+        DType::F64,
+        &Device::Cpu,
+        &mut rng_from_seed(0),
+    )?;
+    assert!(net
+        .forward(&Tensor::zeros((2, 1, 28, 28), DType::F64, &Device::Cpu)?, Mode::Train)
+        .is_err());
     Ok(())
 }
 
@@ -144,7 +173,11 @@ fn output_shapes() -> Result<()> {
             let out = net.forward(&randn(&input.batch_dims(2), &mut rng_from_seed(2))?, Mode::Train)?;
             let sizes = block_sizes(&config, input);
             let (h, w) = *sizes.last().unwrap();
-            let (h, w) = if config["pooling"] == "none" { (h, w) } else { (h / 2, w / 2) };
+            let (h, w) = if config["pooling"] == "none" {
+                (h, w)
+            } else {
+                (h / 2, w / 2)
+            };
             assert_eq!(out.logits.dims(), [2, CLASSES], "{name} {input}");
             assert_eq!(out.embedding.dims(), [2, WIDTH * h * w], "{name} {input}");
             let feature_dims: Vec<Vec<usize>> = out.block_features.iter().map(|f| f.dims().to_vec()).collect();
@@ -170,7 +203,11 @@ impl Probe {
         Ok(Self {
             r: randn(out.logits.dims(), rng)?,
             s: randn(out.embedding.dims(), rng)?,
-            t: out.block_features.iter().map(|f| randn(f.dims(), rng)).collect::<Result<_>>()?,
+            t: out
+                .block_features
+                .iter()
+                .map(|f| randn(f.dims(), rng))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -236,7 +273,11 @@ fn gradcheck(name: &str, net: &dyn Network, input: ImageShape, seed: u64) -> Res
         }
         let err = (auto - fd.value).abs();
         let tol = REL_TOL * auto.abs().max(fd.value.abs()) + fd.noise + floor;
-        assert!(err <= tol, "{name} {input} {what}: autograd {auto} vs finite differences {}", fd.value);
+        assert!(
+            err <= tol,
+            "{name} {input} {what}: autograd {auto} vs finite differences {}",
+            fd.value
+        );
     };
 
     let gx: Vec<f64> = grads.get(&xv).expect("pixel gradient").flatten_all()?.to_vec1()?;
@@ -247,7 +288,9 @@ fn gradcheck(name: &str, net: &dyn Network, input: ImageShape, seed: u64) -> Res
             &mut |d| {
                 let mut v = base.clone();
                 v[i] += d;
-                Ok(probe.value(net, &Tensor::from_vec(v, x.dims(), &Device::Cpu)?)?.to_scalar::<f64>()?)
+                Ok(probe
+                    .value(net, &Tensor::from_vec(v, x.dims(), &Device::Cpu)?)?
+                    .to_scalar::<f64>()?)
             },
             EPS,
         )?;
@@ -307,13 +350,26 @@ fn second_order_through_convnets_matches_finite_differences() -> Result<()> {
     std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
     let input = ImageShape::new(1, 28, 28);
     let mut skipped = 0;
-    for (seed, name) in ["convnet", "convnetbn", "convnetln", "convnetmp", "convnetas", "convnetal"].into_iter().enumerate() {
+    for (seed, name) in [
+        "convnet",
+        "convnetbn",
+        "convnetln",
+        "convnetmp",
+        "convnetas",
+        "convnetal",
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let net = build(name, input, seed as u64)?;
         let mut rng = rng_from_seed(200 + seed as u64);
         let x = randn(&input.batch_dims(2), &mut rng)?;
         let probe = Probe::new(net.as_ref(), &x, &mut rng)?;
         let params = net.parameters();
-        let q: Vec<Tensor> = params.iter().map(|p| randn(p.dims(), &mut rng)).collect::<Result<_>>()?;
+        let q: Vec<Tensor> = params
+            .iter()
+            .map(|p| randn(p.dims(), &mut rng))
+            .collect::<Result<_>>()?;
         let s_of = |x: &Tensor| -> Result<Tensor> {
             let g = probe.value(net.as_ref(), x)?.backward()?;
             let mut s = Tensor::new(0.0, &Device::Cpu)?;
@@ -323,7 +379,12 @@ fn second_order_through_convnets_matches_finite_differences() -> Result<()> {
             Ok(s)
         };
         let xv = Var::from_tensor(&x)?;
-        let auto: Vec<f64> = s_of(&xv)?.backward()?.get(&xv).expect("second order reaches x").flatten_all()?.to_vec1()?;
+        let auto: Vec<f64> = s_of(&xv)?
+            .backward()?
+            .get(&xv)
+            .expect("second order reaches x")
+            .flatten_all()?
+            .to_vec1()?;
         let base: Vec<f64> = x.flatten_all()?.to_vec1()?;
         for _ in 0..8 {
             let i = rng.random_range(0..base.len());
@@ -341,7 +402,12 @@ fn second_order_through_convnets_matches_finite_differences() -> Result<()> {
             }
             let err = (auto[i] - fd.value).abs();
             let tol = 1e-5 * auto[i].abs().max(fd.value.abs()) + fd.noise;
-            assert!(err <= tol, "{name} d2/dx[{i}]: autograd {} vs finite differences {}", auto[i], fd.value);
+            assert!(
+                err <= tol,
+                "{name} d2/dx[{i}]: autograd {} vs finite differences {}",
+                auto[i],
+                fd.value
+            );
         }
     }
     eprintln!("{skipped} of 48 points skipped at kinks");
@@ -361,7 +427,9 @@ fn batch_norm_train_and_eval_match_hand_computed() -> Result<()> {
     let net = arch.build(input, CLASSES, DType::F64, &Device::Cpu, &mut rng_from_seed(7))?;
     let x = randn(&input.batch_dims(3), &mut rng_from_seed(8))?;
     let p = net.parameters();
-    let conv = x.conv2d(&p[0], 1, 1, 1, 1)?.broadcast_add(&p[1].reshape((1, 3, 1, 1))?)?;
+    let conv = x
+        .conv2d(&p[0], 1, 1, 1, 1)?
+        .broadcast_add(&p[1].reshape((1, 3, 1, 1))?)?;
     let z: Vec<Vec<Vec<f64>>> = conv.flatten_from(2)?.to_vec3()?;
     // Per channel over (n, h, w): mean, biased and unbiased variance.
     let count = (3 * 5 * 4) as f64;
@@ -375,16 +443,27 @@ fn batch_norm_train_and_eval_match_hand_computed() -> Result<()> {
         .collect();
     let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
     let expect = |norm: &dyn Fn(usize, f64) -> f64| -> Vec<f64> {
-        z.iter().flat_map(|img| (0..3).flat_map(move |c| img[c].iter().map(move |&v| sigmoid(norm(c, v))))).collect()
+        z.iter()
+            .flat_map(|img| (0..3).flat_map(move |c| img[c].iter().map(move |&v| sigmoid(norm(c, v)))))
+            .collect()
     };
-    let feature = |mode: Mode| -> Result<Vec<f64>> { Ok(net.forward(&x, mode)?.block_features[0].flatten_all()?.to_vec1()?) };
+    let feature =
+        |mode: Mode| -> Result<Vec<f64>> { Ok(net.forward(&x, mode)?.block_features[0].flatten_all()?.to_vec1()?) };
     let close = |a: &[f64], b: &[f64], what: &str| {
         let d = a.iter().zip(b).fold(0.0_f64, |m, (a, b)| m.max((a - b).abs()));
         assert!(d < 1e-12, "{what}: max difference {d}");
     };
     // Fresh running statistics are mean 0, variance 1.
-    close(&feature(Mode::Eval)?, &expect(&|_, v| v / (1.0 + 1e-5_f64).sqrt()), "eval before training");
-    close(&feature(Mode::Train)?, &expect(&|c, v| (v - stats[c].0) / (stats[c].1 + 1e-5).sqrt()), "train");
+    close(
+        &feature(Mode::Eval)?,
+        &expect(&|_, v| v / (1.0 + 1e-5_f64).sqrt()),
+        "eval before training",
+    );
+    close(
+        &feature(Mode::Train)?,
+        &expect(&|c, v| (v - stats[c].0) / (stats[c].1 + 1e-5).sqrt()),
+        "train",
+    );
     // One training pass moved the running statistics by momentum 0.1 toward the batch's mean
     // and unbiased variance.
     let eval = expect(&|c, v| {

@@ -51,20 +51,35 @@ fn expected_shapes(name: &str, input: ImageShape) -> (Vec<Vec<usize>>, usize) {
         "alexnet" | "alexnetbn" => (maps(&[(128, 32), (192, 16), (256, 8), (192, 8), (192, 8)]), 192 * 4 * 4),
         // 28 pad 3 or 32 pad 1 -> 32, then five halvings to 1x1.
         "vgg11" | "vgg11bn" => {
-            let convs = [(64, 32), (128, 16), (256, 8), (256, 8), (512, 4), (512, 4), (512, 2), (512, 2)];
+            let convs = [
+                (64, 32),
+                (128, 16),
+                (256, 8),
+                (256, 8),
+                (512, 4),
+                (512, 4),
+                (512, 2),
+                (512, 2),
+            ];
             (maps(&convs), 512)
         }
         // Stride 2, pad 1: 28 -> 14 -> 7 -> 4 and 32 -> 16 -> 8 -> 4; avg_pool2d(4) -> 1x1.
         "resnet18" | "resnet18bn" => {
             let sizes = if mnist { [28, 14, 7, 4] } else { [32, 16, 8, 4] };
-            (maps(&[(64, sizes[0]), (128, sizes[1]), (256, sizes[2]), (512, sizes[3])]), 512)
+            (
+                maps(&[(64, sizes[0]), (128, sizes[1]), (256, sizes[2]), (512, sizes[3])]),
+                512,
+            )
         }
         // 2x2 average pooling, floor: 28 -> 14 -> 7 -> 3 and 32 -> 16 -> 8 -> 4; the reference's
         // classifier takes 512 * 3 * 3 (1 channel) or 512 * 4 * 4.
         "resnet18_ap" | "resnet18bn_ap" => {
             let sizes = if mnist { [28, 14, 7, 3] } else { [32, 16, 8, 4] };
             let last = sizes[3];
-            (maps(&[(64, sizes[0]), (128, sizes[1]), (256, sizes[2]), (512, last)]), 512 * last * last)
+            (
+                maps(&[(64, sizes[0]), (128, sizes[1]), (256, sizes[2]), (512, last)]),
+                512 * last * last,
+            )
         }
         other => panic!("no expected shapes for '{other}'"),
     }
@@ -80,8 +95,15 @@ fn the_zoo_is_registered_with_empty_configs() -> Result<()> {
     for name in ZOO {
         let plugin = find::<dyn Architecture>(name)?;
         assert_eq!((plugin.default_config)(), json!({}), "{name}");
-        assert_eq!(plugin.instantiate(&json!({}))?.uses_batch_norm(), uses_batch_norm(name), "{name}");
-        assert!(plugin.instantiate(&json!({"width": 3})).is_err(), "{name} accepts an unknown key");
+        assert_eq!(
+            plugin.instantiate(&json!({}))?.uses_batch_norm(),
+            uses_batch_norm(name),
+            "{name}"
+        );
+        assert!(
+            plugin.instantiate(&json!({"width": 3})).is_err(),
+            "{name} accepts an unknown key"
+        );
         // Lookups are case-insensitive (DC's names are capitalised: "ResNet18BN_AP").
         assert_eq!(find::<dyn Architecture>(&name.to_uppercase())?.name, name);
     }
@@ -102,12 +124,21 @@ fn output_shapes_and_f32_against_f64() -> Result<()> {
             assert_eq!(out.embedding.dims(), [2, d], "{name} {input}");
             let got: Vec<Vec<usize>> = out.block_features.iter().map(|f| f.dims()[1..].to_vec()).collect();
             assert_eq!(got, features, "{name} {input} block features");
-            assert!(out.block_features.iter().all(|f| f.dim(0).unwrap() == 2), "{name} {input} batch size");
+            assert!(
+                out.block_features.iter().all(|f| f.dim(0).unwrap() == 2),
+                "{name} {input} batch size"
+            );
             // One seed gives the same network in both dtypes (weights are drawn in f64).
             let logits64 = build(name, input, DType::F64, 7)?.logits(&x, Mode::Train)?;
-            let diff = (out.logits.to_dtype(DType::F64)? - &logits64)?.abs()?.max_all()?.to_scalar::<f64>()?;
+            let diff = (out.logits.to_dtype(DType::F64)? - &logits64)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f64>()?;
             let scale = logits64.abs()?.max_all()?.to_scalar::<f64>()?.max(1.0);
-            assert!(diff < 1e-4 * scale, "{name} {input}: f32 and f64 logits differ by {diff}");
+            assert!(
+                diff < 1e-4 * scale,
+                "{name} {input}: f32 and f64 logits differ by {diff}"
+            );
         }
     }
     Ok(())
@@ -130,7 +161,9 @@ fn unusable_inputs_are_errors() -> Result<()> {
         ("resnet18_ap", ImageShape::new(3, 4, 4)),
         ("mlp", ImageShape::new(3, 0, 4)),
     ] {
-        let err = build(name, input, CLASSES).err().unwrap_or_else(|| panic!("{name} builds for {input}"));
+        let err = build(name, input, CLASSES)
+            .err()
+            .unwrap_or_else(|| panic!("{name} builds for {input}"));
         assert!(err.to_string().contains(name), "{name}: {err}");
     }
     for name in ZOO {
@@ -139,7 +172,11 @@ fn unusable_inputs_are_errors() -> Result<()> {
     // A batch of the wrong image shape is an error, not a panic.
     for name in ["mlp", "lenet", "resnet18_ap"] {
         let net = build(name, CIFAR, CLASSES)?;
-        assert!(net.forward(&Tensor::zeros((2, 1, 28, 28), DType::F64, &Device::Cpu)?, Mode::Eval).is_err(), "{name}");
+        assert!(
+            net.forward(&Tensor::zeros((2, 1, 28, 28), DType::F64, &Device::Cpu)?, Mode::Eval)
+                .is_err(),
+            "{name}"
+        );
     }
     Ok(())
 }
@@ -158,7 +195,11 @@ impl Probe {
         Ok(Self {
             r: uniform(out.logits.dims(), rng)?,
             s: uniform(out.embedding.dims(), rng)?,
-            t: out.block_features.iter().map(|f| uniform(f.dims(), rng)).collect::<Result<_>>()?,
+            t: out
+                .block_features
+                .iter()
+                .map(|f| uniform(f.dims(), rng))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -175,18 +216,55 @@ impl Probe {
 const EPS: f64 = 1e-5;
 const REL_TOL: f64 = 1e-5;
 
-/// Central difference from `f(+eps)`, `f(0)` and `f(-eps)`; also says whether the one-sided
-/// slopes disagree, i.e. a ReLU or max-pool kink lies within eps, where a central difference
-/// does not estimate the derivative.
-fn central(plus: f64, zero: f64, minus: f64) -> (f64, bool) {
-    let (right, left) = ((plus - zero) / EPS, (zero - minus) / EPS);
-    let kink = (right - left).abs() > 1e-3 * right.abs().max(left.abs()).max(1e-2);
-    ((plus - minus) / (2.0 * EPS), kink)
+/// What a finite-difference check of one coordinate found.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Agrees,
+    /// No difference quotient agrees and the central differences at the two steps disagree with
+    /// each other too: ReLU or max-pool kinks lie on both sides within a step, so finite
+    /// differences estimate nothing there. (In a ResNet every stem weight and every pixel moves
+    /// a million units through instance norm, and some lie within 1e-6 of 0.)
+    Kink,
+}
+
+/// Compares `auto` with difference quotients of `f(d)` = the probe with the coordinate moved by
+/// `d` (`f(0) = f0`), at steps `EPS` and `EPS / 10`.
+///
+/// It agrees when the central difference does, or one of the one-sided ones: a kink on one side
+/// within the step spoils the central difference and that side's quotient, while the other side's
+/// still measures the derivative at the point. Where nothing agrees but the two central
+/// differences agree with each other, the function is smooth on these scales and the autograd is
+/// wrong: panic.
+fn compare(what: &str, auto: f64, f0: f64, f: &mut dyn FnMut(f64) -> Result<f64>) -> Result<Verdict> {
+    // Rounding of `f` (relative ~1e-13 after a deep net's sums) divided by the step.
+    let close =
+        |a: f64, b: f64, eps: f64| (a - b).abs() <= REL_TOL * a.abs().max(b.abs()) + 1e-13 * f0.abs().max(1.0) / eps;
+    let mut centrals = Vec::with_capacity(2);
+    for eps in [EPS, EPS / 10.0] {
+        let (plus, minus) = (f(eps)?, f(-eps)?);
+        let central = (plus - minus) / (2.0 * eps);
+        if [central, (plus - f0) / eps, (f0 - minus) / eps]
+            .into_iter()
+            .any(|q| close(auto, q, eps))
+        {
+            return Ok(Verdict::Agrees);
+        }
+        centrals.push((eps, central));
+    }
+    let [(coarse_eps, coarse), (fine_eps, fine)] = centrals[..] else {
+        unreachable!("two steps")
+    };
+    assert!(
+        !close(coarse, fine, fine_eps),
+        "{what}: autograd {auto} vs central differences {coarse} (step {coarse_eps:e}) and {fine} (step {fine_eps:e})"
+    );
+    eprintln!("{what}: skipped at kinks: autograd {auto}, central differences {coarse} and {fine}");
+    Ok(Verdict::Kink)
 }
 
 /// Checks autograd against finite differences at `pixels` input pixels and `params` parameter
 /// scalars (in parameter tensors drawn at random, always including the first and the last);
-/// returns how many points were skipped for lying at a kink.
+/// returns how many points were skipped for lying among kinks.
 fn gradcheck(name: &str, input: ImageShape, pixels: usize, params: usize, seed: u64) -> Result<usize> {
     let net = build(name, input, DType::F64, seed)?;
     let net = net.as_ref();
@@ -195,32 +273,26 @@ fn gradcheck(name: &str, input: ImageShape, pixels: usize, params: usize, seed: 
     let probe = Probe::new(net, &x, &mut rng)?;
     let xv = Var::from_tensor(&x)?;
     let at_x = probe.value(net, &xv)?;
-    let zero = at_x.to_scalar::<f64>()?;
+    let f0 = at_x.to_scalar::<f64>()?;
     let grads = at_x.backward()?;
-    let mut skipped = 0;
-    let mut check = |what: String, auto: f64, (fd, kink): (f64, bool), scale: f64| {
-        if kink {
-            skipped += 1;
-            return;
-        }
-        let err = (auto - fd).abs();
-        eprintln!("DBG {name} {what} auto {auto:.10e} fd {fd:.10e} rel {:.2e} zero {zero:.3e}", err / auto.abs().max(1e-300));
-        let tol = REL_TOL * auto.abs().max(fd.abs()).max(scale);
-        if err > tol { eprintln!("DBG FAIL"); }
-        assert!(true || err <= tol, "{name} {input} {what}: autograd {auto} vs finite differences {fd}");
-    };
-    let max_abs = |v: &[f64]| v.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+    let mut kinks = 0;
 
-    let gx: Vec<f64> = grads.get(&xv).expect("gradient reaches the pixels").flatten_all()?.to_vec1()?;
+    let gx: Vec<f64> = grads
+        .get(&xv)
+        .expect("gradient reaches the pixels")
+        .flatten_all()?
+        .to_vec1()?;
     let base: Vec<f64> = x.flatten_all()?.to_vec1()?;
-    let at = |i: usize, d: f64| -> Result<f64> {
-        let mut v = base.clone();
-        v[i] += d;
-        probe.value(net, &Tensor::from_vec(v, x.dims(), &Device::Cpu)?)?.to_scalar::<f64>().map_err(Into::into)
-    };
     for _ in 0..pixels {
         let i = rng.random_range(0..base.len());
-        check(format!("d/dx[{i}]"), gx[i], central(at(i, EPS)?, zero, at(i, -EPS)?), 1e-2 * max_abs(&gx));
+        let mut at = |d: f64| -> Result<f64> {
+            let mut v = base.clone();
+            v[i] += d;
+            Ok(probe
+                .value(net, &Tensor::from_vec(v, x.dims(), &Device::Cpu)?)?
+                .to_scalar::<f64>()?)
+        };
+        kinks += (compare(&format!("{name} {input} d/dx[{i}]"), gx[i], f0, &mut at)? == Verdict::Kink) as usize;
     }
 
     let all = net.parameters();
@@ -231,34 +303,46 @@ fn gradcheck(name: &str, input: ImageShape, pixels: usize, params: usize, seed: 
             _ => rng.random_range(0..all.len()),
         };
         let p = &all[p_index];
-        let g: Vec<f64> = grads.get(p).expect("gradient reaches every parameter").flatten_all()?.to_vec1()?;
+        let g: Vec<f64> = grads
+            .get(p)
+            .expect("gradient reaches every parameter")
+            .flatten_all()?
+            .to_vec1()?;
         let original = p.as_tensor().copy()?;
         let values: Vec<f64> = original.flatten_all()?.to_vec1()?;
         let i = rng.random_range(0..values.len());
-        let at = |d: f64| -> Result<f64> {
+        let mut at = |d: f64| -> Result<f64> {
             let mut v = values.clone();
             v[i] += d;
             p.set(&Tensor::from_vec(v, p.dims(), &Device::Cpu)?)?;
-            probe.value(net, &x)?.to_scalar::<f64>().map_err(Into::into)
+            Ok(probe.value(net, &x)?.to_scalar::<f64>()?)
         };
-        let fd = central(at(EPS)?, zero, at(-EPS)?);
+        let verdict = compare(&format!("{name} {input} d/dparam{p_index}[{i}]"), g[i], f0, &mut at);
         p.set(&original)?;
-        check(format!("d/dparam{p_index}[{i}]"), g[i], fd, 1e-2 * max_abs(&g));
+        kinks += (verdict? == Verdict::Kink) as usize;
     }
-    Ok(skipped)
+    Ok(kinks)
 }
 
+/// MLP and LeNet at both inputs (LeNet pads 1-channel input, not 3-channel); AlexNet at the
+/// 1-channel input it pads by 4, AlexNetBN at the 3-channel one.
 #[test]
 fn small_nets_pass_gradcheck() -> Result<()> {
     cafe_plugins::link();
-    let mut skipped = 0;
-    for (seed, name) in ["mlp", "lenet", "alexnet", "alexnetbn"].into_iter().enumerate() {
-        for input in [MNIST, CIFAR] {
-            skipped += gradcheck(name, input, 10, 10, seed as u64)?;
-        }
+    let cases = [
+        ("mlp", MNIST),
+        ("mlp", CIFAR),
+        ("lenet", MNIST),
+        ("lenet", CIFAR),
+        ("alexnet", MNIST),
+        ("alexnetbn", CIFAR),
+    ];
+    let mut kinks = 0;
+    for (seed, (name, input)) in cases.into_iter().enumerate() {
+        kinks += gradcheck(name, input, 10, 10, seed as u64)?;
     }
-    // Kinks within 1e-5 of a sample point are rare; many would mean the check checks little.
-    assert!(skipped <= 4, "{skipped} points skipped at kinks");
+    // Points among kinks on both sides are rare; many would mean the check checks little.
+    assert!(kinks <= 2, "{kinks} points skipped among kinks");
     Ok(())
 }
 
@@ -266,24 +350,37 @@ fn small_nets_pass_gradcheck() -> Result<()> {
 #[test]
 fn vgg_passes_gradcheck() -> Result<()> {
     cafe_plugins::link();
-    let mut skipped = 0;
+    let mut kinks = 0;
     for (seed, name) in ["vgg11", "vgg11bn"].into_iter().enumerate() {
-        skipped += gradcheck(name, MNIST, 10, 10, 10 + seed as u64)?;
+        kinks += gradcheck(name, MNIST, 10, 10, 10 + seed as u64)?;
     }
-    assert!(skipped <= 2, "{skipped} points skipped at kinks");
+    assert!(kinks <= 2, "{kinks} points skipped among kinks");
     Ok(())
 }
 
-/// ResNet18 at 1x28x28: the stride-2 nets see 7x7 -> 4x4 and the `_AP` nets pool 7x7 -> 3x3,
-/// where candle's own pooling has wrong gradients (CANDLE_NOTES 2).
+/// ResNet18 at 1x28x28: the stride-2 convs meet the odd 7x7 map (7 -> 4) before the final
+/// 4x4 average pooling. The largest check here, so fewer points.
 #[test]
-fn resnets_pass_gradcheck() -> Result<()> {
+fn strided_resnets_pass_gradcheck() -> Result<()> {
     cafe_plugins::link();
-    let mut skipped = 0;
-    for (seed, name) in ["resnet18", "resnet18bn", "resnet18_ap", "resnet18bn_ap"].into_iter().enumerate() {
-        skipped += gradcheck(name, MNIST, 10, 10, 20 + seed as u64)?;
+    let mut kinks = 0;
+    for (seed, name) in ["resnet18", "resnet18bn"].into_iter().enumerate() {
+        kinks += gradcheck(name, MNIST, 8, 8, 20 + seed as u64)?;
     }
-    assert!(skipped <= 4, "{skipped} points skipped at kinks");
+    assert!(kinks <= 2, "{kinks} points skipped among kinks");
+    Ok(())
+}
+
+/// ResNet18_AP at 1x14x14, the smallest input whose average poolings meet odd maps twice
+/// (14 -> 14 -> 7 -> 3 -> 1), where candle's own pooling has wrong gradients (CANDLE_NOTES 2).
+#[test]
+fn avg_pool_resnets_pass_gradcheck() -> Result<()> {
+    cafe_plugins::link();
+    let mut kinks = 0;
+    for (seed, name) in ["resnet18_ap", "resnet18bn_ap"].into_iter().enumerate() {
+        kinks += gradcheck(name, ImageShape::new(1, 14, 14), 10, 10, 30 + seed as u64)?;
+    }
+    assert!(kinks <= 2, "{kinks} points skipped among kinks");
     Ok(())
 }
 
@@ -307,7 +404,9 @@ fn batch_norm_train_and_eval_match_hand_computed() -> Result<()> {
     let x = uniform(&input.batch_dims(n), &mut rng_from_seed(6))?;
     let y = uniform(&input.batch_dims(n), &mut rng_from_seed(8))?;
     let conv = |x: &Tensor| -> Result<Vec<Vec<Vec<f64>>>> {
-        let z = x.conv2d(&p[0], 2, 1, 1, 1)?.broadcast_add(&p[1].reshape((1, c, 1, 1))?)?;
+        let z = x
+            .conv2d(&p[0], 2, 1, 1, 1)?
+            .broadcast_add(&p[1].reshape((1, c, 1, 1))?)?;
         Ok(z.flatten_from(2)?.to_vec3()?)
     };
     let (zx, zy) = (conv(&x)?, conv(&y)?);
@@ -325,7 +424,11 @@ fn batch_norm_train_and_eval_match_hand_computed() -> Result<()> {
         for img in z {
             for (ch, values) in img.iter().enumerate() {
                 let (mean, var) = mean_var(ch);
-                out.extend(values.iter().map(|&v| ((v - mean) / (var + 1e-5).sqrt() * gamma[ch] + beta[ch]).max(0.0)));
+                out.extend(
+                    values
+                        .iter()
+                        .map(|&v| ((v - mean) / (var + 1e-5).sqrt() * gamma[ch] + beta[ch]).max(0.0)),
+                );
             }
         }
         out
@@ -338,10 +441,22 @@ fn batch_norm_train_and_eval_match_hand_computed() -> Result<()> {
         assert!(d < 1e-10, "{what}: max difference {d}");
     };
     // Fresh running statistics are mean 0, variance 1.
-    close(&feature(&y, Mode::Eval)?, &expect(&zy, &|_| (0.0, 1.0)), "eval before training");
-    close(&feature(&x, Mode::Train)?, &expect(&zx, &|ch| (stats[ch].0, stats[ch].1)), "train");
+    close(
+        &feature(&y, Mode::Eval)?,
+        &expect(&zy, &|_| (0.0, 1.0)),
+        "eval before training",
+    );
+    close(
+        &feature(&x, Mode::Train)?,
+        &expect(&zx, &|ch| (stats[ch].0, stats[ch].1)),
+        "train",
+    );
     let moved = |ch: usize| (0.1 * stats[ch].0, 0.9 + 0.1 * stats[ch].2);
-    close(&feature(&y, Mode::Eval)?, &expect(&zy, &moved), "eval after one training pass");
+    close(
+        &feature(&y, Mode::Eval)?,
+        &expect(&zy, &moved),
+        "eval after one training pass",
+    );
     // Eval leaves them where they are.
     close(&feature(&y, Mode::Eval)?, &expect(&zy, &moved), "eval twice");
     Ok(())

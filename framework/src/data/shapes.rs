@@ -5,7 +5,8 @@
 //! learnable but not trivial data. What makes it hard, on purpose:
 //! - position, size and (where it means something) rotation and stroke thickness vary;
 //! - foreground, background and a faint background gradient take random colours, drawn
-//!   independently of the class, so colour says nothing about the class;
+//!   independently of the class, so colour says nothing about the class (only the polarity is
+//!   fixed: the shape is lighter than its background);
 //! - small random blobs (distractors) sit behind or in front of the shape;
 //! - Gaussian pixel noise of a random strength.
 //!
@@ -13,6 +14,11 @@
 //! are the ones a model must look hardest at. Rendering is anti-aliased: each pixel's value is
 //! the coverage measured on a 4x4 grid of sub-samples. Images come out interleaved by class
 //! (image `i` has label `i % 10`), so any prefix of a split is balanced.
+//!
+//! Calibration (`framework/tests/data_shapes_difficulty.rs`, seed 0): the default ConvNet
+//! trained with the evaluation protocol's SGD on a random 10-per-class subset reaches 54 % test
+//! accuracy at width 64 (300 epochs) and 47 % at width 32 (200 epochs), with 100 % train
+//! accuracy: learnable, far from saturated, as a small condensation benchmark should be.
 
 use std::f32::consts::PI;
 
@@ -200,7 +206,7 @@ impl Shape {
                 })
             }
             8 => {
-                // 3x3 checkerboard in [-0.9, 0.9]^2, corners dark.
+                // 3x3 checkerboard in [-0.9, 0.9]^2: the corners and the centre are filled.
                 let h = 0.9;
                 if x.abs() > h || y.abs() > h {
                     return false;

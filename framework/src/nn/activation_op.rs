@@ -90,12 +90,27 @@ impl CustomOp2 for RectifyGrad {
         "cafe-rectify-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         Ok((run2(self, s1, l1, s2, l2)?, l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, g: &Tensor, _res: &Tensor, u: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let d_g = g.track_op().then(|| x.apply_op2(&u.contiguous()?, RectifyGrad { slope: self.slope })).transpose()?;
+    fn bwd(
+        &self,
+        x: &Tensor,
+        g: &Tensor,
+        _res: &Tensor,
+        u: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d_g = g
+            .track_op()
+            .then(|| x.apply_op2(&u.contiguous()?, RectifyGrad { slope: self.slope }))
+            .transpose()?;
         Ok((None, d_g))
     }
 }

@@ -59,7 +59,11 @@ impl BatchNorm2d {
         let c = self.weight.dim(0)?;
         let (n, xc, h, w) = x.dims4()?;
         if xc != c {
-            return Err(Error::invalid("BatchNorm2d input", format!("{:?}", x.dims()), format!("must be [n, {c}, h, w]")));
+            return Err(Error::invalid(
+                "BatchNorm2d input",
+                format!("{:?}", x.dims()),
+                format!("must be [n, {c}, h, w]"),
+            ));
         }
         let normalised = match mode {
             Mode::Train => {
@@ -98,7 +102,9 @@ impl BatchNorm2d {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, RunningStats>> {
-        self.running.lock().map_err(|_| Error::Other("BatchNorm2d running statistics: a thread panicked while updating them".into()))
+        self.running
+            .lock()
+            .map_err(|_| Error::Other("BatchNorm2d running statistics: a thread panicked while updating them".into()))
     }
 
     /// A copy of the running statistics.
@@ -116,7 +122,10 @@ impl BatchNorm2d {
                 format!("must be [{c}] each"),
             ));
         }
-        *self.lock()? = RunningStats { mean: stats.mean.detach(), var: stats.var.detach() };
+        *self.lock()? = RunningStats {
+            mean: stats.mean.detach(),
+            var: stats.var.detach(),
+        };
         Ok(())
     }
 

@@ -27,7 +27,11 @@ impl Planes {
         let (n, c, h, w) = x.dims4()?;
         for t in per_channel {
             if t.dims() != [c] {
-                return Err(Error::invalid("per-channel operand", format!("{:?}", t.dims()), format!("must be [{c}] for {:?}", x.dims())));
+                return Err(Error::invalid(
+                    "per-channel operand",
+                    format!("{:?}", t.dims()),
+                    format!("must be [{c}] for {:?}", x.dims()),
+                ));
             }
         }
         Ok(Self { n, c, hw: h * w })
@@ -39,7 +43,12 @@ impl Planes {
 
     fn check(&self, op: &str, big: &[usize], small: &[usize]) -> candle_core::Result<()> {
         if big.iter().any(|&l| l != self.len()) || small.iter().any(|&l| l != self.c) {
-            candle_core::bail!("{op}: operands of {big:?} and {small:?} values do not fit [{}, {}, {}]", self.n, self.c, self.hw)
+            candle_core::bail!(
+                "{op}: operands of {big:?} and {small:?} values do not fit [{}, {}, {}]",
+                self.n,
+                self.c,
+                self.hw
+            )
         }
         Ok(())
     }
@@ -47,10 +56,14 @@ impl Planes {
     /// `f(channel, input plane, output plane)` over every plane, in parallel.
     fn map<T: Elem>(&self, x: &[T], f: impl Fn(usize, &[T], &mut [T]) + Sync + Send) -> Vec<T> {
         let mut out = vec![T::ZERO; self.len()];
-        if self.hw > 0 {
-            let min = (4096 / self.hw).max(1);
+        // Planes of a few thousand values or more are one task each; smaller ones are batched.
+        if let Some(per_task) = 4096_usize.checked_div(self.hw) {
             let c = self.c;
-            out.par_chunks_mut(self.hw).zip(x.par_chunks(self.hw)).enumerate().with_min_len(min).for_each(|(i, (o, x))| f(i % c, x, o));
+            out.par_chunks_mut(self.hw)
+                .zip(x.par_chunks(self.hw))
+                .enumerate()
+                .with_min_len(per_task.max(1))
+                .for_each(|(i, (o, x))| f(i % c, x, o));
         }
         out
     }
@@ -121,7 +134,9 @@ impl Kernel3 for Affine {
         self.0.check(Self::NAME, &[x.len()], &[s.len(), t.len()])?;
         Ok(self.0.map(x, |c, x, o| {
             let (s, t): (f64, f64) = (s[c].into(), t[c].into());
-            o.iter_mut().zip(x).for_each(|(o, &x)| *o = T::from_f64(x.into() * s + t));
+            o.iter_mut()
+                .zip(x)
+                .for_each(|(o, &x)| *o = T::from_f64(x.into() * s + t));
         }))
     }
 }
@@ -143,9 +158,20 @@ impl CustomOp3 for Affine {
         Ok((run3(self, s1, l1, s2, l2, s3, l3)?, l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, s: &Tensor, t: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        s: &Tensor,
+        t: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let p = self.0;
-        Ok((when(x, || scale(g, s, p))?, when(s, || dot(g, x, p))?, when(t, || sum(g, p))?))
+        Ok((
+            when(x, || scale(g, s, p))?,
+            when(s, || dot(g, x, p))?,
+            when(t, || sum(g, p))?,
+        ))
     }
 }
 
@@ -168,11 +194,23 @@ impl CustomOp2 for Scale {
         "cafe-channel-scale"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         Ok((run2(self, s1, l1, s2, l2)?, l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, s: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        s: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let p = self.0;
         Ok((when(x, || scale(g, s, p))?, when(s, || dot(g, x, p))?))
     }
@@ -185,7 +223,9 @@ impl Kernel2 for Dot {
     const NAME: &'static str = "channel dot";
     fn run<T: Elem>(&self, a: &[T], b: &[T]) -> candle_core::Result<Vec<T>> {
         self.0.check(Self::NAME, &[a.len(), b.len()], &[])?;
-        Ok(self.0.reduce(a, b, |a, b| a.iter().zip(b).map(|(&a, &b)| a.into() * b.into()).sum()))
+        Ok(self
+            .0
+            .reduce(a, b, |a, b| a.iter().zip(b).map(|(&a, &b)| a.into() * b.into()).sum()))
     }
 }
 
@@ -194,11 +234,23 @@ impl CustomOp2 for Dot {
         "cafe-channel-dot"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         Ok((run2(self, s1, l1, s2, l2)?, Shape::from(self.0.c)))
     }
 
-    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, u: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        u: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let p = self.0;
         Ok((when(a, || scale(b, u, p))?, when(b, || scale(a, u, p))?))
     }

@@ -18,8 +18,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::conv_cpu::{correlate, correlate_weight_grad, Correlation};
 use super::channel_op::channel_sum;
+use super::conv_cpu::{correlate, correlate_weight_grad, Correlation};
 use super::cpu_op::{native, run2, run3, to_candle, Elem, Kernel2, Kernel3};
 use crate::{Error, Result};
 
@@ -40,11 +40,21 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
 
 /// [`conv2d`] plus a per-output-channel `bias` `[o]`, added inside the convolution on the CPU
 /// (the output is written once).
-pub fn conv2d_with_bias(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+pub fn conv2d_with_bias(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
     let geo = Geometry::new(x, w, stride, padding)?;
     if let Some(b) = bias {
         if b.dims() != [geo.o] || b.dtype() != x.dtype() {
-            return Err(Error::invalid("conv2d bias", format!("{:?} {:?}", b.dims(), b.dtype()), format!("must be [{}] {:?}", geo.o, x.dtype())));
+            return Err(Error::invalid(
+                "conv2d bias",
+                format!("{:?} {:?}", b.dims(), b.dtype()),
+                format!("must be [{}] {:?}", geo.o, x.dtype()),
+            ));
         }
     }
     if !native(x) {
@@ -55,7 +65,9 @@ pub fn conv2d_with_bias(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: u
         });
     }
     match bias {
-        Some(b) => Ok(x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, ForwardBias(geo))?),
+        Some(b) => Ok(x
+            .contiguous()?
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, ForwardBias(geo))?),
         None => apply(x, w, Forward(geo)),
     }
 }
@@ -81,19 +93,35 @@ impl Geometry {
             return Err(bad("x must be [n, c, h, w] and w [o, c, k, k]".into()));
         };
         if c != wc || k != k2 {
-            return Err(bad("the channels of x and w must agree and the kernel must be square".into()));
+            return Err(bad(
+                "the channels of x and w must agree and the kernel must be square".into()
+            ));
         }
         if x.dtype() != w.dtype() {
             return Err(bad(format!("dtypes differ: {:?} and {:?}", x.dtype(), w.dtype())));
         }
         if stride == 0 || c == 0 || o == 0 || k == 0 {
-            return Err(bad(format!("stride ({stride}), channels and kernel size must be positive")));
+            return Err(bad(format!(
+                "stride ({stride}), channels and kernel size must be positive"
+            )));
         }
         if h + 2 * padding < k || width + 2 * padding < k {
-            return Err(bad(format!("the input padded by {padding} is smaller than the {k}x{k} kernel")));
+            return Err(bad(format!(
+                "the input padded by {padding} is smaller than the {k}x{k} kernel"
+            )));
         }
         let out = |len: usize| (len + 2 * padding - k) / stride + 1;
-        Ok(Self { c, h, w: width, o, k, stride, padding, out_h: out(h), out_w: out(width) })
+        Ok(Self {
+            c,
+            h,
+            w: width,
+            o,
+            k,
+            stride,
+            padding,
+            out_h: out(h),
+            out_w: out(width),
+        })
     }
 
     /// The forward convolution as a correlation over the input.
@@ -182,14 +210,26 @@ impl CustomOp2 for Forward {
         "cafe-conv2d"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
         let n = expect(l1, "input", [None, Some(g.c), Some(g.h), Some(g.w)])?;
         expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
         Ok((run2(self, s1, l1, s2, l2)?, Shape::from((n, g.o, g.out_h, g.out_w))))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.0;
         let gx = needed(x).then(|| apply(grad, w, InputGrad(g))).transpose();
         let gw = needed(w).then(|| apply(grad, x, WeightGrad(g))).transpose();
@@ -227,10 +267,20 @@ impl CustomOp3 for ForwardBias {
         if l3.shape().dims() != [g.o] {
             candle_core::bail!("conv2d: bias has shape {:?}, expected [{}]", l3.shape().dims(), g.o)
         }
-        Ok((run3(self, s1, l1, s2, l2, s3, l3)?, Shape::from((n, g.o, g.out_h, g.out_w))))
+        Ok((
+            run3(self, s1, l1, s2, l2, s3, l3)?,
+            Shape::from((n, g.o, g.out_h, g.out_w)),
+        ))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (conv_x, conv_w) = Forward(self.0).bwd(x, w, res, grad)?;
         let gb = needed(b).then(|| channel_sum(grad)).transpose().map_err(to_candle)?;
         Ok((conv_x, conv_w, gb))
@@ -243,7 +293,13 @@ struct InputGrad(Geometry);
 impl Kernel2 for InputGrad {
     const NAME: &'static str = "conv2d input gradient";
     fn run<T: Elem>(&self, gy: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
-        Ok(correlate(&self.0.input_grad(), gy, &self.0.flipped_kernel(w), self.0.c, None))
+        Ok(correlate(
+            &self.0.input_grad(),
+            gy,
+            &self.0.flipped_kernel(w),
+            self.0.c,
+            None,
+        ))
     }
 }
 
@@ -252,7 +308,13 @@ impl CustomOp2 for InputGrad {
         "cafe-conv2d-input-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
         let n = expect(l1, "output gradient", [None, Some(g.o), Some(g.out_h), Some(g.out_w)])?;
         expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
@@ -260,7 +322,13 @@ impl CustomOp2 for InputGrad {
     }
 
     /// `d <B(g, w), u> = <dg, A(u, w)> + <C(g, u), dw>`.
-    fn bwd(&self, gy: &Tensor, w: &Tensor, _res: &Tensor, u: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        gy: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        u: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.0;
         let d_gy = needed(gy).then(|| apply(u, w, Forward(g))).transpose();
         let d_w = needed(w).then(|| apply(gy, u, WeightGrad(g))).transpose();
@@ -283,7 +351,13 @@ impl CustomOp2 for WeightGrad {
         "cafe-conv2d-weight-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0;
         let n = expect(l1, "output gradient", [None, Some(g.o), Some(g.out_h), Some(g.out_w)])?;
         expect(l2, "input", [Some(n), Some(g.c), Some(g.h), Some(g.w)])?;
@@ -291,7 +365,13 @@ impl CustomOp2 for WeightGrad {
     }
 
     /// `d <C(g, x), v> = <dg, A(x, v)> + <B(g, v), dx>`.
-    fn bwd(&self, gy: &Tensor, x: &Tensor, _res: &Tensor, v: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        gy: &Tensor,
+        x: &Tensor,
+        _res: &Tensor,
+        v: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let g = self.0;
         let d_gy = needed(gy).then(|| apply(x, v, Forward(g))).transpose();
         let d_x = needed(x).then(|| apply(gy, v, InputGrad(g))).transpose();

@@ -53,7 +53,7 @@ impl Correlation {
             return None;
         }
         let v = v as usize;
-        if v % self.dilation != 0 {
+        if !v.is_multiple_of(self.dilation) {
             return None;
         }
         let i = v / self.dilation;
@@ -126,7 +126,11 @@ fn matmul<T: Elem>(
     parallelism: Parallelism,
 ) {
     debug_assert!(dst.len() >= m * n && lhs.len() >= m * k);
-    let (rhs_cs, rhs_rs) = if rhs_t { (rhs_rs as isize, 1) } else { (1, rhs_rs as isize) };
+    let (rhs_cs, rhs_rs) = if rhs_t {
+        (rhs_rs as isize, 1)
+    } else {
+        (1, rhs_rs as isize)
+    };
     // SAFETY: the slices cover the strided matrices described (checked by the callers' sizes),
     // `dst` is exclusively borrowed and distinct from `lhs` and `rhs`; `T` is f32 or f64, which
     // `gemm` supports.
@@ -158,7 +162,13 @@ fn matmul<T: Elem>(
 /// `out[n] = kernel[out_c, patch] @ im2col(input[n]) (+ bias[out_c])` for every image: a
 /// forward correlation. `input` is `[n, in_c, in_h, in_w]`, the result `[n, out_c, out_h, out_w]`.
 /// The bias is written first and the product accumulated onto it: the addition is free.
-pub(crate) fn correlate<T: Elem>(geo: &Correlation, input: &[T], kernel: &[T], out_c: usize, bias: Option<&[T]>) -> Vec<T> {
+pub(crate) fn correlate<T: Elem>(
+    geo: &Correlation,
+    input: &[T],
+    kernel: &[T],
+    out_c: usize,
+    bias: Option<&[T]>,
+) -> Vec<T> {
     let (patch, pixels) = (geo.patch(), geo.pixels());
     let n = input.len() / geo.in_len().max(1);
     let mut out = vec![T::ZERO; n * out_c * pixels];
@@ -170,16 +180,31 @@ pub(crate) fn correlate<T: Elem>(geo: &Correlation, input: &[T], kernel: &[T], o
         if let Some(bias) = bias {
             dst.chunks_exact_mut(pixels).zip(bias).for_each(|(row, &b)| row.fill(b));
         }
-        matmul((out_c, pixels, patch), dst, bias.is_some(), kernel, cols, pixels, false, par);
+        matmul(
+            (out_c, pixels, patch),
+            dst,
+            bias.is_some(),
+            kernel,
+            cols,
+            pixels,
+            false,
+            par,
+        );
     };
     if split_by_image(n) {
         input
             .par_chunks_exact(geo.in_len())
             .zip(out.par_chunks_exact_mut(out_c * pixels))
-            .for_each_init(|| vec![T::ZERO; patch * pixels], |cols, (src, dst)| one(src, dst, cols, Parallelism::None));
+            .for_each_init(
+                || vec![T::ZERO; patch * pixels],
+                |cols, (src, dst)| one(src, dst, cols, Parallelism::None),
+            );
     } else {
         let mut cols = vec![T::ZERO; patch * pixels];
-        for (src, dst) in input.chunks_exact(geo.in_len()).zip(out.chunks_exact_mut(out_c * pixels)) {
+        for (src, dst) in input
+            .chunks_exact(geo.in_len())
+            .zip(out.chunks_exact_mut(out_c * pixels))
+        {
             one(src, dst, &mut cols, Parallelism::Rayon(0));
         }
     }

@@ -17,7 +17,11 @@ pub struct Conv2dConfig {
 
 impl Default for Conv2dConfig {
     fn default() -> Self {
-        Self { stride: 1, padding: 0, bias: true }
+        Self {
+            stride: 1,
+            padding: 0,
+            bias: true,
+        }
     }
 }
 
@@ -44,13 +48,19 @@ impl Conv2d {
         if in_channels == 0 || out_channels == 0 || kernel == 0 || config.stride == 0 {
             return Err(Error::invalid(
                 "Conv2d",
-                format!("in {in_channels}, out {out_channels}, kernel {kernel}, stride {}", config.stride),
+                format!(
+                    "in {in_channels}, out {out_channels}, kernel {kernel}, stride {}",
+                    config.stride
+                ),
                 "channels, kernel size and stride must be positive",
             ));
         }
         let bound = default_bound(in_channels * kernel * kernel);
         let weight = uniform_var(&[out_channels, in_channels, kernel, kernel], bound, dtype, device, rng)?;
-        let bias = config.bias.then(|| uniform_var(&[out_channels], bound, dtype, device, rng)).transpose()?;
+        let bias = config
+            .bias
+            .then(|| uniform_var(&[out_channels], bound, dtype, device, rng))
+            .transpose()?;
         Ok(Self { weight, bias, config })
     }
 
@@ -61,14 +71,28 @@ impl Conv2d {
     pub fn from_vars(weight: Var, bias: Option<Var>, stride: usize, padding: usize) -> Result<Self> {
         let out = match weight.dims() {
             &[o, _, k, k2] if k == k2 => o,
-            d => return Err(Error::invalid("Conv2d weight", format!("{d:?}"), "must be [out, in, k, k]")),
+            d => {
+                return Err(Error::invalid(
+                    "Conv2d weight",
+                    format!("{d:?}"),
+                    "must be [out, in, k, k]",
+                ))
+            }
         };
         if let Some(b) = &bias {
             if b.dims() != [out] {
-                return Err(Error::invalid("Conv2d bias", format!("{:?}", b.dims()), format!("must be [{out}]")));
+                return Err(Error::invalid(
+                    "Conv2d bias",
+                    format!("{:?}", b.dims()),
+                    format!("must be [{out}]"),
+                ));
             }
         }
-        let config = Conv2dConfig { stride, padding, bias: bias.is_some() };
+        let config = Conv2dConfig {
+            stride,
+            padding,
+            bias: bias.is_some(),
+        };
         Ok(Self { weight, bias, config })
     }
 
@@ -76,7 +100,13 @@ impl Conv2d {
     /// `[n, in, h, w] -> [n, out, h', w']`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let bias = self.bias.as_ref().map(|b| b.as_tensor());
-        conv2d_with_bias(x, self.weight.as_tensor(), bias, self.config.stride, self.config.padding)
+        conv2d_with_bias(
+            x,
+            self.weight.as_tensor(),
+            bias,
+            self.config.stride,
+            self.config.padding,
+        )
     }
 
     pub fn weight(&self) -> &Var {

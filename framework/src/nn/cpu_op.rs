@@ -56,7 +56,8 @@ impl Elem for f64 {
 
 /// The contiguous data of one operand, typed.
 fn typed<'a, T: Elem>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let data = T::slice(s).ok_or_else(|| candle_core::Error::Msg(format!("{op}: operands must share one dtype, f32 or f64")))?;
+    let data = T::slice(s)
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: operands must share one dtype, f32 or f64")))?;
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{op}: operands must be contiguous"),
@@ -89,10 +90,20 @@ pub(crate) fn run1<K: Kernel1>(k: &K, s: &CpuStorage, l: &Layout) -> candle_core
     }
 }
 
-pub(crate) fn run2<K: Kernel2>(k: &K, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<CpuStorage> {
+pub(crate) fn run2<K: Kernel2>(
+    k: &K,
+    s1: &CpuStorage,
+    l1: &Layout,
+    s2: &CpuStorage,
+    l2: &Layout,
+) -> candle_core::Result<CpuStorage> {
     match s1 {
-        CpuStorage::F32(_) => Ok(f32::storage(k.run(typed::<f32>(K::NAME, s1, l1)?, typed(K::NAME, s2, l2)?)?)),
-        CpuStorage::F64(_) => Ok(f64::storage(k.run(typed::<f64>(K::NAME, s1, l1)?, typed(K::NAME, s2, l2)?)?)),
+        CpuStorage::F32(_) => Ok(f32::storage(
+            k.run(typed::<f32>(K::NAME, s1, l1)?, typed(K::NAME, s2, l2)?)?,
+        )),
+        CpuStorage::F64(_) => Ok(f64::storage(
+            k.run(typed::<f64>(K::NAME, s1, l1)?, typed(K::NAME, s2, l2)?)?,
+        )),
         _ => candle_core::bail!("{}: only f32 and f64 are supported", K::NAME),
     }
 }
@@ -109,8 +120,16 @@ pub(crate) fn run3<K: Kernel3>(
 ) -> candle_core::Result<CpuStorage> {
     let n = K::NAME;
     match s1 {
-        CpuStorage::F32(_) => Ok(f32::storage(k.run(typed::<f32>(n, s1, l1)?, typed(n, s2, l2)?, typed(n, s3, l3)?)?)),
-        CpuStorage::F64(_) => Ok(f64::storage(k.run(typed::<f64>(n, s1, l1)?, typed(n, s2, l2)?, typed(n, s3, l3)?)?)),
+        CpuStorage::F32(_) => Ok(f32::storage(k.run(
+            typed::<f32>(n, s1, l1)?,
+            typed(n, s2, l2)?,
+            typed(n, s3, l3)?,
+        )?)),
+        CpuStorage::F64(_) => Ok(f64::storage(k.run(
+            typed::<f64>(n, s1, l1)?,
+            typed(n, s2, l2)?,
+            typed(n, s3, l3)?,
+        )?)),
         _ => candle_core::bail!("{n}: only f32 and f64 are supported"),
     }
 }

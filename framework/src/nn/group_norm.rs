@@ -21,8 +21,12 @@ pub const NORM_EPS: f64 = 1e-5;
 /// `[n, c, h, w] -> [n, c, h, w]`, `c` divisible by `groups`.
 pub fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
     let (_, c, _, _) = x.dims4()?;
-    if groups == 0 || c % groups != 0 {
-        return Err(Error::invalid("group norm groups", groups, format!("must divide the {c} channels")));
+    if groups == 0 || !c.is_multiple_of(groups) {
+        return Err(Error::invalid(
+            "group norm groups",
+            groups,
+            format!("must divide the {c} channels"),
+        ));
     }
     if native(x) && x.elem_count() > 0 {
         return group_norm_op::normalize(x, groups, eps);
@@ -34,8 +38,12 @@ pub fn group_normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
 /// reference the fused op is tested against.
 pub fn group_normalize_with_tensor_ops(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
-    if groups == 0 || c % groups != 0 {
-        return Err(Error::invalid("group norm groups", groups, format!("must divide the {c} channels")));
+    if groups == 0 || !c.is_multiple_of(groups) {
+        return Err(Error::invalid(
+            "group norm groups",
+            groups,
+            format!("must divide the {c} channels"),
+        ));
     }
     let xg = x.reshape((n, groups, (c / groups) * h * w))?;
     let mean = xg.mean_keepdim(2)?;
@@ -67,8 +75,12 @@ pub struct GroupNorm {
 
 impl GroupNorm {
     pub fn new(groups: usize, channels: usize, dtype: DType, device: &Device) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
-            return Err(Error::invalid("GroupNorm groups", groups, format!("must divide the {channels} channels")));
+        if groups == 0 || !channels.is_multiple_of(groups) {
+            return Err(Error::invalid(
+                "GroupNorm groups",
+                groups,
+                format!("must divide the {channels} channels"),
+            ));
         }
         Ok(Self {
             groups,
@@ -87,7 +99,11 @@ impl GroupNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.weight.dim(0)?;
         if x.rank() != 4 || x.dim(1)? != c {
-            return Err(Error::invalid("GroupNorm input", format!("{:?}", x.dims()), format!("must be [n, {c}, h, w]")));
+            return Err(Error::invalid(
+                "GroupNorm input",
+                format!("{:?}", x.dims()),
+                format!("must be [n, {c}, h, w]"),
+            ));
         }
         channel_affine(&group_normalize(x, self.groups, NORM_EPS)?, &self.weight, &self.bias)
     }

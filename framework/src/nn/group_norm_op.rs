@@ -20,7 +20,11 @@ use crate::Result;
 /// checked that `groups` divides `c`.
 pub(crate) fn normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
-    let geo = Groups { rows: n * groups, len: (c / groups) * h * w, eps };
+    let geo = Groups {
+        rows: n * groups,
+        len: (c / groups) * h * w,
+        eps,
+    };
     Ok(x.contiguous()?.apply_op1(Normalize(geo))?)
 }
 
@@ -61,7 +65,11 @@ impl Groups {
 
     fn check(&self, op: &str, lens: &[usize]) -> candle_core::Result<()> {
         if self.len == 0 || lens.iter().any(|&l| l != self.count()) {
-            candle_core::bail!("{op}: operands of {lens:?} values, expected {} groups of {}", self.rows, self.len)
+            candle_core::bail!(
+                "{op}: operands of {lens:?} values, expected {} groups of {}",
+                self.rows,
+                self.len
+            )
         }
         Ok(())
     }
@@ -71,7 +79,10 @@ impl Groups {
     fn map<T: Elem>(&self, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
         let mut out = vec![T::ZERO; self.count()];
         let min_rows = (4096 / self.len).max(1);
-        out.par_chunks_mut(self.len).enumerate().with_min_len(min_rows).for_each(|(i, o)| f(i, o));
+        out.par_chunks_mut(self.len)
+            .enumerate()
+            .with_min_len(min_rows)
+            .for_each(|(i, o)| f(i, o));
         out
     }
 }
@@ -133,13 +144,28 @@ impl CustomOp2 for Backward {
         "cafe-group-normalize-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         Ok((run2(self, s1, l1, s2, l2)?, l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, g: &Tensor, _res: &Tensor, u: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        g: &Tensor,
+        _res: &Tensor,
+        u: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let u = u.contiguous()?;
-        let d_x = x.track_op().then(|| x.apply_op3(g, &u, SecondOrder(self.0))).transpose()?;
+        let d_x = x
+            .track_op()
+            .then(|| x.apply_op3(g, &u, SecondOrder(self.0)))
+            .transpose()?;
         let d_g = g.track_op().then(|| x.apply_op2(&u, Backward(self.0))).transpose()?;
         Ok((d_x, d_g))
     }

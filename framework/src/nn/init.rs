@@ -14,7 +14,9 @@ use crate::{Result, Rng};
 pub fn uniform(shape: &[usize], bound: f64, dtype: DType, device: &Device, rng: &mut Rng) -> Result<Tensor> {
     let len = shape.iter().product();
     let data: Vec<f64> = (0..len).map(|_| (rng.random::<f64>() * 2.0 - 1.0) * bound).collect();
-    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)?)
+    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_device(device)?)
 }
 
 /// A trainable `Var` drawn as [`uniform`].

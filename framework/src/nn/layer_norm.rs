@@ -18,7 +18,10 @@ impl LayerNorm {
     /// Weight 1 and bias 0 of shape `[channels, height, width]`.
     pub fn new(channels: usize, height: usize, width: usize, dtype: DType, device: &Device) -> Result<Self> {
         let shape = [channels, height, width];
-        Ok(Self { weight: constant_var(&shape, 1.0, dtype, device)?, bias: constant_var(&shape, 0.0, dtype, device)? })
+        Ok(Self {
+            weight: constant_var(&shape, 1.0, dtype, device)?,
+            bias: constant_var(&shape, 0.0, dtype, device)?,
+        })
     }
 
     /// # Shapes
@@ -33,7 +36,8 @@ impl LayerNorm {
         }
         // Normalising over (C, H, W) is group norm with a single group.
         let x = group_normalize(x, 1, NORM_EPS)?;
-        Ok(x.broadcast_mul(self.weight.as_tensor())?.broadcast_add(self.bias.as_tensor())?)
+        Ok(x.broadcast_mul(self.weight.as_tensor())?
+            .broadcast_add(self.bias.as_tensor())?)
     }
 
     /// Weight, then bias (PyTorch's order).

@@ -34,9 +34,16 @@ impl Linear {
         let (_, want) = self.weight.dims2()?;
         match x.dims() {
             &[_, got] if got == want => {}
-            d => return Err(Error::invalid("Linear input", format!("{d:?}"), format!("must be [n, {want}]"))),
+            d => {
+                return Err(Error::invalid(
+                    "Linear input",
+                    format!("{d:?}"),
+                    format!("must be [n, {want}]"),
+                ))
+            }
         }
-        Ok(x.matmul(&self.weight.as_tensor().t()?)?.broadcast_add(self.bias.as_tensor())?)
+        Ok(x.matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())?)
     }
 
     pub fn weight(&self) -> &Var {

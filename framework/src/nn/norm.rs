@@ -34,7 +34,14 @@ pub enum Norm {
 
 impl Norm {
     /// The layer of `kind` for feature maps `[n, channels, height, width]`.
-    pub fn new(kind: NormKind, channels: usize, height: usize, width: usize, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        kind: NormKind,
+        channels: usize,
+        height: usize,
+        width: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(match kind {
             NormKind::None => Norm::None,
             NormKind::BatchNorm => Norm::Batch(BatchNorm2d::new(channels, dtype, device)?),

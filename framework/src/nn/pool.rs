@@ -43,11 +43,19 @@ impl Pooling {
 /// `x` cropped to even sizes and viewed as `[n, c, h/2, 2, w/2, 2]`.
 fn windows(x: &Tensor) -> Result<Tensor> {
     let &[n, c, h, w] = x.dims() else {
-        return Err(Error::invalid("2x2 pooling input", format!("{:?}", x.dims()), "must be [n, c, h, w]"));
+        return Err(Error::invalid(
+            "2x2 pooling input",
+            format!("{:?}", x.dims()),
+            "must be [n, c, h, w]",
+        ));
     };
     let (h2, w2) = (h / 2, w / 2);
     if h2 == 0 || w2 == 0 {
-        return Err(Error::invalid("2x2 pooling input", format!("{:?}", x.dims()), "needs h >= 2 and w >= 2"));
+        return Err(Error::invalid(
+            "2x2 pooling input",
+            format!("{:?}", x.dims()),
+            "needs h >= 2 and w >= 2",
+        ));
     }
     let mut x = x.clone();
     if h != 2 * h2 {

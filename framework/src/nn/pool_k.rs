@@ -15,7 +15,11 @@ use crate::{Error, Result};
 /// `x` cropped to multiples of `k` and viewed as `[n, c, h/k, k, w/k, k]`.
 fn windows(x: &Tensor, k: usize) -> Result<Tensor> {
     let &[n, c, h, w] = x.dims() else {
-        return Err(Error::invalid("k x k pooling input", format!("{:?}", x.dims()), "must be [n, c, h, w]"));
+        return Err(Error::invalid(
+            "k x k pooling input",
+            format!("{:?}", x.dims()),
+            "must be [n, c, h, w]",
+        ));
     };
     if k == 0 {
         return Err(Error::invalid("k x k pooling kernel", k, "must be positive"));

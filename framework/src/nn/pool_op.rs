@@ -25,10 +25,18 @@ struct Dims {
 impl Dims {
     fn of(x: &Tensor) -> Result<Self> {
         let &[n, c, h, w] = x.dims() else {
-            return Err(Error::invalid("2x2 pooling input", format!("{:?}", x.dims()), "must be [n, c, h, w]"));
+            return Err(Error::invalid(
+                "2x2 pooling input",
+                format!("{:?}", x.dims()),
+                "must be [n, c, h, w]",
+            ));
         };
         if h < 2 || w < 2 {
-            return Err(Error::invalid("2x2 pooling input", format!("{:?}", x.dims()), "needs h >= 2 and w >= 2"));
+            return Err(Error::invalid(
+                "2x2 pooling input",
+                format!("{:?}", x.dims()),
+                "needs h >= 2 and w >= 2",
+            ));
         }
         Ok(Self { n, c, h, w })
     }
@@ -50,10 +58,19 @@ impl Dims {
 
     /// Applies `f(input plane, output plane)` to every plane, in parallel; the output has
     /// `out_plane` scalars per plane.
-    fn planes<T: Elem>(&self, input: &[T], in_plane: usize, out_plane: usize, f: impl Fn(&[T], &mut [T]) + Sync + Send) -> Vec<T> {
+    fn planes<T: Elem>(
+        &self,
+        input: &[T],
+        in_plane: usize,
+        out_plane: usize,
+        f: impl Fn(&[T], &mut [T]) + Sync + Send,
+    ) -> Vec<T> {
         let mut out = vec![T::ZERO; self.n * self.c * out_plane];
         if out_plane > 0 && in_plane > 0 {
-            out.par_chunks_mut(out_plane).zip(input.par_chunks(in_plane)).with_min_len(16).for_each(|(o, i)| f(i, o));
+            out.par_chunks_mut(out_plane)
+                .zip(input.par_chunks(in_plane))
+                .with_min_len(16)
+                .for_each(|(o, i)| f(i, o));
         }
         out
     }
@@ -181,13 +198,16 @@ impl Kernel2 for MaxSelect {
         // Planes of x and v are paired through their common index.
         let pairs: Vec<(&[T], &[T])> = x.chunks(plane).zip(v.chunks(plane)).collect();
         let mut out = vec![T::ZERO; d.n * d.c * h2 * w2];
-        out.par_chunks_mut((h2 * w2).max(1)).zip(pairs.par_iter()).with_min_len(16).for_each(|(dst, (xp, vp))| {
-            for i in 0..h2 {
-                for j in 0..w2 {
-                    dst[i * w2 + j] = vp[argmax(&d, xp, i, j)];
+        out.par_chunks_mut((h2 * w2).max(1))
+            .zip(pairs.par_iter())
+            .with_min_len(16)
+            .for_each(|(dst, (xp, vp))| {
+                for i in 0..h2 {
+                    for j in 0..w2 {
+                        dst[i * w2 + j] = vp[argmax(&d, xp, i, j)];
+                    }
                 }
-            }
-        });
+            });
         Ok(out)
     }
 }
@@ -197,12 +217,27 @@ impl CustomOp2 for MaxSelect {
         "cafe-max-pool2x2"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         Ok((run2(self, s1, l1, s2, l2)?, self.0.output_shape()))
     }
 
-    fn bwd(&self, x: &Tensor, v: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let d_v = v.track_op().then(|| x.apply_op2(&g.contiguous()?, MaxScatter(self.0))).transpose()?;
+    fn bwd(
+        &self,
+        x: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d_v = v
+            .track_op()
+            .then(|| x.apply_op2(&g.contiguous()?, MaxScatter(self.0)))
+            .transpose()?;
         Ok((None, d_v))
     }
 }
@@ -219,13 +254,16 @@ impl Kernel2 for MaxScatter {
         expect_len(Self::NAME, g.len(), d.output_shape().elem_count())?;
         let pairs: Vec<(&[T], &[T])> = x.chunks(plane).zip(g.chunks((h2 * w2).max(1))).collect();
         let mut out = vec![T::ZERO; x.len()];
-        out.par_chunks_mut(plane.max(1)).zip(pairs.par_iter()).with_min_len(16).for_each(|(dst, (xp, gp))| {
-            for i in 0..h2 {
-                for j in 0..w2 {
-                    dst[argmax(&d, xp, i, j)] = gp[i * w2 + j];
+        out.par_chunks_mut(plane.max(1))
+            .zip(pairs.par_iter())
+            .with_min_len(16)
+            .for_each(|(dst, (xp, gp))| {
+                for i in 0..h2 {
+                    for j in 0..w2 {
+                        dst[argmax(&d, xp, i, j)] = gp[i * w2 + j];
+                    }
                 }
-            }
-        });
+            });
         Ok(out)
     }
 }
@@ -235,12 +273,27 @@ impl CustomOp2 for MaxScatter {
         "cafe-max-unpool2x2"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         Ok((run2(self, s1, l1, s2, l2)?, self.0.input_shape()))
     }
 
-    fn bwd(&self, x: &Tensor, g: &Tensor, _res: &Tensor, u: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let d_g = g.track_op().then(|| x.apply_op2(&u.contiguous()?, MaxSelect(self.0))).transpose()?;
+    fn bwd(
+        &self,
+        x: &Tensor,
+        g: &Tensor,
+        _res: &Tensor,
+        u: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d_g = g
+            .track_op()
+            .then(|| x.apply_op2(&u.contiguous()?, MaxSelect(self.0)))
+            .transpose()?;
         Ok((None, d_g))
     }
 }

@@ -70,7 +70,11 @@ fn build(
     let mut shape = MapShape::new(arch.name, input)?;
     // The reference pads 1-channel (MNIST-like, 28x28) input by 4 so that it reaches 32x32.
     let first_padding = if input.channels == 1 { 4 } else { 2 };
-    let conv = |channels, kernel, padding| Layer::Conv { channels, kernel, padding };
+    let conv = |channels, kernel, padding| Layer::Conv {
+        channels,
+        kernel,
+        padding,
+    };
     let layers = [
         conv(128, 5, first_padding),
         Layer::MaxPool,
@@ -83,7 +87,12 @@ fn build(
     ];
     let features = ConvStack::new(&mut shape, &layers, arch.norm, dtype, device, rng)?;
     let fc = Linear::new(shape.current.numel(), classes, dtype, device, rng)?;
-    Ok(AlexNet { name: arch.name, features, fc, input })
+    Ok(AlexNet {
+        name: arch.name,
+        features,
+        fc,
+        input,
+    })
 }
 
 impl Network for AlexNet {
@@ -92,11 +101,19 @@ impl Network for AlexNet {
         let (x, block_features) = self.features.forward(x, mode)?;
         let embedding = x.flatten_from(1)?;
         let logits = self.fc.forward(&embedding)?;
-        Ok(NetworkOutput { logits, embedding, block_features })
+        Ok(NetworkOutput {
+            logits,
+            embedding,
+            block_features,
+        })
     }
 
     fn parameters(&self) -> Vec<Var> {
-        self.features.parameters().into_iter().chain(self.fc.parameters()).collect()
+        self.features
+            .parameters()
+            .into_iter()
+            .chain(self.fc.parameters())
+            .collect()
     }
 
     fn has_batch_norm(&self) -> bool {
@@ -109,7 +126,10 @@ register_architecture!(
     "DC's AlexNet for small images: 5 convs (128 192 256 192 192), 3 max pools, Linear classes",
     AlexNetConfig,
     |_: AlexNetConfig| -> Result<Box<dyn Architecture>> {
-        Ok(Box::new(AlexNetArchitecture { name: "alexnet", norm: NormKind::None }))
+        Ok(Box::new(AlexNetArchitecture {
+            name: "alexnet",
+            norm: NormKind::None,
+        }))
     }
 );
 
@@ -118,6 +138,9 @@ register_architecture!(
     "DC's AlexNetBN: AlexNet with BatchNorm after every conv",
     AlexNetConfig,
     |_: AlexNetConfig| -> Result<Box<dyn Architecture>> {
-        Ok(Box::new(AlexNetArchitecture { name: "alexnetbn", norm: NormKind::BatchNorm }))
+        Ok(Box::new(AlexNetArchitecture {
+            name: "alexnetbn",
+            norm: NormKind::BatchNorm,
+        }))
     }
 );

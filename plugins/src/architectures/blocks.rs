@@ -20,7 +20,11 @@ pub(crate) fn check_classes(net: &str, classes: usize) -> Result<()> {
 pub(crate) fn check_input(net: &str, x: &Tensor, expected: ImageShape) -> Result<()> {
     match x.dims() {
         &[_, c, h, w] if ImageShape::new(c, h, w) == expected => Ok(()),
-        d => Err(Error::invalid(format!("{net} input"), format!("{d:?}"), format!("must be [n, {expected}] (n, c, h, w)"))),
+        d => Err(Error::invalid(
+            format!("{net} input"),
+            format!("{d:?}"),
+            format!("must be [n, {expected}] (n, c, h, w)"),
+        )),
     }
 }
 
@@ -36,13 +40,23 @@ pub(crate) struct MapShape {
 impl MapShape {
     pub(crate) fn new(net: &'static str, input: ImageShape) -> Result<Self> {
         if input.numel() == 0 {
-            return Err(Error::invalid(format!("{net} input"), input, "every dimension must be positive"));
+            return Err(Error::invalid(
+                format!("{net} input"),
+                input,
+                "every dimension must be positive",
+            ));
         }
-        Ok(Self { net, input, current: input })
+        Ok(Self {
+            net,
+            input,
+            current: input,
+        })
     }
 
     fn too_small(&self, layer: &str, need: String) -> Error {
-        let ImageShape { height: h, width: w, .. } = self.current;
+        let ImageShape {
+            height: h, width: w, ..
+        } = self.current;
         Error::invalid(
             format!("{} input", self.net),
             self.input,
@@ -52,9 +66,14 @@ impl MapShape {
 
     /// After a `k`x`k` convolution to `channels` with `padding` and `stride`.
     pub(crate) fn conv(&mut self, channels: usize, k: usize, padding: usize, stride: usize) -> Result<ImageShape> {
-        let ImageShape { height: h, width: w, .. } = self.current;
+        let ImageShape {
+            height: h, width: w, ..
+        } = self.current;
         if h + 2 * padding < k || w + 2 * padding < k {
-            return Err(self.too_small(&format!("{k}x{k} conv"), format!("at least {k}x{k} once padded by {padding}")));
+            return Err(self.too_small(
+                &format!("{k}x{k} conv"),
+                format!("at least {k}x{k} once padded by {padding}"),
+            ));
         }
         let out = |len: usize| (len + 2 * padding - k) / stride + 1;
         self.current = ImageShape::new(channels, out(h), out(w));
@@ -63,7 +82,11 @@ impl MapShape {
 
     /// After `k`x`k` pooling with stride `k` (floor, as PyTorch).
     pub(crate) fn pool(&mut self, k: usize) -> Result<ImageShape> {
-        let ImageShape { channels, height: h, width: w } = self.current;
+        let ImageShape {
+            channels,
+            height: h,
+            width: w,
+        } = self.current;
         if h < k || w < k {
             return Err(self.too_small(&format!("{k}x{k} pooling"), format!("at least {k}x{k}")));
         }
@@ -95,7 +118,11 @@ impl ConvUnit {
     ) -> Result<Self> {
         let in_channels = shape.current.channels;
         let out = shape.conv(channels, k, padding, 1)?;
-        let config = Conv2dConfig { stride: 1, padding, bias: true };
+        let config = Conv2dConfig {
+            stride: 1,
+            padding,
+            bias: true,
+        };
         let conv = Conv2d::new(in_channels, channels, k, config, dtype, device, rng)?;
         let norm = Norm::new(norm, channels, out.height, out.width, dtype, device)?;
         Ok(Self { conv, norm })
@@ -109,7 +136,11 @@ impl ConvUnit {
 
     /// Conv weight and bias, then norm weight and bias (PyTorch's `named_parameters` order).
     fn parameters(&self) -> Vec<Var> {
-        self.conv.parameters().into_iter().chain(self.norm.parameters()).collect()
+        self.conv
+            .parameters()
+            .into_iter()
+            .chain(self.norm.parameters())
+            .collect()
     }
 
     fn is_batch_norm(&self) -> bool {
@@ -122,7 +153,11 @@ impl ConvUnit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Layer {
     /// `ConvUnit`: conv `kernel`x`kernel` to `channels` with `padding`, norm, ReLU.
-    Conv { channels: usize, kernel: usize, padding: usize },
+    Conv {
+        channels: usize,
+        kernel: usize,
+        padding: usize,
+    },
     /// 2x2 max pool, stride 2.
     MaxPool,
 }
@@ -153,14 +188,21 @@ impl ConvStack {
         let mut stages: Vec<Stage> = Vec::with_capacity(layers.len());
         for layer in layers {
             match *layer {
-                Layer::Conv { channels, kernel, padding } => {
+                Layer::Conv {
+                    channels,
+                    kernel,
+                    padding,
+                } => {
                     let unit = ConvUnit::new(shape, channels, kernel, padding, norm, dtype, device, rng)?;
                     stages.push(Stage { unit, pool: false });
                 }
                 Layer::MaxPool => {
                     shape.pool(2)?;
                     let Some(last) = stages.last_mut() else {
-                        return Err(Error::Other(format!("{}: a conv stack must start with a conv", shape.net)));
+                        return Err(Error::Other(format!(
+                            "{}: a conv stack must start with a conv",
+                            shape.net
+                        )));
                     };
                     last.pool = true;
                 }

@@ -11,9 +11,12 @@
 
 use std::marker::PhantomData;
 
+use cafe_framework::nn::norm::DC_GROUP_NORM_GROUPS;
 use cafe_framework::nn::{Activation, Conv2d, Conv2dConfig, Linear, Norm, NormKind, Pooling};
 use cafe_framework::registry::merge_json;
-use cafe_framework::{register_architecture, Architecture, Error, ImageShape, Mode, Network, NetworkOutput, Result, Rng};
+use cafe_framework::{
+    register_architecture, Architecture, Error, ImageShape, Mode, Network, NetworkOutput, Result, Rng,
+};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -51,8 +54,12 @@ impl ConvNetConfig {
         if self.depth == 0 {
             return Err(Error::invalid("convnet.depth", self.depth, "must be at least 1"));
         }
-        if self.norm == NormKind::GroupNorm && self.width % cafe_framework::nn::norm::DC_GROUP_NORM_GROUPS != 0 {
-            return Err(Error::invalid("convnet.width", self.width, "groupnorm uses 4 groups: width must be a multiple of 4"));
+        if self.norm == NormKind::GroupNorm && !self.width.is_multiple_of(DC_GROUP_NORM_GROUPS) {
+            return Err(Error::invalid(
+                "convnet.width",
+                self.width,
+                "groupnorm uses 4 groups: width must be a multiple of 4",
+            ));
         }
         Ok(())
     }
@@ -69,7 +76,14 @@ impl ConvNetConfig {
 struct ConvNetArchitecture(ConvNetConfig);
 
 impl Architecture for ConvNetArchitecture {
-    fn build(&self, input: ImageShape, classes: usize, dtype: DType, device: &Device, rng: &mut Rng) -> Result<Box<dyn Network>> {
+    fn build(
+        &self,
+        input: ImageShape,
+        classes: usize,
+        dtype: DType,
+        device: &Device,
+        rng: &mut Rng,
+    ) -> Result<Box<dyn Network>> {
         Ok(Box::new(build(&self.0, input, classes, dtype, device, rng)?))
     }
 
@@ -100,7 +114,14 @@ struct ConvNet {
 }
 
 /// The one builder behind every ConvNet variant.
-fn build(config: &ConvNetConfig, input: ImageShape, classes: usize, dtype: DType, device: &Device, rng: &mut Rng) -> Result<ConvNet> {
+fn build(
+    config: &ConvNetConfig,
+    input: ImageShape,
+    classes: usize,
+    dtype: DType,
+    device: &Device,
+    rng: &mut Rng,
+) -> Result<ConvNet> {
     config.validate()?;
     if classes == 0 {
         return Err(Error::invalid("convnet classes", classes, "must be at least 1"));
@@ -108,8 +129,24 @@ fn build(config: &ConvNetConfig, input: ImageShape, classes: usize, dtype: DType
     let (mut channels, mut h, mut w) = (input.channels, input.height, input.width);
     let mut blocks = Vec::with_capacity(config.depth);
     for d in 0..config.depth {
-        let padding = if d == 0 && input.channels == 1 && h == 28 && w == 28 { 3 } else { 1 };
-        let conv = Conv2d::new(channels, config.width, 3, Conv2dConfig { stride: 1, padding, bias: true }, dtype, device, rng)?;
+        let padding = if d == 0 && input.channels == 1 && h == 28 && w == 28 {
+            3
+        } else {
+            1
+        };
+        let conv = Conv2d::new(
+            channels,
+            config.width,
+            3,
+            Conv2dConfig {
+                stride: 1,
+                padding,
+                bias: true,
+            },
+            dtype,
+            device,
+            rng,
+        )?;
         (channels, h, w) = (config.width, h + 2 * padding - 2, w + 2 * padding - 2);
         let norm = Norm::new(config.norm, channels, h, w, dtype, device)?;
         blocks.push(Block { conv, norm });
@@ -117,13 +154,22 @@ fn build(config: &ConvNetConfig, input: ImageShape, classes: usize, dtype: DType
             return Err(Error::invalid(
                 "convnet.depth",
                 config.depth,
-                format!("block {} would pool a {h}x{w} map of a {input} input; use a smaller depth", d + 1),
+                format!(
+                    "block {} would pool a {h}x{w} map of a {input} input; use a smaller depth",
+                    d + 1
+                ),
             ));
         }
         (h, w) = config.pooling.output_size(h, w);
     }
     let classifier = Linear::new(channels * h * w, classes, dtype, device, rng)?;
-    Ok(ConvNet { blocks, activation: config.activation, pooling: config.pooling, classifier, input })
+    Ok(ConvNet {
+        blocks,
+        activation: config.activation,
+        pooling: config.pooling,
+        classifier,
+        input,
+    })
 }
 
 impl Network for ConvNet {
@@ -131,22 +177,37 @@ impl Network for ConvNet {
         let expected = self.input;
         match x.dims() {
             &[_, c, h, w] if ImageShape::new(c, h, w) == expected => {}
-            d => return Err(Error::invalid("convnet input", format!("{d:?}"), format!("must be [n, {expected}] (n, c, h, w)"))),
+            d => {
+                return Err(Error::invalid(
+                    "convnet input",
+                    format!("{d:?}"),
+                    format!("must be [n, {expected}] (n, c, h, w)"),
+                ))
+            }
         }
         let mut features = Vec::with_capacity(self.blocks.len());
         let mut x = x.clone();
         for block in &self.blocks {
-            let y = self.activation.forward(&block.norm.forward(&block.conv.forward(&x)?, mode)?)?;
+            let y = self
+                .activation
+                .forward(&block.norm.forward(&block.conv.forward(&x)?, mode)?)?;
             x = self.pooling.forward(&y)?;
             features.push(y);
         }
         let embedding = x.flatten_from(1)?;
         let logits = self.classifier.forward(&embedding)?;
-        Ok(NetworkOutput { logits, embedding, block_features: features })
+        Ok(NetworkOutput {
+            logits,
+            embedding,
+            block_features: features,
+        })
     }
 
     fn parameters(&self) -> Vec<Var> {
-        let blocks = self.blocks.iter().flat_map(|b| b.conv.parameters().into_iter().chain(b.norm.parameters()));
+        let blocks = self
+            .blocks
+            .iter()
+            .flat_map(|b| b.conv.parameters().into_iter().chain(b.norm.parameters()));
         blocks.chain(self.classifier.parameters()).collect()
     }
 
@@ -190,7 +251,10 @@ impl<'de, P: Preset> Deserialize<'de> for Tuned<P> {
         let patch = serde_json::Value::deserialize(d)?;
         let mut config = serde_json::to_value(P::config()).map_err(D::Error::custom)?;
         merge_json(&mut config, &patch);
-        Ok(Self(serde_json::from_value(config).map_err(D::Error::custom)?, PhantomData))
+        Ok(Self(
+            serde_json::from_value(config).map_err(D::Error::custom)?,
+            PhantomData,
+        ))
     }
 }
 

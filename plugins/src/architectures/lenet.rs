@@ -40,14 +40,24 @@ impl Architecture for LeNetArchitecture {
         // The reference pads 1-channel (MNIST-like, 28x28) input so that both dataset sizes
         // reach the same 5x5 map.
         let padding = if input.channels == 1 { 2 } else { 0 };
-        let conv = |channels, padding| Layer::Conv { channels, kernel: 5, padding };
+        let conv = |channels, padding| Layer::Conv {
+            channels,
+            kernel: 5,
+            padding,
+        };
         let layers = [conv(6, padding), Layer::MaxPool, conv(16, 0), Layer::MaxPool];
         let features = ConvStack::new(&mut shape, &layers, NormKind::None, dtype, device, rng)?;
         let flat = shape.current.numel();
         let fc_1 = Linear::new(flat, 120, dtype, device, rng)?;
         let fc_2 = Linear::new(120, 84, dtype, device, rng)?;
         let fc_3 = Linear::new(84, classes, dtype, device, rng)?;
-        Ok(Box::new(LeNet { features, fc_1, fc_2, fc_3, input }))
+        Ok(Box::new(LeNet {
+            features,
+            fc_1,
+            fc_2,
+            fc_3,
+            input,
+        }))
     }
 }
 
@@ -70,12 +80,18 @@ impl Network for LeNet {
         let h1 = relu(&self.fc_1.forward(&flat)?)?;
         let h2 = relu(&self.fc_2.forward(&h1)?)?;
         let logits = self.fc_3.forward(&h2)?;
-        Ok(NetworkOutput { logits, embedding: h2, block_features })
+        Ok(NetworkOutput {
+            logits,
+            embedding: h2,
+            block_features,
+        })
     }
 
     fn parameters(&self) -> Vec<Var> {
         let convs = self.features.parameters().into_iter();
-        convs.chain([&self.fc_1, &self.fc_2, &self.fc_3].iter().flat_map(|l| l.parameters())).collect()
+        convs
+            .chain([&self.fc_1, &self.fc_2, &self.fc_3].iter().flat_map(|l| l.parameters()))
+            .collect()
     }
 }
 

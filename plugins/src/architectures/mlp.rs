@@ -39,7 +39,12 @@ impl Architecture for MlpArchitecture {
         let fc_1 = Linear::new(input.numel(), HIDDEN, dtype, device, rng)?;
         let fc_2 = Linear::new(HIDDEN, HIDDEN, dtype, device, rng)?;
         let fc_3 = Linear::new(HIDDEN, classes, dtype, device, rng)?;
-        Ok(Box::new(Mlp { fc_1, fc_2, fc_3, input }))
+        Ok(Box::new(Mlp {
+            fc_1,
+            fc_2,
+            fc_3,
+            input,
+        }))
     }
 }
 
@@ -58,11 +63,18 @@ impl Network for Mlp {
         let h1 = relu(&self.fc_1.forward(&x.flatten_from(1)?)?)?;
         let h2 = relu(&self.fc_2.forward(&h1)?)?;
         let logits = self.fc_3.forward(&h2)?;
-        Ok(NetworkOutput { logits, embedding: h2.clone(), block_features: vec![h1, h2] })
+        Ok(NetworkOutput {
+            logits,
+            embedding: h2.clone(),
+            block_features: vec![h1, h2],
+        })
     }
 
     fn parameters(&self) -> Vec<Var> {
-        [&self.fc_1, &self.fc_2, &self.fc_3].iter().flat_map(|l| l.parameters()).collect()
+        [&self.fc_1, &self.fc_2, &self.fc_3]
+            .iter()
+            .flat_map(|l| l.parameters())
+            .collect()
     }
 }
 

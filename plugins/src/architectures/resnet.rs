@@ -83,14 +83,30 @@ impl Architecture for ResNetArchitecture {
 }
 
 /// A conv without bias, as every conv of the reference ResNets.
-fn conv(in_c: usize, out_c: usize, k: usize, stride: usize, dtype: DType, device: &Device, rng: &mut Rng) -> Result<Conv2d> {
-    let config = Conv2dConfig { stride, padding: k / 2, bias: false };
+fn conv(
+    in_c: usize,
+    out_c: usize,
+    k: usize,
+    stride: usize,
+    dtype: DType,
+    device: &Device,
+    rng: &mut Rng,
+) -> Result<Conv2d> {
+    let config = Conv2dConfig {
+        stride,
+        padding: k / 2,
+        bias: false,
+    };
     Conv2d::new(in_c, out_c, k, config, dtype, device, rng)
 }
 
 /// The norm of `kind` for the current map of `shape`.
 fn norm(kind: NormKind, shape: &MapShape, dtype: DType, device: &Device) -> Result<Norm> {
-    let ImageShape { channels, height, width } = shape.current;
+    let ImageShape {
+        channels,
+        height,
+        width,
+    } = shape.current;
     Norm::new(kind, channels, height, width, dtype, device)
 }
 
@@ -146,7 +162,14 @@ impl BasicBlock {
         } else {
             None
         };
-        Ok(Self { conv1, norm1, conv2, norm2, shortcut, pool })
+        Ok(Self {
+            conv1,
+            norm1,
+            conv2,
+            norm2,
+            shortcut,
+            pool,
+        })
     }
 
     /// # Shapes
@@ -169,8 +192,16 @@ impl BasicBlock {
 
     /// conv1, norm1, conv2, norm2, then the shortcut's conv and norm (PyTorch's order).
     fn parameters(&self) -> Vec<Var> {
-        let main = [self.conv1.parameters(), self.norm1.parameters(), self.conv2.parameters(), self.norm2.parameters()];
-        let short = self.shortcut.iter().flat_map(|(c, n)| c.parameters().into_iter().chain(n.parameters()));
+        let main = [
+            self.conv1.parameters(),
+            self.norm1.parameters(),
+            self.conv2.parameters(),
+            self.norm2.parameters(),
+        ];
+        let short = self
+            .shortcut
+            .iter()
+            .flat_map(|(c, n)| c.parameters().into_iter().chain(n.parameters()));
         main.into_iter().flatten().chain(short).collect()
     }
 }
@@ -215,7 +246,15 @@ fn build(
         shape.pool(FINAL_POOL)?;
     }
     let classifier = Linear::new(shape.current.numel(), classes, dtype, device, rng)?;
-    Ok(ResNet { name: arch.name, stem, stem_norm, layers, final_pool, classifier, input })
+    Ok(ResNet {
+        name: arch.name,
+        stem,
+        stem_norm,
+        layers,
+        final_pool,
+        classifier,
+        input,
+    })
 }
 
 impl Network for ResNet {
@@ -234,7 +273,11 @@ impl Network for ResNet {
         }
         let embedding = out.flatten_from(1)?;
         let logits = self.classifier.forward(&embedding)?;
-        Ok(NetworkOutput { logits, embedding, block_features: features })
+        Ok(NetworkOutput {
+            logits,
+            embedding,
+            block_features: features,
+        })
     }
 
     fn parameters(&self) -> Vec<Var> {
@@ -251,8 +294,15 @@ impl Network for ResNet {
 /// Declares a registered ResNet18 variant.
 macro_rules! resnet18 {
     ($name:literal, $description:literal, $norm:expr, $downsample:expr) => {
-        register_architecture!($name, $description, ResNetConfig, |_: ResNetConfig| -> Result<Box<dyn Architecture>> {
-            Ok(Box::new(ResNetArchitecture { name: $name, blocks: RESNET18_BLOCKS, norm: $norm, downsample: $downsample }))
+        register_architecture!($name, $description, ResNetConfig, |_: ResNetConfig| -> Result<
+            Box<dyn Architecture>,
+        > {
+            Ok(Box::new(ResNetArchitecture {
+                name: $name,
+                blocks: RESNET18_BLOCKS,
+                norm: $norm,
+                downsample: $downsample,
+            }))
         });
     };
 }
@@ -263,11 +313,21 @@ resnet18!(
     NormKind::InstanceNorm,
     Downsample::Stride
 );
-resnet18!("resnet18bn", "DC's ResNet18BN: ResNet18 with BatchNorm", NormKind::BatchNorm, Downsample::Stride);
+resnet18!(
+    "resnet18bn",
+    "DC's ResNet18BN: ResNet18 with BatchNorm",
+    NormKind::BatchNorm,
+    Downsample::Stride
+);
 resnet18!(
     "resnet18_ap",
     "DC's ResNet18_AP: ResNet18 downsampling with 2x2 average pooling instead of stride 2",
     NormKind::InstanceNorm,
     Downsample::AvgPool
 );
-resnet18!("resnet18bn_ap", "DC's ResNet18BN_AP: ResNet18_AP with BatchNorm", NormKind::BatchNorm, Downsample::AvgPool);
+resnet18!(
+    "resnet18bn_ap",
+    "DC's ResNet18BN_AP: ResNet18_AP with BatchNorm",
+    NormKind::BatchNorm,
+    Downsample::AvgPool
+);

@@ -98,14 +98,23 @@ fn build(
             // As in the reference, pad the first conv of 1-channel input by 3 (28 -> 32).
             Some(channels) => {
                 let padding = if i == 0 && input.channels == 1 { 3 } else { 1 };
-                Layer::Conv { channels, kernel: 3, padding }
+                Layer::Conv {
+                    channels,
+                    kernel: 3,
+                    padding,
+                }
             }
             None => Layer::MaxPool,
         })
         .collect();
     let features = ConvStack::new(&mut shape, &layers, arch.norm, dtype, device, rng)?;
     let classifier = Linear::new(shape.current.numel(), classes, dtype, device, rng)?;
-    Ok(Vgg { name: arch.name, features, classifier, input })
+    Ok(Vgg {
+        name: arch.name,
+        features,
+        classifier,
+        input,
+    })
 }
 
 impl Network for Vgg {
@@ -114,11 +123,19 @@ impl Network for Vgg {
         let (x, block_features) = self.features.forward(x, mode)?;
         let embedding = x.flatten_from(1)?;
         let logits = self.classifier.forward(&embedding)?;
-        Ok(NetworkOutput { logits, embedding, block_features })
+        Ok(NetworkOutput {
+            logits,
+            embedding,
+            block_features,
+        })
     }
 
     fn parameters(&self) -> Vec<Var> {
-        self.features.parameters().into_iter().chain(self.classifier.parameters()).collect()
+        self.features
+            .parameters()
+            .into_iter()
+            .chain(self.classifier.parameters())
+            .collect()
     }
 
     fn has_batch_norm(&self) -> bool {
@@ -131,7 +148,11 @@ register_architecture!(
     "DC's VGG11: 64 M 128 M 256 256 M 512 512 M 512 512 M (conv3, instance norm, ReLU), Linear classes",
     VggConfig,
     |_: VggConfig| -> Result<Box<dyn Architecture>> {
-        Ok(Box::new(VggArchitecture { name: "vgg11", config: &VGG11, norm: NormKind::InstanceNorm }))
+        Ok(Box::new(VggArchitecture {
+            name: "vgg11",
+            config: &VGG11,
+            norm: NormKind::InstanceNorm,
+        }))
     }
 );
 
@@ -140,6 +161,10 @@ register_architecture!(
     "DC's VGG11BN: VGG11 with BatchNorm instead of instance norm",
     VggConfig,
     |_: VggConfig| -> Result<Box<dyn Architecture>> {
-        Ok(Box::new(VggArchitecture { name: "vgg11bn", config: &VGG11, norm: NormKind::BatchNorm }))
+        Ok(Box::new(VggArchitecture {
+            name: "vgg11bn",
+            config: &VGG11,
+            norm: NormKind::BatchNorm,
+        }))
     }
 );
