@@ -60,7 +60,7 @@ impl Setup {
         let data: Vec<f32> = (0..BATCH * INPUT.numel())
             .map(|_| rng.random::<f32>() * 2.0 - 1.0)
             .collect();
-        let images = Tensor::from_vec(data, INPUT.batch_dims(BATCH), &Device::Cpu)?;
+        let images = Tensor::from_vec(data, &INPUT.batch_dims(BATCH), &Device::Cpu)?;
         Ok(Self { net, params, images })
     }
 

@@ -88,10 +88,10 @@ impl Network for LeNet {
     }
 
     fn parameters(&self) -> Vec<Var> {
-        let convs = self.features.parameters().into_iter();
-        convs
-            .chain([&self.fc_1, &self.fc_2, &self.fc_3].iter().flat_map(|l| l.parameters()))
-            .collect()
+        let fcs = [&self.fc_1, &self.fc_2, &self.fc_3]
+            .into_iter()
+            .flat_map(|l| l.parameters());
+        self.features.parameters().into_iter().chain(fcs).collect()
     }
 }
 
