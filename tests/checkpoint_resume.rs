@@ -15,8 +15,16 @@ use candle_core::Device;
 fn config(out: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
     let mut b = ConfigBuilder::default();
     for s in [
-        "dataset=shapes", "ipc=2", "iterations=5", "batch_real=8", "eval.nets=1", "eval.epochs=2",
-        "eval.test_limit=100", "arch.width=8", "checkpoint_every=2", "log_images_every=2",
+        "dataset=shapes",
+        "ipc=2",
+        "iterations=5",
+        "batch_real=8",
+        "eval.nets=1",
+        "eval.epochs=2",
+        "eval.test_limit=100",
+        "arch.width=8",
+        "checkpoint_every=2",
+        "log_images_every=2",
     ]
     .iter()
     .chain(extra)
@@ -28,7 +36,10 @@ fn config(out: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
 }
 
 fn quiet() -> RunOptions {
-    RunOptions { quiet: true, ..RunOptions::default() }
+    RunOptions {
+        quiet: true,
+        ..RunOptions::default()
+    }
 }
 
 #[test]
@@ -38,15 +49,30 @@ fn an_interrupted_run_resumes_to_the_same_bytes_as_an_uninterrupted_one() {
     for matcher in ["matcher=distribution", "matcher=cafe"] {
         let whole = dir.path().join(format!("whole-{matcher}"));
         let cut = dir.path().join(format!("cut-{matcher}"));
-        let extra = [matcher, "scheduler=fixed", "scheduler.outer_loop=2", "scheduler.inner_loop=1"];
+        let extra = [
+            matcher,
+            "scheduler=fixed",
+            "scheduler.outer_loop=2",
+            "scheduler.inner_loop=1",
+        ];
         run_condense(&config(&whole, &extra), quiet()).unwrap();
 
         // The flag is already set: the run stops after its first iteration, with a checkpoint.
         static STOP: AtomicBool = AtomicBool::new(true);
-        let err = run_condense(&config(&cut, &extra), RunOptions { interrupt: Some(&STOP), ..quiet() }).unwrap_err();
+        let err = run_condense(
+            &config(&cut, &extra),
+            RunOptions {
+                interrupt: Some(&STOP),
+                ..quiet()
+            },
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::Interrupted { next_iteration: 1, .. }), "{err}");
         assert!(err.to_string().contains("--resume"), "{err}");
-        assert!(!cut.join("synthetic.safetensors").exists(), "an interrupted run writes no final set");
+        assert!(
+            !cut.join("synthetic.safetensors").exists(),
+            "an interrupted run writes no final set"
+        );
         let ck = Checkpoint::load(&cut.join(CHECKPOINT_FILE), &Device::Cpu).unwrap();
         assert_eq!(ck.state.next_iteration, 1);
         assert!(ck.velocity.is_some(), "the image optimiser's momentum is saved");
@@ -55,11 +81,18 @@ fn an_interrupted_run_resumes_to_the_same_bytes_as_an_uninterrupted_one() {
         let a = std::fs::read(whole.join("synthetic.safetensors")).unwrap();
         let b = std::fs::read(cut.join("synthetic.safetensors")).unwrap();
         assert!(a == b, "{matcher}: resumed run differs from the uninterrupted one");
-        let (ra, rb) = (read_json(&whole.join("results.json")), read_json(&cut.join("results.json")));
+        let (ra, rb) = (
+            read_json(&whole.join("results.json")),
+            read_json(&cut.join("results.json")),
+        );
         assert_eq!(ra["evaluations"], rb["evaluations"]);
         let steps = |r: &serde_json::Value| r["condensation"]["per_iteration"].as_array().unwrap().len();
         assert_eq!(steps(&ra), 5);
-        assert_eq!(steps(&rb), 5, "the records of iterations before the interruption are kept");
+        assert_eq!(
+            steps(&rb),
+            5,
+            "the records of iterations before the interruption are kept"
+        );
     }
 }
 
@@ -90,11 +123,20 @@ fn resume_without_a_checkpoint_says_so() {
 fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let err = run_condense(&config(&out, &["lr_img=1e30", "arch.norm=none", "checkpoint_every=1", "iterations=20"]), quiet())
-        .unwrap_err()
-        .to_string();
+    let err = run_condense(
+        &config(
+            &out,
+            &["lr_img=1e30", "arch.norm=none", "checkpoint_every=1", "iterations=20"],
+        ),
+        quiet(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("non-finite") && err.contains("lr-img"), "{err}");
-    assert!(!out.join("synthetic.safetensors").exists(), "no result is written from a diverged set");
+    assert!(
+        !out.join("synthetic.safetensors").exists(),
+        "no result is written from a diverged set"
+    );
     if out.join(CHECKPOINT_FILE).exists() {
         assert!(err.contains("last good checkpoint"), "{err}");
         let ck = Checkpoint::load(&out.join(CHECKPOINT_FILE), &Device::Cpu).unwrap();
@@ -119,26 +161,59 @@ print(json.dumps(out))
 fn tensorboard_event_files_read_back_with_tensorboards_own_reader() {
     let probe = Command::new("python3").args(["-c", "import tensorboard"]).status();
     if !probe.is_ok_and(|s| s.success()) {
-        assert!(std::env::var_os("CI").is_none(), "CI must install the Python tensorboard package (.ci/run)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the Python tensorboard package (.ci/run)"
+        );
         eprintln!("SKIPPED: Python's tensorboard package is not installed (pip install tensorboard)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    run_condense(&config(&out, &["matcher=cafe", "scheduler=dynamic", "scheduler.max_outer_steps=2", "scheduler.max_inner_epochs=2", "scheduler.probe_per_class=4", "iterations=3"]), quiet()).unwrap();
-    let output = Command::new("python3").args(["-c", READ_EVENTS]).arg(out.join("tensorboard")).output().unwrap();
+    run_condense(
+        &config(
+            &out,
+            &[
+                "matcher=cafe",
+                "scheduler=dynamic",
+                "scheduler.max_outer_steps=2",
+                "scheduler.max_inner_epochs=2",
+                "scheduler.probe_per_class=4",
+                "iterations=3",
+            ],
+        ),
+        quiet(),
+    )
+    .unwrap();
+    let output = Command::new("python3")
+        .args(["-c", READ_EVENTS])
+        .arg(out.join("tensorboard"))
+        .output()
+        .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let events: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let scalars = &events["scalars"];
     for tag in [
-        "loss/total", "loss/block_1", "loss/embedding", "loss/discriminant", "scheduler/outer_steps",
-        "scheduler/inner_epochs", "probe/accuracy", "time/seconds_per_iteration", "eval/synthetic/convnet",
+        "loss/total",
+        "loss/block_1",
+        "loss/embedding",
+        "loss/discriminant",
+        "scheduler/outer_steps",
+        "scheduler/inner_epochs",
+        "probe/accuracy",
+        "time/seconds_per_iteration",
+        "eval/synthetic/convnet",
         "eval/random/convnet",
     ] {
         assert!(scalars.get(tag).is_some(), "missing scalar {tag}: {}", scalars);
     }
     // Three iterations, each capped at 2 outer steps of the dynamic scheduler.
-    let outer: Vec<f64> = scalars["scheduler/outer_steps"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).collect();
+    let outer: Vec<f64> = scalars["scheduler/outer_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
     assert_eq!(outer, [2.0, 2.0, 2.0]);
     let results = read_json(&out.join("results.json"));
     let acc = results["evaluations"][0]["mean"].as_f64().unwrap();
@@ -147,7 +222,16 @@ fn tensorboard_event_files_read_back_with_tensorboards_own_reader() {
     // The synthetic grid: after iteration 2 and at the end (log_images_every=2, 3 iterations).
     let images = events["images"]["synthetic"].as_array().unwrap();
     assert_eq!(images.len(), 2, "{images:?}");
-    assert!(images[0][2].as_i64().unwrap() > images[0][1].as_i64().unwrap(), "one row per class: taller than wide");
-    let config_text = events["tensors"]["config/text_summary"].as_array().or(events["tensors"]["config"].as_array()).unwrap();
-    assert!(config_text[0].as_str().unwrap().contains("\"matcher\""), "{config_text:?}");
+    assert!(
+        images[0][2].as_i64().unwrap() > images[0][1].as_i64().unwrap(),
+        "one row per class: taller than wide"
+    );
+    let config_text = events["tensors"]["config/text_summary"]
+        .as_array()
+        .or(events["tensors"]["config"].as_array())
+        .unwrap();
+    assert!(
+        config_text[0].as_str().unwrap().contains("\"matcher\""),
+        "{config_text:?}"
+    );
 }

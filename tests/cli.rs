@@ -9,8 +9,23 @@ use candle_core::Device;
 
 /// Tiny condensation settings: seconds, not minutes.
 const TINY: &[&str] = &[
-    "--dataset", "shapes", "--ipc", "2", "--iterations", "3", "--batch-real", "8", "--eval-nets", "1",
-    "--eval-epochs", "2", "--test-limit", "100", "--set", "arch.width=8", "--quiet",
+    "--dataset",
+    "shapes",
+    "--ipc",
+    "2",
+    "--iterations",
+    "3",
+    "--batch-real",
+    "8",
+    "--eval-nets",
+    "1",
+    "--eval-epochs",
+    "2",
+    "--test-limit",
+    "100",
+    "--set",
+    "arch.width=8",
+    "--quiet",
 ];
 
 fn condense(out: &Path, extra: &[&str]) -> Result<(), String> {
@@ -53,7 +68,10 @@ fn condense_writes_config_results_set_and_grid() {
     let cond = &results["condensation"];
     assert!(cond["seconds_per_iteration_median"].as_f64().unwrap() > 0.0);
     assert_eq!(cond["iterations"], 3);
-    assert_eq!(cond["outer_steps_total"], 3, "the none scheduler takes one outer step per iteration");
+    assert_eq!(
+        cond["outer_steps_total"], 3,
+        "the none scheduler takes one outer step per iteration"
+    );
     assert_eq!(cond["inner_epochs_total"], 0);
 
     let syn = SyntheticSet::load(&out.join("synthetic.safetensors"), &Device::Cpu).unwrap();
@@ -90,7 +108,10 @@ fn a_non_empty_output_directory_is_refused_unless_forced() {
     std::fs::write(dir.path().join("keep.txt"), "precious").unwrap();
     let err = condense(dir.path(), &[]).unwrap_err();
     assert!(err.contains("not empty") && err.contains("--force"), "{err}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "precious");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+        "precious"
+    );
     condense(dir.path(), &["--force"]).unwrap();
 }
 
@@ -98,9 +119,15 @@ fn a_non_empty_output_directory_is_refused_unless_forced() {
 fn unknown_plugin_names_are_answered_with_the_valid_names() {
     let dir = tempfile::tempdir().unwrap();
     let err = condense(&dir.path().join("x"), &["--matcher", "gradint"]).unwrap_err();
-    assert!(err.contains("unknown matcher 'gradint'") && err.contains("distribution"), "{err}");
+    assert!(
+        err.contains("unknown matcher 'gradint'") && err.contains("distribution"),
+        "{err}"
+    );
     let err = condense(&dir.path().join("y"), &["--arch", "convnet9"]).unwrap_err();
-    assert!(err.contains("unknown architecture") && err.contains("convnetbn"), "{err}");
+    assert!(
+        err.contains("unknown architecture") && err.contains("convnetbn"),
+        "{err}"
+    );
     let err = condense(&dir.path().join("z"), &["--dataset", "imagenet"]).unwrap_err();
     assert!(err.contains("imagenet") && err.contains("fashion-mnist"), "{err}");
 }
@@ -124,8 +151,14 @@ fn a_missing_dataset_says_where_it_looked_and_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-dir");
     let err = cafe_lab_result(&[
-        "baseline", "--dataset", "cifar10", "--data-dir", missing.to_str().unwrap(), "--out",
-        dir.path().join("o").to_str().unwrap(), "--quiet",
+        "baseline",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+        "--quiet",
     ])
     .unwrap_err();
     assert!(err.contains("no-such-dir"), "names the place it looked: {err}");
@@ -136,13 +169,20 @@ fn a_missing_dataset_says_where_it_looked_and_how_to_get_it() {
 fn toml_config_then_flags_then_set_overrides() {
     let dir = tempfile::tempdir().unwrap();
     let toml = dir.path().join("run.toml");
-    std::fs::write(&toml, "ipc = 3\nseed = 77\n[eval]\nnets = 1\n[arch]\nname = \"convnet\"\nwidth = 4\n").unwrap();
+    std::fs::write(
+        &toml,
+        "ipc = 3\nseed = 77\n[eval]\nnets = 1\n[arch]\nname = \"convnet\"\nwidth = 4\n",
+    )
+    .unwrap();
     let out = dir.path().join("o");
     condense(&out, &["--config", toml.to_str().unwrap(), "--set", "ipc=1"]).unwrap();
     let config = read_json(&out.join("config.json"));
     assert_eq!(config["seed"], 77, "from the file");
     assert_eq!(config["ipc"], 1, "--set beats the file and the --ipc flag");
-    assert_eq!(config["arch"]["width"], 8, "--set arch.width=8 from TINY beats the file");
+    assert_eq!(
+        config["arch"]["width"], 8,
+        "--set arch.width=8 from TINY beats the file"
+    );
 }
 
 #[test]
@@ -151,15 +191,35 @@ fn evaluate_and_baseline_commands_write_results() {
     let run = dir.path().join("run");
     condense(&run, &["--no-baseline"]).unwrap();
     let results = read_json(&run.join("results.json"));
-    assert_eq!(results["evaluations"].as_array().unwrap().len(), 1, "--no-baseline skips the random set");
+    assert_eq!(
+        results["evaluations"].as_array().unwrap().len(),
+        1,
+        "--no-baseline skips the random set"
+    );
 
     let syn = run.join("synthetic.safetensors");
     let ev = dir.path().join("ev");
     let common = [
-        "--dataset", "shapes", "--eval-nets", "2", "--eval-epochs", "1", "--test-limit", "50", "--set",
-        "arch.width=8", "--quiet", "--no-baseline",
+        "--dataset",
+        "shapes",
+        "--eval-nets",
+        "2",
+        "--eval-epochs",
+        "1",
+        "--test-limit",
+        "50",
+        "--set",
+        "arch.width=8",
+        "--quiet",
+        "--no-baseline",
     ];
-    let mut args = vec!["evaluate", "--synthetic", syn.to_str().unwrap(), "--out", ev.to_str().unwrap()];
+    let mut args = vec![
+        "evaluate",
+        "--synthetic",
+        syn.to_str().unwrap(),
+        "--out",
+        ev.to_str().unwrap(),
+    ];
     args.extend(common);
     cafe_lab_result(&args).unwrap();
     let r = read_json(&ev.join("results.json"));
@@ -177,10 +237,19 @@ fn evaluate_and_baseline_commands_write_results() {
     let bad = dir.path().join("bad.safetensors");
     std::fs::write(&bad, b"not a safetensors file").unwrap();
     let e2 = dir.path().join("e2");
-    let mut args = vec!["evaluate", "--synthetic", bad.to_str().unwrap(), "--out", e2.to_str().unwrap()];
+    let mut args = vec![
+        "evaluate",
+        "--synthetic",
+        bad.to_str().unwrap(),
+        "--out",
+        e2.to_str().unwrap(),
+    ];
     args.extend(common);
     let err = cafe_lab_result(&args).unwrap_err();
-    assert!(err.contains("bad.safetensors") && err.contains("not a safetensors file"), "{err}");
+    assert!(
+        err.contains("bad.safetensors") && err.contains("not a safetensors file"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -13,10 +13,33 @@ fn dm_on_real_fashion_mnist_learns_a_set_that_trains_a_network() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fmnist");
     cafe_lab_result(&[
-        "--dataset", "fashion-mnist", "--data-dir", data.to_str().unwrap(), "--matcher", "distribution",
-        "--scheduler", "none", "--ipc", "10", "--iterations", "40", "--batch-real", "32", "--eval-nets", "2",
-        "--eval-epochs", "60", "--test-limit", "2000", "--set", "arch.width=32", "--seed", "1", "--quiet",
-        "--out", out.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--matcher",
+        "distribution",
+        "--scheduler",
+        "none",
+        "--ipc",
+        "10",
+        "--iterations",
+        "40",
+        "--batch-real",
+        "32",
+        "--eval-nets",
+        "2",
+        "--eval-epochs",
+        "60",
+        "--test-limit",
+        "2000",
+        "--set",
+        "arch.width=32",
+        "--seed",
+        "1",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
     ])
     .unwrap();
     let results = read_json(&out.join("results.json"));
@@ -28,7 +51,10 @@ fn dm_on_real_fashion_mnist_learns_a_set_that_trains_a_network() {
     eprintln!("fashion-mnist ipc 10: synthetic {s:.4}, random {r:.4}");
     // 10 classes: chance is 0.10. Ten real images per class train a ConvNet to ~0.6-0.7.
     assert!(s > 0.5, "the condensed set trains a network far above chance: {s}");
-    assert!(s > r - 0.05, "DM initialised from real images must not fall behind them: {s} vs {r}");
+    assert!(
+        s > r - 0.05,
+        "DM initialised from real images must not fall behind them: {s} vs {r}"
+    );
     let losses: Vec<f64> = results["condensation"]["per_iteration"]
         .as_array()
         .unwrap()
@@ -37,5 +63,8 @@ fn dm_on_real_fashion_mnist_learns_a_set_that_trains_a_network() {
         .collect();
     let first: f64 = losses[..10].iter().sum::<f64>() / 10.0;
     let last: f64 = losses[losses.len() - 10..].iter().sum::<f64>() / 10.0;
-    assert!(last < first, "the matching loss falls: first 10 mean {first}, last 10 mean {last}");
+    assert!(
+        last < first,
+        "the matching loss falls: first 10 mean {first}, last 10 mean {last}"
+    );
 }

@@ -33,7 +33,14 @@ fn every_kind_lists_its_plugins_sorted_and_unique() {
     assert!(names::<dyn Scheduler>().unwrap().contains(&"none"));
     assert!(names::<dyn Augmenter>().unwrap().contains(&"none"));
     let archs = names::<dyn Architecture>().unwrap();
-    for a in ["convnet", "convnetw32", "convnetd4", "convnetbn", "convnetnp", "convnetas"] {
+    for a in [
+        "convnet",
+        "convnetw32",
+        "convnetd4",
+        "convnetbn",
+        "convnetnp",
+        "convnetas",
+    ] {
         assert!(archs.contains(&a), "{a} missing from {archs:?}");
     }
 }
@@ -52,7 +59,10 @@ fn unknown_names_list_the_valid_ones() {
 #[test]
 fn unknown_config_keys_are_refused_with_the_valid_keys() {
     let plugin = find::<dyn Architecture>("convnet").unwrap();
-    let err = plugin.instantiate(&json!({"widht": 3})).err().expect("misspelt key must fail");
+    let err = plugin
+        .instantiate(&json!({"widht": 3}))
+        .err()
+        .expect("misspelt key must fail");
     let text = err.to_string();
     assert!(text.contains("widht") && text.contains("width"), "{text}");
 }
@@ -60,21 +70,28 @@ fn unknown_config_keys_are_refused_with_the_valid_keys() {
 #[test]
 fn every_plugin_default_config_builds() {
     for (name, p) in plugins::<dyn Matcher>().unwrap() {
-        p.instantiate(&serde_json::Value::Null).unwrap_or_else(|e| panic!("matcher {name}: {e}"));
+        p.instantiate(&serde_json::Value::Null)
+            .unwrap_or_else(|e| panic!("matcher {name}: {e}"));
     }
     for (name, p) in plugins::<dyn Scheduler>().unwrap() {
-        p.instantiate(&serde_json::Value::Null).unwrap_or_else(|e| panic!("scheduler {name}: {e}"));
+        p.instantiate(&serde_json::Value::Null)
+            .unwrap_or_else(|e| panic!("scheduler {name}: {e}"));
     }
     for (name, p) in plugins::<dyn Augmenter>().unwrap() {
-        p.instantiate(&serde_json::Value::Null).unwrap_or_else(|e| panic!("augmenter {name}: {e}"));
+        p.instantiate(&serde_json::Value::Null)
+            .unwrap_or_else(|e| panic!("augmenter {name}: {e}"));
     }
     for (name, p) in plugins::<dyn Architecture>().unwrap() {
-        p.instantiate(&serde_json::Value::Null).unwrap_or_else(|e| panic!("architecture {name}: {e}"));
+        p.instantiate(&serde_json::Value::Null)
+            .unwrap_or_else(|e| panic!("architecture {name}: {e}"));
     }
 }
 
 fn small_net_arch() -> Box<dyn Architecture> {
-    find::<dyn Architecture>("convnet").unwrap().instantiate(&json!({"width": 8, "depth": 2})).unwrap()
+    find::<dyn Architecture>("convnet")
+        .unwrap()
+        .instantiate(&json!({"width": 8, "depth": 2}))
+        .unwrap()
 }
 
 #[test]
@@ -82,7 +99,10 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
     let shape = ImageShape::new(3, 8, 8);
     let ds = blob_dataset(3, 12, shape, 7);
     let arch = small_net_arch();
-    let none = find::<dyn Augmenter>("none").unwrap().instantiate(&serde_json::Value::Null).unwrap();
+    let none = find::<dyn Augmenter>("none")
+        .unwrap()
+        .instantiate(&serde_json::Value::Null)
+        .unwrap();
     for (name, plugin) in plugins::<dyn Matcher>().unwrap() {
         let matcher = plugin.instantiate(&serde_json::Value::Null).unwrap();
         if matcher.defaults().needs_second_order {
@@ -92,8 +112,10 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
         let syn = SyntheticSet::initialise(&ds, 2, Init::Noise, &Device::Cpu, &mut rng).unwrap();
         let net = arch.build(shape, 3, DType::F32, &Device::Cpu, &mut rng).unwrap();
         let by_class = ds.train.class_indices(3);
-        let real: Vec<Tensor> =
-            by_class.iter().map(|idx| ds.train.to_tensor(&idx[..6], &Device::Cpu).unwrap().0).collect();
+        let real: Vec<Tensor> = by_class
+            .iter()
+            .map(|idx| ds.train.to_tensor(&idx[..6], &Device::Cpu).unwrap().0)
+            .collect();
         let seeds = [11, 12, 13];
         let ctx = MatchContext {
             network: net.as_ref(),
@@ -110,7 +132,10 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
         assert_eq!(a.gradient.dims(), syn.images.dims(), "{name}: gradient shape");
         let g = a.gradient.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(g.iter().all(|v| v.is_finite()), "{name}: non-finite gradient");
-        assert!(g.iter().any(|v| *v != 0.0), "{name}: the gradient does not reach the synthetic pixels");
+        assert!(
+            g.iter().any(|v| *v != 0.0),
+            "{name}: the gradient does not reach the synthetic pixels"
+        );
     }
 }
 
@@ -142,8 +167,14 @@ impl BilevelLoop for Scripted {
 fn every_scheduler_runs_an_iteration_and_reports_what_it_did() {
     for (name, plugin) in plugins::<dyn Scheduler>().unwrap() {
         let mut scheduler = plugin.instantiate(&serde_json::Value::Null).unwrap();
-        let mut lp = Scripted { outer: 0, inner: 0, probes: Vec::new() };
-        let report: IterationReport = scheduler.run_iteration(&mut lp).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut lp = Scripted {
+            outer: 0,
+            inner: 0,
+            probes: Vec::new(),
+        };
+        let report: IterationReport = scheduler
+            .run_iteration(&mut lp)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(report.outer_steps >= 1, "{name} took no outer step");
         assert_eq!(report.outer_steps, lp.outer, "{name}: report vs calls");
         assert_eq!(report.inner_epochs, lp.inner, "{name}: report vs calls");
@@ -162,7 +193,14 @@ fn every_augmenter_keeps_shapes_and_repeats_under_a_seed() {
             let a = aug.augment(&x, 5, siamese).unwrap_or_else(|e| panic!("{name}: {e}"));
             let b = aug.augment(&x, 5, siamese).unwrap();
             assert_eq!(a.dims(), x.dims(), "{name}: shape");
-            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert_eq!(diff, 0.0, "{name}: the same seed must give the same transform");
         }
     }

@@ -9,7 +9,13 @@ use serde_json::{json, Map, Value};
 /// Dataset condensation: learn a tiny synthetic training set that trains a network almost as
 /// well as the whole dataset.
 #[derive(Debug, Parser)]
-#[command(name = "cafe-lab", version, args_conflicts_with_subcommands = true, args_override_self = true, allow_negative_numbers = true)]
+#[command(
+    name = "cafe-lab",
+    version,
+    args_conflicts_with_subcommands = true,
+    args_override_self = true,
+    allow_negative_numbers = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

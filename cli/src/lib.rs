@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use cafe_framework::config::{ConfigBuilder, RunConfig};
 use cafe_framework::run::{resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
+use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
-use clap::Parser;
 
 pub use args::{Cli, Command, CommonArgs, CondenseArgs};
 
@@ -34,7 +34,11 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match execute(cli) {
@@ -50,7 +54,10 @@ where
 pub fn execute(cli: Cli) -> Result<()> {
     match cli.command.unwrap_or(Command::Condense(cli.condense)) {
         Command::Condense(a) => {
-            let opts = RunOptions { interrupt: Some(interrupt_flag()), ..options(&a.common) };
+            let opts = RunOptions {
+                interrupt: Some(interrupt_flag()),
+                ..options(&a.common)
+            };
             match &a.resume {
                 Some(dir) => resume_condense(dir, RunOptions { force: true, ..opts })?,
                 None => run_condense(&resolve_config(&a.common, &a)?, opts)?,
@@ -73,7 +80,11 @@ pub fn execute(cli: Cli) -> Result<()> {
 }
 
 fn options(common: &CommonArgs) -> RunOptions {
-    RunOptions { quiet: common.quiet, force: common.force, interrupt: None }
+    RunOptions {
+        quiet: common.quiet,
+        force: common.force,
+        interrupt: None,
+    }
 }
 
 /// A flag that Ctrl-C sets, so that a condensation stops after its current iteration with a

@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use cafe_framework::registry::{plugins, Plugin, PluginKind};
-use cafe_framework::traits::{architecture::Architecture, augmenter::Augmenter, matcher::Matcher, scheduler::Scheduler};
+use cafe_framework::traits::{
+    architecture::Architecture, augmenter::Augmenter, matcher::Matcher, scheduler::Scheduler,
+};
 
 fn print_kind<T: ?Sized + PluginKind>(title: &str) -> Result<()> {
     println!("{title}:");
@@ -11,7 +13,11 @@ fn print_kind<T: ?Sized + PluginKind>(title: &str) -> Result<()> {
     for (name, plugin) in all {
         let p: &Plugin<T> = plugin;
         let config = (p.default_config)();
-        let config = if config.as_object().is_some_and(|m| m.is_empty()) { String::new() } else { format!("  {config}") };
+        let config = if config.as_object().is_some_and(|m| m.is_empty()) {
+            String::new()
+        } else {
+            format!("  {config}")
+        };
         println!("  {name:<width$}  {}{config}", p.description);
     }
     println!();

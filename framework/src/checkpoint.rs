@@ -41,7 +41,12 @@ pub struct Checkpoint {
 }
 
 fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect())
+    Ok(t.to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect())
 }
 
 impl Checkpoint {
@@ -72,11 +77,15 @@ impl Checkpoint {
 
     /// Reads a checkpoint written by [`Checkpoint::save`].
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let corrupt = |message: String| Error::DatasetCorrupt { path: path.to_path_buf(), message };
+        let corrupt = |message: String| Error::DatasetCorrupt {
+            path: path.to_path_buf(),
+            message,
+        };
         let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading checkpoint {}", path.display()), e))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| corrupt(format!("not a checkpoint (safetensors header): {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not a checkpoint: {e}")))?;
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not a checkpoint: {e}")))?;
         let state_json = meta
             .metadata()
             .as_ref()
@@ -87,14 +96,21 @@ impl Checkpoint {
         let tensor = |name: &str| -> Result<Option<Tensor>> {
             match st.tensor(name) {
                 Ok(v) => {
-                    let data: Vec<f32> =
-                        v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                    let data: Vec<f32> = v
+                        .data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
                     Ok(Some(Tensor::from_vec(data, v.shape().to_vec(), device)?))
                 }
                 Err(_) => Ok(None),
             }
         };
         let images = tensor("images")?.ok_or_else(|| corrupt("the checkpoint has no 'images' tensor".into()))?;
-        Ok(Self { images, velocity: tensor("velocity")?, state })
+        Ok(Self {
+            images,
+            velocity: tensor("velocity")?,
+            state,
+        })
     }
 }

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -23,7 +22,10 @@ pub struct PluginChoice {
 
 impl PluginChoice {
     pub fn named(name: &str) -> Self {
-        Self { name: name.to_string(), config: Map::new() }
+        Self {
+            name: name.to_string(),
+            config: Map::new(),
+        }
     }
 
     /// The config keys as a JSON object (without the name).
@@ -161,14 +163,17 @@ pub struct ConfigBuilder {
 
 impl Default for ConfigBuilder {
     fn default() -> Self {
-        Self { value: serde_json::to_value(RunConfig::default()).expect("RunConfig serialises") }
+        Self {
+            value: serde_json::to_value(RunConfig::default()).expect("RunConfig serialises"),
+        }
     }
 }
 
 impl ConfigBuilder {
     /// Merges a TOML file over the current settings.
     pub fn merge_toml_file(&mut self, path: &Path) -> Result<&mut Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading config file {}", path.display()), e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading config file {}", path.display()), e))?;
         let parsed: toml::Value = toml::from_str(&text)
             .map_err(|e| Error::invalid("--config", path.display(), format!("not valid TOML: {e}")))?;
         let json = serde_json::to_value(parsed).map_err(|e| Error::Other(e.to_string()))?;
@@ -181,7 +186,10 @@ impl ConfigBuilder {
     pub fn merge(&mut self, patch: &Value) -> &mut Self {
         if let (Value::Object(base), Value::Object(p)) = (&mut self.value, patch) {
             for key in ["matcher", "scheduler", "arch", "augment"] {
-                let new_name = p.get(key).and_then(|v| v.get("name").or(Some(v))).and_then(Value::as_str);
+                let new_name = p
+                    .get(key)
+                    .and_then(|v| v.get("name").or(Some(v)))
+                    .and_then(Value::as_str);
                 let old_name = base.get(key).and_then(|v| v.get("name")).and_then(Value::as_str);
                 if let (Some(new), Some(old)) = (new_name, old_name) {
                     if !new.eq_ignore_ascii_case(old) {
@@ -200,9 +208,9 @@ impl ConfigBuilder {
     /// The value is read as JSON when it parses (numbers, booleans, arrays) and as a string
     /// otherwise.
     pub fn set(&mut self, assignment: &str) -> Result<&mut Self> {
-        let (path, raw) = assignment.split_once('=').ok_or_else(|| {
-            Error::invalid("--set", assignment, "expected PATH=VALUE, e.g. matcher.dis_metric=cos")
-        })?;
+        let (path, raw) = assignment
+            .split_once('=')
+            .ok_or_else(|| Error::invalid("--set", assignment, "expected PATH=VALUE, e.g. matcher.dis_metric=cos"))?;
         let value = serde_json::from_str::<Value>(raw.trim()).unwrap_or_else(|_| Value::String(raw.trim().to_string()));
         let mut patch = value;
         for key in path.trim().split('.').rev() {

@@ -26,7 +26,11 @@ pub enum Error {
 
     /// A plugin name that is not registered; lists the valid names.
     #[error("unknown {kind} '{name}'; valid names: {}", valid.join(", "))]
-    UnknownPlugin { kind: &'static str, name: String, valid: Vec<String> },
+    UnknownPlugin {
+        kind: &'static str,
+        name: String,
+        valid: Vec<String>,
+    },
 
     /// Two plugins of one kind registered under one name.
     #[error("{kind} '{name}' is registered twice; plugin names must be unique")]
@@ -34,7 +38,11 @@ pub enum Error {
 
     /// A setting that cannot work, found before any work starts.
     #[error("invalid setting {setting} = {value}: {reason}")]
-    InvalidSetting { setting: String, value: String, reason: String },
+    InvalidSetting {
+        setting: String,
+        value: String,
+        reason: String,
+    },
 
     /// A loss or the synthetic set stopped being finite.
     #[error("non-finite value: {0}")]
@@ -46,7 +54,10 @@ pub enum Error {
             p.parent().map(|d| d.display().to_string()).unwrap_or_default()),
         None => String::new(),
     })]
-    Interrupted { next_iteration: usize, checkpoint: Option<PathBuf> },
+    Interrupted {
+        next_iteration: usize,
+        checkpoint: Option<PathBuf>,
+    },
 
     #[error("{0}")]
     Other(String),
@@ -55,11 +66,18 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::InvalidSetting`].
     pub fn invalid(setting: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> Self {
-        Error::InvalidSetting { setting: setting.into(), value: value.to_string(), reason: reason.into() }
+        Error::InvalidSetting {
+            setting: setting.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
     }
 
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::EvalConfig;
 use crate::data::ImageSet;
 use crate::rng::sub_rng;
+use crate::train::{accuracy, train_epoch, Sgd};
 use crate::traits::architecture::{Architecture, Mode};
 use crate::traits::augmenter::Augmenter;
-use crate::train::{accuracy, train_epoch, Sgd};
 use crate::{Error, ImageShape, Result};
 
 /// The evaluation of one training set on one architecture.
@@ -74,7 +74,11 @@ pub struct EvalSetup<'a> {
 pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: &Tensor) -> Result<Evaluation> {
     let cfg = setup.config;
     if cfg.nets == 0 {
-        return Err(Error::invalid("eval.nets", 0, "at least one evaluation network is needed"));
+        return Err(Error::invalid(
+            "eval.nets",
+            0,
+            "at least one evaluation network is needed",
+        ));
     }
     let test_n = cfg.test_limit.map_or(setup.test.len(), |l| l.min(setup.test.len()));
     let test_idx: Vec<usize> = (0..test_n).collect();
@@ -85,14 +89,24 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
         // One seed per (set, network) so the baseline and the synthetic set see the same
         // initialisations.
         let mut rng = sub_rng(setup.seed, &[0xE7A1, k as u64]);
-        let net = setup.arch.build(setup.shape, setup.classes, DType::F32, setup.device, &mut rng)?;
+        let net = setup
+            .arch
+            .build(setup.shape, setup.classes, DType::F32, setup.device, &mut rng)?;
         let mut opt = Sgd::new(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay);
         let decay_at = setup.epochs / 2;
         for epoch in 0..setup.epochs {
             if epoch == decay_at && epoch > 0 {
                 opt.lr = cfg.lr * 0.1;
             }
-            train_epoch(net.as_ref(), &mut opt, &images, labels, cfg.batch, Some(setup.augmenter), &mut rng)?;
+            train_epoch(
+                net.as_ref(),
+                &mut opt,
+                &images,
+                labels,
+                cfg.batch,
+                Some(setup.augmenter),
+                &mut rng,
+            )?;
         }
         let acc = accuracy(net.as_ref(), &test_x, &test_y, 500, Mode::Eval)?;
         if let Some(cb) = setup.on_network {

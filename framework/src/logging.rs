@@ -44,7 +44,9 @@ pub struct TensorBoardLogger {
 
 impl TensorBoardLogger {
     pub fn new(dir: &Path) -> Self {
-        Self { writer: tensorboard_rs::summary_writer::FileWriter::new(dir) }
+        Self {
+            writer: tensorboard_rs::summary_writer::FileWriter::new(dir),
+        }
     }
 
     fn write(&mut self, value: tensorboard_proto::summary::Summary_Value, step: usize) {
@@ -56,11 +58,14 @@ impl TensorBoardLogger {
 
 impl MetricLogger for TensorBoardLogger {
     fn scalar(&mut self, tag: &str, step: usize, value: f64) {
-        self.writer.add_summary(tensorboard_rs::summary::scalar(tag, value as f32), step);
+        self.writer
+            .add_summary(tensorboard_rs::summary::scalar(tag, value as f32), step);
     }
 
     fn image(&mut self, tag: &str, step: usize, image: &image::RgbImage) {
-        let Ok(png) = crate::output::png_bytes(image) else { return };
+        let Ok(png) = crate::output::png_bytes(image) else {
+            return;
+        };
         let mut img = tensorboard_proto::summary::Summary_Image::new();
         img.set_height(image.height() as i32);
         img.set_width(image.width() as i32);

@@ -11,9 +11,15 @@ use crate::{Error, Result};
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
 /// renamed over the target, so a crash never leaves a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating folder {}", dir.display()), e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let ctx = |what: &str| format!("{what} {}", tmp.display());
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx("creating"), e))?;
@@ -25,7 +31,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes `value` as pretty JSON, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::Other(format!("serialising {}: {e}", path.display())))?;
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Other(format!("serialising {}: {e}", path.display())))?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
 }
@@ -34,7 +41,10 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// (one row per class when `columns` = ipc), undoing the normalisation with `mean`/`std`.
 pub fn image_grid(images: &Tensor, mean: &[f32], std: &[f32], columns: usize) -> Result<image::RgbImage> {
     let (n, c, h, w) = images.dims4()?;
-    let data = images.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let data = images
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     let columns = columns.max(1);
     let rows = n.div_ceil(columns);
     let gap = 2;
@@ -70,6 +80,11 @@ pub fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
 pub fn save_grid_png(path: &Path, images: &Tensor, mean: &[f32], std: &[f32], columns: usize) -> Result<()> {
     let grid = image_grid(images, mean, std, columns)?;
     let scale = if grid.width() < 400 { 4 } else { 2 };
-    let big = image::imageops::resize(&grid, grid.width() * scale, grid.height() * scale, image::imageops::FilterType::Nearest);
+    let big = image::imageops::resize(
+        &grid,
+        grid.width() * scale,
+        grid.height() * scale,
+        image::imageops::FilterType::Nearest,
+    );
     write_atomic(path, &png_bytes(&big)?)
 }

@@ -30,7 +30,14 @@ impl Progress {
             bar.set_prefix(label.to_string());
             bar
         });
-        Self { bar, plain: !quiet && !terminal, label: label.into(), total, every: every.max(1), started: Instant::now() }
+        Self {
+            bar,
+            plain: !quiet && !terminal,
+            label: label.into(),
+            total,
+            every: every.max(1),
+            started: Instant::now(),
+        }
     }
 
     /// Step `done` (1-based) finished; `message` describes it.

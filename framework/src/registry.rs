@@ -61,7 +61,10 @@ pub fn plugins<T: ?Sized + PluginKind>() -> Result<BTreeMap<&'static str, &'stat
     let mut map = BTreeMap::new();
     for entry in T::entries() {
         if map.insert(entry.name, entry).is_some() {
-            return Err(Error::DuplicatePlugin { kind: T::KIND, name: entry.name.to_string() });
+            return Err(Error::DuplicatePlugin {
+                kind: T::KIND,
+                name: entry.name.to_string(),
+            });
         }
     }
     Ok(map)
@@ -111,7 +114,11 @@ pub fn merge_json(base: &mut Value, patch: &Value) {
 }
 
 /// Parses a plugin's config, naming the plugin and the valid keys when it does not fit.
-pub fn parse_config<C: DeserializeOwned + serde::Serialize + Default>(kind: &str, name: &str, value: &Value) -> Result<C> {
+pub fn parse_config<C: DeserializeOwned + serde::Serialize + Default>(
+    kind: &str,
+    name: &str,
+    value: &Value,
+) -> Result<C> {
     serde_json::from_value(value.clone()).map_err(|e| {
         let keys = match serde_json::to_value(C::default()) {
             Ok(Value::Object(m)) => m.keys().cloned().collect::<Vec<_>>().join(", "),
@@ -163,7 +170,14 @@ macro_rules! register_scheduler {
 #[macro_export]
 macro_rules! register_architecture {
     ($name:literal, $description:literal, $config:ty, $build:expr) => {
-        $crate::__register_plugin!(ArchitecturePlugin, "architecture", $name, $description, $config, $build);
+        $crate::__register_plugin!(
+            ArchitecturePlugin,
+            "architecture",
+            $name,
+            $description,
+            $config,
+            $build
+        );
     };
 }
 

@@ -19,7 +19,9 @@ pub fn rng_from_seed(seed: u64) -> Rng {
 pub fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
     let mut z = seed ^ 0x9E37_79B9_7F4A_7C15;
     for &p in parts {
-        z = z.wrapping_add(p.wrapping_mul(0xBF58_476D_1CE4_E5B9)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = z
+            .wrapping_add(p.wrapping_mul(0xBF58_476D_1CE4_E5B9))
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;

@@ -10,9 +10,9 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::config::RunConfig;
 use crate::data::{self, Dataset, LoadOptions};
-use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::engine::{condense, Components, CondenseSettings, RunControl};
 use crate::evaluate::{evaluate_set, EvalSetup, Evaluation};
 use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
@@ -45,11 +45,16 @@ pub fn parse_device(name: &str) -> Result<Device> {
     match lower.as_str() {
         "cpu" => Ok(Device::Cpu),
         s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = s.strip_prefix("cuda:").map_or(Ok(0), |n| n.parse::<usize>()).map_err(|_| {
-                Error::invalid("device", name, "expected cpu, cuda or cuda:N")
-            })?;
+            let ordinal = s
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), |n| n.parse::<usize>())
+                .map_err(|_| Error::invalid("device", name, "expected cpu, cuda or cuda:N"))?;
             Device::new_cuda(ordinal).map_err(|e| {
-                Error::invalid("device", name, format!("{e} (build with `--features cuda` on a machine with the CUDA driver)"))
+                Error::invalid(
+                    "device",
+                    name,
+                    format!("{e} (build with `--features cuda` on a machine with the CUDA driver)"),
+                )
             })
         }
         _ => Err(Error::invalid("device", name, "expected cpu, cuda or cuda:N")),
@@ -57,7 +62,9 @@ pub fn parse_device(name: &str) -> Result<Device> {
 }
 
 /// A plugin built from a choice, with its fully resolved config.
-fn build_plugin<T: ?Sized + PluginKind>(choice: &crate::config::PluginChoice) -> Result<(Box<T>, Value, &'static Plugin<T>)> {
+fn build_plugin<T: ?Sized + PluginKind>(
+    choice: &crate::config::PluginChoice,
+) -> Result<(Box<T>, Value, &'static Plugin<T>)> {
     let plugin = find::<T>(&choice.name)?;
     let resolved = plugin.resolve_config(&choice.config_value());
     let built = (plugin.build)(&resolved)?;
@@ -140,7 +147,12 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
     resolved_json["second_order_gradients"] = Value::Bool(defaults.needs_second_order);
     Ok(ResolvedRun {
         config: resolved,
-        components: Components { matcher, scheduler, arch, augmenter },
+        components: Components {
+            matcher,
+            scheduler,
+            arch,
+            augmenter,
+        },
         settings,
         resolved_json,
         out,
@@ -152,10 +164,17 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
 fn check_dataset_name(name: &str) -> Result<()> {
     let canonical = name.to_ascii_lowercase().replace('_', "-");
     let known = data::dataset_names();
-    if known.iter().any(|k| *k == canonical || k.replace('-', "") == canonical.replace('-', "")) {
+    if known
+        .iter()
+        .any(|k| *k == canonical || k.replace('-', "") == canonical.replace('-', ""))
+    {
         return Ok(());
     }
-    Err(Error::invalid("dataset", name, format!("valid names: {}", known.join(", "))))
+    Err(Error::invalid(
+        "dataset",
+        name,
+        format!("valid names: {}", known.join(", ")),
+    ))
 }
 
 fn with_name(name: &str, cfg: Value) -> Value {
@@ -167,13 +186,25 @@ fn with_name(name: &str, cfg: Value) -> Value {
 fn validate_eval(config: &RunConfig) -> Result<()> {
     let e = &config.eval;
     if e.nets == 0 {
-        return Err(Error::invalid("eval.nets", 0, "at least one evaluation network is needed"));
+        return Err(Error::invalid(
+            "eval.nets",
+            0,
+            "at least one evaluation network is needed",
+        ));
     }
     if e.batch == 0 {
-        return Err(Error::invalid("eval.batch", 0, "the batch must hold at least one image"));
+        return Err(Error::invalid(
+            "eval.batch",
+            0,
+            "the batch must hold at least one image",
+        ));
     }
     if !(e.lr.is_finite() && e.lr > 0.0) {
-        return Err(Error::invalid("eval.lr", e.lr, "a learning rate must be a positive finite number"));
+        return Err(Error::invalid(
+            "eval.lr",
+            e.lr,
+            "a learning rate must be a positive finite number",
+        ));
     }
     if e.test_limit == Some(0) {
         return Err(Error::invalid("eval.test_limit", 0, "test on at least one image"));
@@ -186,23 +217,22 @@ fn validate_eval(config: &RunConfig) -> Result<()> {
 
 /// The architectures of an evaluation mode (DC's `get_eval_pool`), by registered name.
 pub fn eval_mode_archs(mode: &str, condensation_arch: &str) -> Result<Vec<String>> {
-    let names: &[&str] = match mode.to_ascii_uppercase().as_str() {
-        "S" => return Ok(vec![condensation_arch.to_string()]),
-        "M" => &["mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18"],
-        "W" => &["convnetw32", "convnetw64", "convnetw128", "convnetw256"],
-        "D" => &["convnetd1", "convnetd2", "convnetd3", "convnetd4"],
-        "A" => &["convnetas", "convnetar", "convnetal"],
-        "P" => &["convnetnp", "convnetmp", "convnetap"],
-        "N" => &["convnetnn", "convnetbn", "convnetln", "convnetin", "convnetgn"],
-        _ => {
-            return Err(Error::invalid(
+    let names: &[&str] =
+        match mode.to_ascii_uppercase().as_str() {
+            "S" => return Ok(vec![condensation_arch.to_string()]),
+            "M" => &["mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18"],
+            "W" => &["convnetw32", "convnetw64", "convnetw128", "convnetw256"],
+            "D" => &["convnetd1", "convnetd2", "convnetd3", "convnetd4"],
+            "A" => &["convnetas", "convnetar", "convnetal"],
+            "P" => &["convnetnp", "convnetmp", "convnetap"],
+            "N" => &["convnetnn", "convnetbn", "convnetln", "convnetin", "convnetgn"],
+            _ => return Err(Error::invalid(
                 "eval.mode",
                 mode,
                 "valid modes: S (the condensation architecture), M (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), \
                  W (widths), D (depths), A (activations), P (poolings), N (norms)",
-            ))
-        }
-    };
+            )),
+        };
     Ok(names.iter().map(|s| s.to_string()).collect())
 }
 
@@ -212,7 +242,10 @@ fn eval_arch_names(config: &RunConfig) -> Result<Vec<String>> {
     if !config.eval.archs.is_empty() {
         return Ok(config.eval.archs.iter().map(|a| a.to_ascii_lowercase()).collect());
     }
-    eval_mode_archs(config.eval.mode.as_deref().unwrap_or("S"), &config.arch.name.to_ascii_lowercase())
+    eval_mode_archs(
+        config.eval.mode.as_deref().unwrap_or("S"),
+        &config.arch.name.to_ascii_lowercase(),
+    )
 }
 
 /// The augmentation that trains the evaluation networks of `arch`, with a name for the
@@ -229,7 +262,10 @@ fn eval_augmenter_for(config: &RunConfig, arch: &dyn Architecture) -> Result<(Bo
             } else if dataset == "mnist" || dataset == "fashionmnist" {
                 "crop_scale_rotate"
             } else {
-                return Ok((build_plugin::<dyn Augmenter>(&crate::config::PluginChoice::named("none"))?.0, "none".into()));
+                return Ok((
+                    build_plugin::<dyn Augmenter>(&crate::config::PluginChoice::named("none"))?.0,
+                    "none".into(),
+                ));
             };
             let mut c = crate::config::PluginChoice::named("dc");
             c.config.insert("strategy".into(), Value::String(strategy.into()));
@@ -246,7 +282,10 @@ fn eval_augmenter_for(config: &RunConfig, arch: &dyn Architecture) -> Result<(Bo
 
 /// Evaluation epochs: `eval.epochs`, else 1000 with DSA and 300 otherwise (DESIGN.md).
 fn eval_epochs(config: &RunConfig, augment_name: &str) -> usize {
-    config.eval.epochs.unwrap_or(if augment_name.starts_with("dsa") { 1000 } else { 300 })
+    config
+        .eval
+        .epochs
+        .unwrap_or(if augment_name.starts_with("dsa") { 1000 } else { 300 })
 }
 
 /// Refuses to overwrite a non-empty output directory unless forced.
@@ -267,7 +306,11 @@ fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
     let start = Instant::now();
     let ds = data::load(
         &config.dataset,
-        &LoadOptions { data_dir: config.data_dir.clone(), download: config.download, seed: config.seed },
+        &LoadOptions {
+            data_dir: config.data_dir.clone(),
+            download: config.download,
+            seed: config.seed,
+        },
     )?;
     if !quiet {
         eprintln!(
@@ -319,7 +362,11 @@ fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    if v.len().is_multiple_of(2) { (v[m - 1] + v[m]) / 2.0 } else { v[m] }
+    if v.len().is_multiple_of(2) {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
 }
 
 /// Evaluates `images` on every evaluation architecture of the run.
@@ -364,7 +411,11 @@ fn evaluate_on_archs(
         let ev = evaluate_set(&setup, set_name, images, labels)?;
         bar.finish();
         if !quiet {
-            eprintln!("{set_name} on {name}: {} over {} networks", ev.summary(), ev.accuracies.len());
+            eprintln!(
+                "{set_name} on {name}: {} over {} networks",
+                ev.summary(),
+                ev.accuracies.len()
+            );
         }
         out.push(ev);
     }
@@ -392,15 +443,33 @@ pub fn run_condense(config: &RunConfig, opts: RunOptions) -> Result<Results> {
 /// the configuration saved beside it; ends byte-identical to an uninterrupted run.
 pub fn resume_condense(dir: &Path, opts: RunOptions) -> Result<Results> {
     let config_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| Error::io(format!("reading {} (is {} a run directory?)", config_path.display(), dir.display()), e))?;
-    let mut json: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::invalid("resume", config_path.display(), format!("config.json is not valid JSON: {e}")))?;
+    let text = std::fs::read_to_string(&config_path).map_err(|e| {
+        Error::io(
+            format!(
+                "reading {} (is {} a run directory?)",
+                config_path.display(),
+                dir.display()
+            ),
+            e,
+        )
+    })?;
+    let mut json: Value = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid(
+            "resume",
+            config_path.display(),
+            format!("config.json is not valid JSON: {e}"),
+        )
+    })?;
     if let Value::Object(m) = &mut json {
         m.remove("second_order_gradients");
     }
-    let mut config: RunConfig = serde_json::from_value(json)
-        .map_err(|e| Error::invalid("resume", config_path.display(), format!("config.json does not fit: {e}")))?;
+    let mut config: RunConfig = serde_json::from_value(json).map_err(|e| {
+        Error::invalid(
+            "resume",
+            config_path.display(),
+            format!("config.json does not fit: {e}"),
+        )
+    })?;
     config.out = Some(dir.to_path_buf());
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
     if !checkpoint_path.exists() {
@@ -413,7 +482,11 @@ pub fn resume_condense(dir: &Path, opts: RunOptions) -> Result<Results> {
     let run = resolve(&config)?;
     let checkpoint = Checkpoint::load(&checkpoint_path, &run.device)?;
     if !opts.quiet {
-        eprintln!("resuming {} at iteration {}", dir.display(), checkpoint.state.next_iteration);
+        eprintln!(
+            "resuming {} at iteration {}",
+            dir.display(),
+            checkpoint.state.next_iteration
+        );
     }
     condense_and_evaluate(run, opts, Some(checkpoint))
 }
@@ -423,7 +496,9 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         crate::enable_second_order_gradients();
     }
     let ds = load_dataset(&run.config, opts.quiet)?;
-    let mut logger = FanOut(vec![Box::new(TensorBoardLogger::new(&run.out.join("tensorboard"))) as Box<dyn MetricLogger>]);
+    let mut logger = FanOut(vec![
+        Box::new(TensorBoardLogger::new(&run.out.join("tensorboard"))) as Box<dyn MetricLogger>
+    ]);
     let total = run.settings.iterations;
     let started = Instant::now();
     let bar = Progress::new("condense", total, opts.quiet, run.config.log_every);
@@ -456,12 +531,26 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     };
     let config_text = serde_json::to_string_pretty(&run.resolved_json).unwrap_or_default();
     logger.text("config", 0, &format!("```\n{config_text}\n```"));
-    let outcome = condense(&ds, &mut run.components, &run.settings, &run.device, &mut logger, &mut progress, control)?;
+    let outcome = condense(
+        &ds,
+        &mut run.components,
+        &run.settings,
+        &run.device,
+        &mut logger,
+        &mut progress,
+        control,
+    )?;
     bar.finish();
     let seconds_total = started.elapsed().as_secs_f64();
     let syn = &outcome.synthetic;
     syn.save(&run.out.join("synthetic.safetensors"))?;
-    save_grid_png(&run.out.join("synthetic.png"), &syn.images_detached(), &syn.mean, &syn.std, syn.ipc)?;
+    save_grid_png(
+        &run.out.join("synthetic.png"),
+        &syn.images_detached(),
+        &syn.mean,
+        &syn.std,
+        syn.ipc,
+    )?;
     let reports = &outcome.reports;
     let summary = CondensationSummary {
         matcher: run.config.matcher.name.clone(),
@@ -521,7 +610,13 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
-    let results = Results { command: "evaluate".into(), dataset: ds.name.clone(), ipc: syn.ipc, evaluations, condensation: None };
+    let results = Results {
+        command: "evaluate".into(),
+        dataset: ds.name.clone(),
+        ipc: syn.ipc,
+        evaluations,
+        condensation: None,
+    };
     write_results(&run.out, &results)?;
     if !opts.quiet {
         print_table(&results);
@@ -536,7 +631,13 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
     let ds = load_dataset(&run.config, opts.quiet)?;
     let evaluations = random_baseline(&run, &ds, opts.quiet)?;
-    let results = Results { command: "baseline".into(), dataset: ds.name.clone(), ipc: run.settings.ipc, evaluations, condensation: None };
+    let results = Results {
+        command: "baseline".into(),
+        dataset: ds.name.clone(),
+        ipc: run.settings.ipc,
+        evaluations,
+        condensation: None,
+    };
     write_results(&run.out, &results)?;
     if !opts.quiet {
         print_table(&results);
@@ -567,10 +668,19 @@ pub fn markdown_table(results: &Results) -> String {
         let row: Vec<&Evaluation> = results.evaluations.iter().filter(|e| e.arch == arch).collect();
         let cells: Vec<String> = sets
             .iter()
-            .map(|s| row.iter().find(|e| e.set == *s).map_or("-".to_string(), |e| e.summary().replace(" %", "")))
+            .map(|s| {
+                row.iter()
+                    .find(|e| e.set == *s)
+                    .map_or("-".to_string(), |e| e.summary().replace(" %", ""))
+            })
             .collect();
         let first = row[0];
-        out.push_str(&format!("| {arch} | {} | {} | {} |\n", cells.join(" | "), first.epochs, first.augment));
+        out.push_str(&format!(
+            "| {arch} | {} | {} | {} |\n",
+            cells.join(" | "),
+            first.epochs,
+            first.augment
+        ));
     }
     out
 }

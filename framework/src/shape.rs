@@ -12,7 +12,11 @@ pub struct ImageShape {
 
 impl ImageShape {
     pub const fn new(channels: usize, height: usize, width: usize) -> Self {
-        Self { channels, height, width }
+        Self {
+            channels,
+            height,
+            width,
+        }
     }
 
     /// Number of scalars in one image.

@@ -90,7 +90,12 @@ impl SyntheticSet {
 
     /// Serialises to safetensors bytes. Deterministic: same values, same bytes.
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let images = self.images.as_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let images = self
+            .images
+            .as_tensor()
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let labels = self.labels.to_vec1::<u32>()?;
         let n = self.classes * self.ipc;
         let dims = self.shape.batch_dims(n).to_vec();
@@ -100,9 +105,16 @@ impl SyntheticSet {
             ("images".to_string(), (safetensors::Dtype::F32, dims, bytes(&images))),
             (
                 "labels".to_string(),
-                (safetensors::Dtype::U32, vec![n], labels.iter().flat_map(|x| x.to_le_bytes()).collect()),
+                (
+                    safetensors::Dtype::U32,
+                    vec![n],
+                    labels.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ),
             ),
-            ("mean".to_string(), (safetensors::Dtype::F32, vec![c], bytes(&self.mean))),
+            (
+                "mean".to_string(),
+                (safetensors::Dtype::F32, vec![c], bytes(&self.mean)),
+            ),
             ("std".to_string(), (safetensors::Dtype::F32, vec![c], bytes(&self.std))),
         ]);
         let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
@@ -123,18 +135,26 @@ impl SyntheticSet {
 
     /// Reads a set written by [`SyntheticSet::save`].
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading synthetic set {}", path.display()), e))?;
-        let corrupt = |message: String| Error::DatasetCorrupt { path: path.to_path_buf(), message };
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading synthetic set {}", path.display()), e))?;
+        let corrupt = |message: String| Error::DatasetCorrupt {
+            path: path.to_path_buf(),
+            message,
+        };
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
         let get = |name: &str| {
-            st.tensor(name).map_err(|_| corrupt(format!("missing tensor '{name}' (expected images, labels, mean, std)")))
+            st.tensor(name)
+                .map_err(|_| corrupt(format!("missing tensor '{name}' (expected images, labels, mean, std)")))
         };
         let f32s = |v: &safetensors::tensor::TensorView| -> Result<Vec<f32>> {
             if v.dtype() != safetensors::Dtype::F32 {
                 return Err(corrupt(format!("expected f32 data, found {:?}", v.dtype())));
             }
-            Ok(v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            Ok(v.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
         };
         let images_v = get("images")?;
         let labels_v = get("labels")?;
@@ -144,7 +164,11 @@ impl SyntheticSet {
         }
         let n = dims[0];
         let labels: Vec<u32> = match labels_v.dtype() {
-            safetensors::Dtype::U32 => labels_v.data().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            safetensors::Dtype::U32 => labels_v
+                .data()
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
             safetensors::Dtype::I64 => labels_v
                 .data()
                 .chunks_exact(8)
@@ -157,12 +181,16 @@ impl SyntheticSet {
         }
         let classes = labels.iter().max().map_or(0, |m| *m as usize + 1);
         if classes == 0 || n % classes != 0 {
-            return Err(corrupt(format!("{n} images do not split evenly into {classes} classes")));
+            return Err(corrupt(format!(
+                "{n} images do not split evenly into {classes} classes"
+            )));
         }
         let ipc = n / classes;
         let expected = class_major_labels(classes, ipc, &Device::Cpu)?.to_vec1::<u32>()?;
         if labels != expected {
-            return Err(corrupt("labels must be class-major: class c owns rows c*ipc..(c+1)*ipc".into()));
+            return Err(corrupt(
+                "labels must be class-major: class c owns rows c*ipc..(c+1)*ipc".into(),
+            ));
         }
         let shape = ImageShape::new(dims[1], dims[2], dims[3]);
         let images = Tensor::from_vec(f32s(&images_v)?, dims, device)?;

@@ -120,21 +120,32 @@ const SHAPE: ImageShape = ImageShape::new(2, 8, 8);
 
 fn arch(norm: &str) -> Box<dyn Architecture> {
     cafe_plugins::link();
-    find::<dyn Architecture>("convnet").unwrap().instantiate(&json!({"width": 4, "depth": 2, "norm": norm})).unwrap()
+    find::<dyn Architecture>("convnet")
+        .unwrap()
+        .instantiate(&json!({"width": 4, "depth": 2, "norm": norm}))
+        .unwrap()
 }
 
 fn setup(classes: usize, ipc: usize, per_class: usize, seed: u64, norm: &str) -> Setup {
     let mut rng = rng_from_seed(seed);
     let net = arch(norm).build(SHAPE, classes, DType::F64, &CPU, &mut rng).unwrap();
     let mut draw = |n: usize, shift: f64| {
-        let v: Vec<f64> = (0..n * SHAPE.numel()).map(|_| rand::Rng::random::<f64>(&mut rng) * 2.0 - 1.0 + shift).collect();
+        let v: Vec<f64> = (0..n * SHAPE.numel())
+            .map(|_| rand::Rng::random::<f64>(&mut rng) * 2.0 - 1.0 + shift)
+            .collect();
         Tensor::from_vec(v, SHAPE.batch_dims(n).to_vec(), &CPU).unwrap()
     };
     let real: Vec<Tensor> = (0..classes).map(|c| draw(per_class, c as f64 * 0.3)).collect();
     let syn: Vec<Tensor> = (0..classes).map(|_| draw(ipc, 0.0)).collect();
     let synthetic = Var::from_tensor(&Tensor::cat(&syn, 0).unwrap()).unwrap();
     let none = find::<dyn Augmenter>("none").unwrap().instantiate(&json!({})).unwrap();
-    Setup { net, real, synthetic, ipc, none }
+    Setup {
+        net,
+        real,
+        synthetic,
+        ipc,
+        none,
+    }
 }
 
 fn matcher(name: &str, config: serde_json::Value) -> Box<dyn Matcher> {
@@ -166,16 +177,26 @@ fn gradient_check(m: &dyn Matcher, s: &Setup, coords: &[usize], tol: f64) {
     for &i in coords {
         let mut plus = base.clone();
         plus[i] += eps;
-        s.synthetic.set(&Tensor::from_vec(plus, dims.clone(), &CPU).unwrap()).unwrap();
+        s.synthetic
+            .set(&Tensor::from_vec(plus, dims.clone(), &CPU).unwrap())
+            .unwrap();
         let lp = compute(m, s).0;
         let mut minus = base.clone();
         minus[i] -= eps;
-        s.synthetic.set(&Tensor::from_vec(minus, dims.clone(), &CPU).unwrap()).unwrap();
+        s.synthetic
+            .set(&Tensor::from_vec(minus, dims.clone(), &CPU).unwrap())
+            .unwrap();
         let lm = compute(m, s).0;
-        s.synthetic.set(&Tensor::from_vec(base.clone(), dims.clone(), &CPU).unwrap()).unwrap();
+        s.synthetic
+            .set(&Tensor::from_vec(base.clone(), dims.clone(), &CPU).unwrap())
+            .unwrap();
         let fd = (lp - lm) / (2.0 * eps);
         let err = (fd - grad[i]).abs() / fd.abs().max(grad[i].abs()).max(1e-6);
-        assert!(err < tol, "coordinate {i}: autograd {} vs finite differences {fd} (rel err {err})", grad[i]);
+        assert!(
+            err < tol,
+            "coordinate {i}: autograd {} vs finite differences {fd} (rel err {err})",
+            grad[i]
+        );
     }
 }
 
@@ -195,7 +216,14 @@ fn gradient_matcher_exact_and_finite_difference_hvp_agree() {
     for metric in ["ours", "mse"] {
         let s = setup(3, 2, 4, 2, "instancenorm");
         let (l1, g1) = compute(matcher("gradient", json!({"dis_metric": metric})).as_ref(), &s);
-        let (l2, g2) = compute(matcher("gradient", json!({"dis_metric": metric, "hvp": "finite_difference", "fd_epsilon": 1e-4})).as_ref(), &s);
+        let (l2, g2) = compute(
+            matcher(
+                "gradient",
+                json!({"dis_metric": metric, "hvp": "finite_difference", "fd_epsilon": 1e-4}),
+            )
+            .as_ref(),
+            &s,
+        );
         assert!((l1 - l2).abs() < 1e-9 * l1.abs().max(1.0), "{l1} vs {l2}");
         let diff = scalar(&(&g1 - &g2).unwrap().sqr().unwrap().sum_all().unwrap()).sqrt();
         let norm = scalar(&g1.sqr().unwrap().sum_all().unwrap()).sqrt();
@@ -221,7 +249,12 @@ fn gradient_matcher_with_batch_norm_reaches_the_pixels() {
 
 #[test]
 fn distribution_and_cafe_pixel_gradients_match_finite_differences() {
-    for (name, norm) in [("distribution", "instancenorm"), ("cafe", "instancenorm"), ("distribution", "batchnorm"), ("cafe", "batchnorm")] {
+    for (name, norm) in [
+        ("distribution", "instancenorm"),
+        ("cafe", "instancenorm"),
+        ("distribution", "batchnorm"),
+        ("cafe", "batchnorm"),
+    ] {
         let s = setup(3, 2, 4, 4, norm);
         let m = matcher(name, json!({}));
         gradient_check(m.as_ref(), &s, &COORDS, 1e-5);

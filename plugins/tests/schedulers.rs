@@ -36,7 +36,11 @@ impl Scripted {
 }
 
 fn next(q: &mut VecDeque<f64>) -> f64 {
-    if q.len() > 1 { q.pop_front().unwrap() } else { *q.front().unwrap_or(&0.5) }
+    if q.len() > 1 {
+        q.pop_front().unwrap()
+    } else {
+        *q.front().unwrap_or(&0.5)
+    }
 }
 
 impl BilevelLoop for Scripted {
@@ -52,7 +56,11 @@ impl BilevelLoop for Scripted {
     }
     fn probe_accuracy(&mut self, per_class: usize) -> Result<f64> {
         self.probe_sizes.push(per_class);
-        Ok(if self.last_was_outer { next(&mut self.after_outer) } else { next(&mut self.after_inner) })
+        Ok(if self.last_was_outer {
+            next(&mut self.after_outer)
+        } else {
+            next(&mut self.after_inner)
+        })
     }
     fn ipc(&self) -> usize {
         self.ipc
@@ -71,12 +79,23 @@ fn run(s: &mut dyn Scheduler, lp: &mut Scripted) -> IterationReport {
 #[test]
 fn fixed_follows_dcs_table() {
     // (ipc, outer, inner) from DC's reference code.
-    for (ipc, outer, inner) in [(1, 1, 1), (10, 10, 50), (20, 20, 25), (30, 30, 20), (40, 40, 15), (50, 50, 10)] {
+    for (ipc, outer, inner) in [
+        (1, 1, 1),
+        (10, 10, 50),
+        (20, 20, 25),
+        (30, 30, 20),
+        (40, 40, 15),
+        (50, 50, 10),
+    ] {
         assert_eq!(loops_for_ipc(ipc), (outer, inner), "ipc {ipc}");
         let mut lp = Scripted::new(ipc, &[], &[]);
         let report = run(scheduler("fixed", json!({})).as_mut(), &mut lp);
         assert_eq!(report.outer_steps, outer);
-        assert_eq!(report.inner_epochs, (outer - 1) * inner, "no inner loop after the last outer step");
+        assert_eq!(
+            report.inner_epochs,
+            (outer - 1) * inner,
+            "no inner loop after the last outer step"
+        );
         assert!(lp.calls.ends_with('O'));
         assert!(lp.calls.starts_with('O'));
     }
@@ -85,15 +104,25 @@ fn fixed_follows_dcs_table() {
 #[test]
 fn fixed_has_a_rule_for_every_other_ipc() {
     assert_eq!(loops_for_ipc(5), (5, 50), "below 10: the ipc-10 inner count");
-    assert_eq!(loops_for_ipc(15), (15, 38), "between entries: 50 + (25 - 50) / 2 = 37.5, rounded");
+    assert_eq!(
+        loops_for_ipc(15),
+        (15, 38),
+        "between entries: 50 + (25 - 50) / 2 = 37.5, rounded"
+    );
     assert_eq!(loops_for_ipc(45), (45, 13), "15 + (10 - 15) / 2 = 12.5, rounded");
     assert_eq!(loops_for_ipc(100), (100, 5), "above 50: 500 / ipc");
     assert_eq!(loops_for_ipc(1000), (1000, 1), "never below one epoch");
     let mut lp = Scripted::new(10, &[], &[]);
-    let report = run(scheduler("fixed", json!({"outer_loop": 3, "inner_loop": 2})).as_mut(), &mut lp);
+    let report = run(
+        scheduler("fixed", json!({"outer_loop": 3, "inner_loop": 2})).as_mut(),
+        &mut lp,
+    );
     assert_eq!(lp.calls, "OiiOiiO");
     assert_eq!((report.outer_steps, report.inner_epochs), (3, 4));
-    assert!(find::<dyn Scheduler>("fixed").unwrap().instantiate(&json!({"outer_loop": 0})).is_err());
+    assert!(find::<dyn Scheduler>("fixed")
+        .unwrap()
+        .instantiate(&json!({"outer_loop": 0}))
+        .is_err());
 }
 
 #[test]
@@ -103,12 +132,22 @@ fn dynamic_ends_the_iteration_when_the_outer_window_settles() {
     let inner: Vec<f64> = (0..1000).map(|k| if k % 2 == 0 { 0.0 } else { 0.1 }).collect();
     let mut lp = Scripted::new(10, &[0.5], &inner);
     let report = run(scheduler("dynamic", json!({})).as_mut(), &mut lp);
-    assert_eq!(report.outer_steps, 10, "the outer window needs 10 values before it can fire");
-    assert_eq!(lp.inner_runs(), [10, 10, 10, 10, 10, 10, 10, 10, 10, 0], "each inner loop runs exactly its window");
+    assert_eq!(
+        report.outer_steps, 10,
+        "the outer window needs 10 values before it can fire"
+    );
+    assert_eq!(
+        lp.inner_runs(),
+        [10, 10, 10, 10, 10, 10, 10, 10, 10, 0],
+        "each inner loop runs exactly its window"
+    );
     assert_eq!(report.inner_epochs, 90);
     assert!(!report.capped);
     assert_eq!(report.probe_accuracies.len(), 100);
-    assert!(lp.probe_sizes.iter().all(|&n| n == 128), "the default probe is 128 images per class");
+    assert!(
+        lp.probe_sizes.iter().all(|&n| n == 128),
+        "the default probe is 128 images per class"
+    );
 }
 
 #[test]
@@ -124,7 +163,10 @@ fn dynamic_leaves_the_inner_loop_on_the_first_epoch_the_window_moves_enough() {
     let report = run(scheduler("dynamic", json!({"window": 10})).as_mut(), &mut lp);
     let runs = lp.inner_runs();
     assert_eq!(runs[0], 13, "{runs:?}");
-    assert_eq!(runs[1], 10, "the inner window starts empty again; 9 x 0.6 then 0.7 fires at 10");
+    assert_eq!(
+        runs[1], 10,
+        "the inner window starts empty again; 9 x 0.6 then 0.7 fires at 10"
+    );
     assert!(runs[2..9].iter().all(|&r| r == 10), "{runs:?}");
     assert!(!report.capped);
 }
@@ -144,7 +186,10 @@ fn dynamic_thresholds_are_strict() {
 fn dynamic_caps_a_network_that_never_moves_enough() {
     // Constant inner accuracy: the inner window's range stays 0 < lambda_2 forever.
     let mut lp = Scripted::new(10, &[0.5], &[0.3]);
-    let report = run(scheduler("dynamic", json!({"max_inner_epochs": 25, "max_outer_steps": 3})).as_mut(), &mut lp);
+    let report = run(
+        scheduler("dynamic", json!({"max_inner_epochs": 25, "max_outer_steps": 3})).as_mut(),
+        &mut lp,
+    );
     assert!(report.capped);
     assert_eq!(lp.inner_runs(), [25, 25, 0]);
     assert_eq!(report.outer_steps, 3);
@@ -163,7 +208,10 @@ fn dynamic_reference_probe_accumulates_as_the_reference_does() {
     let report = run(scheduler("dynamic", config).as_mut(), &mut lp);
     assert_eq!((report.outer_steps, report.inner_epochs), (4, 9));
     assert!(!report.capped);
-    assert!(report.probe_accuracies.iter().all(|a| [0.45, 0.0, 0.9].contains(a)), "the report keeps raw accuracies");
+    assert!(
+        report.probe_accuracies.iter().all(|a| [0.45, 0.0, 0.9].contains(a)),
+        "the report keeps raw accuracies"
+    );
 
     // Plain accuracy on the same script: after the first inner loop the inner probe is a
     // constant 0.9, whose window never moves, so only the cap ends the second inner loop.
@@ -176,7 +224,17 @@ fn dynamic_reference_probe_accumulates_as_the_reference_does() {
 
 #[test]
 fn dynamic_refuses_lambdas_outside_the_unit_interval() {
-    let err = find::<dyn Scheduler>("dynamic").unwrap().instantiate(&json!({"lambda_1": 1.5})).err().unwrap();
-    assert!(err.to_string().contains("lambda_1") && err.to_string().contains("[0, 1]"), "{err}");
-    assert!(find::<dyn Scheduler>("dynamic").unwrap().instantiate(&json!({"window": 0})).is_err());
+    let err = find::<dyn Scheduler>("dynamic")
+        .unwrap()
+        .instantiate(&json!({"lambda_1": 1.5}))
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("lambda_1") && err.to_string().contains("[0, 1]"),
+        "{err}"
+    );
+    assert!(find::<dyn Scheduler>("dynamic")
+        .unwrap()
+        .instantiate(&json!({"window": 0}))
+        .is_err());
 }

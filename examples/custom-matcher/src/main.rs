@@ -52,7 +52,12 @@ impl Matcher for Moments {
     }
 
     fn defaults(&self) -> MatcherDefaults {
-        MatcherDefaults { lr_img: 1.0, init: Init::Real, iterations: 20_000, needs_second_order: false }
+        MatcherDefaults {
+            lr_img: 1.0,
+            init: Init::Real,
+            iterations: 20_000,
+            needs_second_order: false,
+        }
     }
 }
 
@@ -62,7 +67,11 @@ register_matcher!(
     MomentsConfig,
     |config: MomentsConfig| -> Result<Box<dyn Matcher>> {
         if !(config.variance_weight.is_finite() && config.variance_weight >= 0.0) {
-            return Err(Error::invalid("matcher.variance_weight", config.variance_weight, "must be >= 0"));
+            return Err(Error::invalid(
+                "matcher.variance_weight",
+                config.variance_weight,
+                "must be >= 0",
+            ));
         }
         Ok(Box::new(Moments { config }))
     }

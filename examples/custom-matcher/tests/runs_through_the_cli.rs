@@ -20,9 +20,26 @@ fn the_external_matcher_condenses_through_the_whole_cli() {
     let dir = tempfile::tempdir().unwrap();
     let status = bin()
         .args([
-            "--matcher", "moments", "--set", "matcher.variance_weight=0.5", "--ipc", "2", "--iterations", "3",
-            "--batch-real", "8", "--eval-nets", "1", "--eval-epochs", "2", "--test-limit", "50", "--set",
-            "arch.width=8", "--quiet", "--out",
+            "--matcher",
+            "moments",
+            "--set",
+            "matcher.variance_weight=0.5",
+            "--ipc",
+            "2",
+            "--iterations",
+            "3",
+            "--batch-real",
+            "8",
+            "--eval-nets",
+            "1",
+            "--eval-epochs",
+            "2",
+            "--test-limit",
+            "50",
+            "--set",
+            "arch.width=8",
+            "--quiet",
+            "--out",
         ])
         .arg(dir.path().join("run"))
         .status()

@@ -10,11 +10,11 @@ use crate::engine::CondenseSettings;
 use crate::logging::MetricLogger;
 use crate::rng::derive_seed;
 use crate::synthetic::SyntheticSet;
+use crate::train::{accuracy, train_epoch, Sgd};
 use crate::traits::architecture::{Mode, Network};
 use crate::traits::augmenter::Augmenter;
 use crate::traits::matcher::{MatchContext, Matcher};
 use crate::traits::scheduler::BilevelLoop;
-use crate::train::{accuracy, train_epoch, Sgd};
 use crate::{Error, Result, Rng};
 
 /// Seed-stream tags, so that each kind of random draw has its own sub-stream.
@@ -63,12 +63,26 @@ impl BilevelLoop for IterationLoop<'_> {
     fn outer_step(&mut self) -> Result<f64> {
         let classes = self.dataset.classes;
         let seeds: Vec<u64> = (0..classes)
-            .map(|c| derive_seed(self.settings.seed, &[stream::AUGMENT, self.iteration as u64, self.outer_steps as u64, c as u64]))
+            .map(|c| {
+                derive_seed(
+                    self.settings.seed,
+                    &[
+                        stream::AUGMENT,
+                        self.iteration as u64,
+                        self.outer_steps as u64,
+                        c as u64,
+                    ],
+                )
+            })
             .collect();
         let mut real = Vec::with_capacity(classes);
         for (c, &seed) in seeds.iter().enumerate() {
             let batch = self.sample_class(c, self.settings.batch_real)?;
-            let batch = if self.augmenter.is_identity() { batch } else { self.augmenter.augment(&batch, seed, true)?.detach() };
+            let batch = if self.augmenter.is_identity() {
+                batch
+            } else {
+                self.augmenter.augment(&batch, seed, true)?.detach()
+            };
             real.push(batch);
         }
         let ctx = MatchContext {
@@ -87,7 +101,13 @@ impl BilevelLoop for IterationLoop<'_> {
             )));
         }
         self.image_opt.step_with(&[Some(out.gradient)])?;
-        let check = self.synthetic.images.as_tensor().sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let check = self
+            .synthetic
+            .images
+            .as_tensor()
+            .sum_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?;
         if !check.is_finite() {
             return Err(Error::NonFinite(format!(
                 "the synthetic set holds non-finite pixels after iteration {}; lower --lr-img",
@@ -106,7 +126,11 @@ impl BilevelLoop for IterationLoop<'_> {
 
     fn inner_epoch(&mut self) -> Result<()> {
         let images = self.synthetic.images_detached();
-        let aug = if self.augmenter.is_identity() { None } else { Some(self.augmenter) };
+        let aug = if self.augmenter.is_identity() {
+            None
+        } else {
+            Some(self.augmenter)
+        };
         train_epoch(
             self.network.as_ref(),
             &mut self.network_opt,

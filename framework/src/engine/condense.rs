@@ -15,11 +15,11 @@ use crate::logging::MetricLogger;
 use crate::output::image_grid;
 use crate::rng::sub_rng;
 use crate::synthetic::{check_ipc, SyntheticSet};
+use crate::train::Sgd;
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
 use crate::traits::matcher::{Init, Matcher};
 use crate::traits::scheduler::{IterationReport, Scheduler};
-use crate::train::Sgd;
 use crate::{Error, Result};
 
 /// The plugins of a run.
@@ -52,18 +52,34 @@ impl CondenseSettings {
             return Err(Error::invalid("ipc", 0, "images per class must be at least 1"));
         }
         if self.batch_real == 0 {
-            return Err(Error::invalid("batch_real", 0, "at least one real image per class is needed"));
+            return Err(Error::invalid(
+                "batch_real",
+                0,
+                "at least one real image per class is needed",
+            ));
         }
         if self.batch_train == 0 {
-            return Err(Error::invalid("batch_train", 0, "the inner batch must hold at least one image"));
+            return Err(Error::invalid(
+                "batch_train",
+                0,
+                "the inner batch must hold at least one image",
+            ));
         }
         for (name, v) in [("lr_img", self.lr_img), ("lr_net", self.lr_net)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::invalid(name, v, "a learning rate must be a positive finite number"));
+                return Err(Error::invalid(
+                    name,
+                    v,
+                    "a learning rate must be a positive finite number",
+                ));
             }
         }
         if !(0.0..1.0).contains(&self.momentum_img) {
-            return Err(Error::invalid("momentum_img", self.momentum_img, "momentum must be in [0, 1)"));
+            return Err(Error::invalid(
+                "momentum_img",
+                self.momentum_img,
+                "momentum must be in [0, 1)",
+            ));
         }
         Ok(())
     }
@@ -109,7 +125,12 @@ pub fn condense(
     let by_class = check_ipc(&dataset.train, dataset.classes, settings.ipc)?;
     let mut init_rng = sub_rng(settings.seed, &[stream::INIT]);
     let synthetic = SyntheticSet::initialise(dataset, settings.ipc, settings.init, device, &mut init_rng)?;
-    let mut image_opt = Sgd::new(vec![synthetic.images.clone()], settings.lr_img, settings.momentum_img, 0.0);
+    let mut image_opt = Sgd::new(
+        vec![synthetic.images.clone()],
+        settings.lr_img,
+        settings.momentum_img,
+        0.0,
+    );
     let mut reports = Vec::with_capacity(settings.iterations);
     let mut seconds = Vec::with_capacity(settings.iterations);
     let mut global_step = 0usize;
@@ -119,7 +140,10 @@ pub fn condense(
             return Err(Error::invalid(
                 "resume",
                 format!("{:?}", ck.images.dims()),
-                format!("the checkpoint's synthetic set does not fit this run's {:?}", synthetic.images.dims()),
+                format!(
+                    "the checkpoint's synthetic set does not fit this run's {:?}",
+                    synthetic.images.dims()
+                ),
             ));
         }
         synthetic.images.set(&ck.images.to_device(device)?)?;
@@ -138,7 +162,9 @@ pub fn condense(
                            global_step: usize,
                            scheduler: &dyn Scheduler|
      -> Result<()> {
-        let Some(path) = &control.checkpoint_path else { return Ok(()) };
+        let Some(path) = &control.checkpoint_path else {
+            return Ok(());
+        };
         Checkpoint {
             images: synthetic.images_detached(),
             velocity: image_opt.velocity()[0].clone(),
@@ -159,7 +185,9 @@ pub fn condense(
         }
         let start = Instant::now();
         let mut net_rng = sub_rng(settings.seed, &[stream::NETWORK, it as u64]);
-        let network = components.arch.build(dataset.train.shape, dataset.classes, DType::F32, device, &mut net_rng)?;
+        let network = components
+            .arch
+            .build(dataset.train.shape, dataset.classes, DType::F32, device, &mut net_rng)?;
         let network_opt = Sgd::new(network.parameters(), settings.lr_net, 0.0, 0.0);
         let mut lp = IterationLoop {
             dataset,
@@ -203,20 +231,40 @@ pub fn condense(
         reports.push(report);
         seconds.push(secs);
         let done = it + 1;
-        if control.log_images_every > 0 && (done.is_multiple_of(control.log_images_every) || done == settings.iterations) {
+        if control.log_images_every > 0
+            && (done.is_multiple_of(control.log_images_every) || done == settings.iterations)
+        {
             let s = &synthetic;
-            logger.image("synthetic", it, &image_grid(&s.images_detached(), &s.mean, &s.std, s.ipc)?);
+            logger.image(
+                "synthetic",
+                it,
+                &image_grid(&s.images_detached(), &s.mean, &s.std, s.ipc)?,
+            );
         }
         let interrupted = control.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
         let due = control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
         if interrupted || due {
-            save_checkpoint(done, &image_opt, &reports, &seconds, global_step, components.scheduler.as_ref())?;
+            save_checkpoint(
+                done,
+                &image_opt,
+                &reports,
+                &seconds,
+                global_step,
+                components.scheduler.as_ref(),
+            )?;
         }
         if interrupted && done < settings.iterations {
             logger.flush();
-            return Err(Error::Interrupted { next_iteration: done, checkpoint: control.checkpoint_path.clone() });
+            return Err(Error::Interrupted {
+                next_iteration: done,
+                checkpoint: control.checkpoint_path.clone(),
+            });
         }
     }
     logger.flush();
-    Ok(CondenseOutcome { synthetic, reports, seconds_per_iteration: seconds })
+    Ok(CondenseOutcome {
+        synthetic,
+        reports,
+        seconds_per_iteration: seconds,
+    })
 }

@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_op::{run1, run2, run3, Elem, Kernel1, Kernel2, Kernel3};
+use super::cpu_op::{run1, run2, run3, sum2, Elem, Kernel1, Kernel2, Kernel3};
 use crate::{Error, Result};
 
 /// `[n, c, h * w]`: the view every op of the family takes of its big operand.
@@ -263,7 +263,7 @@ impl Kernel1 for Sum {
     const NAME: &'static str = "channel sum";
     fn run<T: Elem>(&self, a: &[T]) -> candle_core::Result<Vec<T>> {
         self.0.check(Self::NAME, &[a.len()], &[])?;
-        Ok(self.0.reduce(a, a, |a, _| a.iter().map(|&a| a.into()).sum()))
+        Ok(self.0.reduce(a, a, |a, _| sum2(a, a, |a, _| a)))
     }
 }
 

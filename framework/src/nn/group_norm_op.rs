@@ -13,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_op::{run1, run2, run3, Elem, Kernel1, Kernel2, Kernel3};
+use super::cpu_op::{run1, run2, run3, sum2, Elem, Kernel1, Kernel2, Kernel3};
 use crate::Result;
 
 /// Normalises `[n, c, h, w]` over groups of `c / groups` channels; CPU, f32/f64. The caller has
@@ -40,8 +40,8 @@ struct Groups {
 #[inline]
 fn stats<T: Elem>(x: &[T], eps: f64) -> (f64, f64) {
     let m = x.len() as f64;
-    let mean = x.iter().map(|&v| v.into()).sum::<f64>() / m;
-    let var = x.iter().map(|&v| (v.into() - mean).powi(2)).sum::<f64>() / m;
+    let mean = sum2(x, x, |v, _| v) / m;
+    let var = sum2(x, x, |v, _| (v - mean) * (v - mean)) / m;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -49,13 +49,7 @@ fn stats<T: Elem>(x: &[T], eps: f64) -> (f64, f64) {
 #[inline]
 fn moments<T: Elem>(a: &[T], x: &[T], mean: f64, r: f64) -> (f64, f64) {
     let m = a.len() as f64;
-    let (mut s, mut sx) = (0.0, 0.0);
-    for (&a, &x) in a.iter().zip(x) {
-        let a: f64 = a.into();
-        s += a;
-        sx += a * (x.into() - mean) * r;
-    }
-    (s / m, sx / m)
+    (sum2(a, a, |a, _| a) / m, sum2(a, x, |a, x| a * (x - mean) * r) / m)
 }
 
 impl Groups {

@@ -3,9 +3,9 @@
 use candle_core::{DType, Tensor, D};
 use rand::seq::SliceRandom;
 
+use crate::train::Sgd;
 use crate::traits::architecture::{Mode, Network};
 use crate::traits::augmenter::Augmenter;
-use crate::train::Sgd;
 use crate::{Error, Result, Rng};
 
 /// Mean cross-entropy of `logits` `[n, k]` against `labels` `[n]` (u32).

@@ -20,7 +20,13 @@ pub struct Sgd {
 impl Sgd {
     pub fn new(vars: Vec<Var>, lr: f64, momentum: f64, weight_decay: f64) -> Self {
         let velocity = vec![None; vars.len()];
-        Self { vars, velocity, lr, momentum, weight_decay }
+        Self {
+            vars,
+            velocity,
+            lr,
+            momentum,
+            weight_decay,
+        }
     }
 
     pub fn vars(&self) -> &[Var] {

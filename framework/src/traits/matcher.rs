@@ -103,7 +103,11 @@ impl MatchOutput {
             Some(g) => g.detach(),
             None => synthetic.as_tensor().zeros_like()?,
         };
-        Ok(Self { loss: value, terms, gradient })
+        Ok(Self {
+            loss: value,
+            terms,
+            gradient,
+        })
     }
 }
 

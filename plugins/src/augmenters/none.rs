@@ -22,6 +22,9 @@ impl Augmenter for NoAugment {
     }
 }
 
-register_augmenter!("none", "no augmentation (identity)", NoAugmentConfig, |_c: NoAugmentConfig| -> Result<
-    Box<dyn Augmenter>,
-> { Ok(Box::new(NoAugment)) });
+register_augmenter!(
+    "none",
+    "no augmentation (identity)",
+    NoAugmentConfig,
+    |_c: NoAugmentConfig| -> Result<Box<dyn Augmenter>> { Ok(Box::new(NoAugment)) }
+);

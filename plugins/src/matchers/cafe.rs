@@ -37,7 +37,11 @@ pub struct CafeConfig {
 
 impl Default for CafeConfig {
     fn default() -> Self {
-        Self { block_weights: None, embedding_weight: 2.0, inner_weight: 0.01 }
+        Self {
+            block_weights: None,
+            embedding_weight: 2.0,
+            inner_weight: 0.01,
+        }
     }
 }
 
@@ -69,7 +73,11 @@ fn forward_classes(net: &dyn cafe_framework::Network, batches: &[Tensor]) -> Res
         out.push(NetworkOutput {
             logits: take(&all.logits)?,
             embedding: take(&all.embedding)?,
-            block_features: all.block_features.iter().map(take).collect::<candle_core::Result<_>>()?,
+            block_features: all
+                .block_features
+                .iter()
+                .map(take)
+                .collect::<candle_core::Result<_>>()?,
         });
         start += n;
     }
@@ -91,7 +99,11 @@ impl Matcher for Cafe {
         let syn_batches: Vec<Tensor> = (0..classes).map(|c| ctx.synthetic_class(c)).collect::<Result<_>>()?;
         let syn = forward_classes(net, &syn_batches)?;
         let depth = syn[0].block_features.len();
-        let weights = self.config.block_weights.clone().unwrap_or_else(|| default_block_weights(depth));
+        let weights = self
+            .config
+            .block_weights
+            .clone()
+            .unwrap_or_else(|| default_block_weights(depth));
         if weights.len() != depth {
             return Err(Error::invalid(
                 "matcher.block_weights",
@@ -112,16 +124,25 @@ impl Matcher for Cafe {
         };
         for c in 0..classes {
             for (b, w) in weights.iter().enumerate() {
-                let d = (class_mean(&real[c].block_features[b])? - class_mean(&syn[c].block_features[b])?)?.sqr()?.sum_all()?;
+                let d = (class_mean(&real[c].block_features[b])? - class_mean(&syn[c].block_features[b])?)?
+                    .sqr()?
+                    .sum_all()?;
                 per_block[b] += d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 add(&mut align, (d * *w)?)?;
             }
-            let d = (class_mean(&real[c].embedding)? - class_mean(&syn[c].embedding)?)?.sqr()?.sum_all()?;
+            let d = (class_mean(&real[c].embedding)? - class_mean(&syn[c].embedding)?)?
+                .sqr()?
+                .sum_all()?;
             embedding_term += d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             add(&mut align, (d * self.config.embedding_weight)?)?;
         }
         // Discriminant loss: mean synthetic embeddings classify the real embeddings.
-        let centres = Tensor::stack(&syn.iter().map(|o| o.embedding.mean(0)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
+        let centres = Tensor::stack(
+            &syn.iter()
+                .map(|o| o.embedding.mean(0))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            0,
+        )?;
         let real_emb = Tensor::cat(&real.iter().map(|o| o.embedding.clone()).collect::<Vec<_>>(), 0)?;
         let mut labels: Vec<u32> = Vec::with_capacity(real_emb.dim(0)?);
         for (c, o) in real.iter().enumerate() {
@@ -134,14 +155,23 @@ impl Matcher for Cafe {
         let discriminant = picked.sum_all()?.neg()?;
         let disc_value = discriminant.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let loss = (align.expect("at least one class") + (&discriminant * self.config.inner_weight)?)?;
-        let mut terms: Vec<(String, f64)> = per_block.iter().enumerate().map(|(b, v)| (format!("block_{}", b + 1), *v)).collect();
+        let mut terms: Vec<(String, f64)> = per_block
+            .iter()
+            .enumerate()
+            .map(|(b, v)| (format!("block_{}", b + 1), *v))
+            .collect();
         terms.push(("embedding".into(), embedding_term));
         terms.push(("discriminant".into(), disc_value));
         MatchOutput::from_loss(&loss, ctx.synthetic, terms)
     }
 
     fn defaults(&self) -> MatcherDefaults {
-        MatcherDefaults { lr_img: 0.1, init: Init::Real, iterations: 1000, needs_second_order: false }
+        MatcherDefaults {
+            lr_img: 0.1,
+            init: Init::Real,
+            iterations: 1000,
+            needs_second_order: false,
+        }
     }
 }
 
@@ -162,14 +192,25 @@ register_matcher!(
     "CAFE (CVPR 2022): align per-class mean features layer by layer, plus a discriminant loss",
     CafeConfig,
     |config: CafeConfig| -> Result<Box<dyn Matcher>> {
-        for (name, v) in [("embedding_weight", config.embedding_weight), ("inner_weight", config.inner_weight)] {
+        for (name, v) in [
+            ("embedding_weight", config.embedding_weight),
+            ("inner_weight", config.inner_weight),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::invalid(format!("matcher.{name}"), v, "must be a non-negative number"));
+                return Err(Error::invalid(
+                    format!("matcher.{name}"),
+                    v,
+                    "must be a non-negative number",
+                ));
             }
         }
         if let Some(w) = &config.block_weights {
             if w.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-                return Err(Error::invalid("matcher.block_weights", format!("{w:?}"), "weights must be non-negative numbers"));
+                return Err(Error::invalid(
+                    "matcher.block_weights",
+                    format!("{w:?}"),
+                    "weights must be non-negative numbers",
+                ));
             }
         }
         Ok(Box::new(Cafe { config }))

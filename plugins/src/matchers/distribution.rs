@@ -62,7 +62,12 @@ impl Matcher for Distribution {
     }
 
     fn defaults(&self) -> MatcherDefaults {
-        MatcherDefaults { lr_img: 1.0, init: Init::Real, iterations: 20_000, needs_second_order: false }
+        MatcherDefaults {
+            lr_img: 1.0,
+            init: Init::Real,
+            iterations: 20_000,
+            needs_second_order: false,
+        }
     }
 }
 

@@ -44,7 +44,12 @@ pub struct GradientConfig {
 
 impl Default for GradientConfig {
     fn default() -> Self {
-        Self { dis_metric: DisMetric::Ours, hvp: Hvp::Exact, fd_epsilon: 1e-2, bn_real_per_class: 16 }
+        Self {
+            dis_metric: DisMetric::Ours,
+            hvp: Hvp::Exact,
+            fd_epsilon: 1e-2,
+            bn_real_per_class: 16,
+        }
     }
 }
 
@@ -87,8 +92,10 @@ impl Gradient {
         let mut total: Option<Tensor> = None;
         let mut terms = Vec::new();
         for c in 0..ctx.classes() {
-            let g_real: Vec<Tensor> =
-                parameter_gradients(ctx.network, params, &ctx.real[c], c, mode)?.iter().map(Tensor::detach).collect();
+            let g_real: Vec<Tensor> = parameter_gradients(ctx.network, params, &ctx.real[c], c, mode)?
+                .iter()
+                .map(Tensor::detach)
+                .collect();
             let g_syn = parameter_gradients(ctx.network, params, &ctx.synthetic_class(c)?, c, mode)?;
             let d = gradient_distance(self.config.dis_metric, &g_real, &g_syn)?;
             terms.push((format!("class_{c}"), d.to_dtype(DType::F64)?.to_scalar::<f64>()?));
@@ -100,30 +107,44 @@ impl Gradient {
         let loss = total.ok_or_else(|| Error::Other("gradient matching needs at least one class".into()))?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
-            return Err(Error::NonFinite(format!("gradient matching loss is {value}; lower --lr-img")));
+            return Err(Error::NonFinite(format!(
+                "gradient matching loss is {value}; lower --lr-img"
+            )));
         }
         // Without second-order gradients candle detaches g_syn and no path reaches the pixels:
         // say so instead of returning a zero gradient.
         let grads = loss.backward()?;
-        let gradient = grads.get(ctx.synthetic.as_tensor()).map(Tensor::detach).ok_or_else(|| {
-            Error::Other(
-                "exact gradient matching needs second-order gradients, which this thread did not \
+        let gradient = grads
+            .get(ctx.synthetic.as_tensor())
+            .map(Tensor::detach)
+            .ok_or_else(|| {
+                Error::Other(
+                    "exact gradient matching needs second-order gradients, which this thread did not \
                  enable: call cafe_framework::enable_second_order_gradients() before any backward \
                  pass, or set matcher.hvp=finite_difference"
-                    .into(),
-            )
-        })?;
-        Ok(MatchOutput { loss: value, terms, gradient })
+                        .into(),
+                )
+            })?;
+        Ok(MatchOutput {
+            loss: value,
+            terms,
+            gradient,
+        })
     }
 
     fn finite_difference(&self, ctx: &MatchContext, params: &[Var], mode: Mode) -> Result<MatchOutput> {
-        let theta: Vec<Tensor> = params.iter().map(|p| p.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
+        let theta: Vec<Tensor> = params
+            .iter()
+            .map(|p| p.as_tensor().copy())
+            .collect::<candle_core::Result<_>>()?;
         let mut gradient = ctx.synthetic.as_tensor().zeros_like()?;
         let mut loss_total = 0.0;
         let mut terms = Vec::new();
         for c in 0..ctx.classes() {
-            let g_real: Vec<Tensor> =
-                parameter_gradients(ctx.network, params, &ctx.real[c], c, mode)?.iter().map(Tensor::detach).collect();
+            let g_real: Vec<Tensor> = parameter_gradients(ctx.network, params, &ctx.real[c], c, mode)?
+                .iter()
+                .map(Tensor::detach)
+                .collect();
             let syn_c = ctx.synthetic_class(c)?;
             let g_syn: Vec<Var> = parameter_gradients(ctx.network, params, &syn_c.detach(), c, mode)?
                 .iter()
@@ -138,7 +159,12 @@ impl Gradient {
             let dgrads = d.backward()?;
             let v: Vec<Tensor> = g_syn
                 .iter()
-                .map(|g| dgrads.get(g.as_tensor()).cloned().map_or_else(|| g.as_tensor().zeros_like(), Ok))
+                .map(|g| {
+                    dgrads
+                        .get(g.as_tensor())
+                        .cloned()
+                        .map_or_else(|| g.as_tensor().zeros_like(), Ok)
+                })
                 .collect::<candle_core::Result<_>>()?;
             let v_norm = v
                 .iter()
@@ -157,7 +183,9 @@ impl Gradient {
                 let labels = Tensor::full(c as u32, syn_c.dim(0)?, syn_c.device())?;
                 let loss = cross_entropy(&ctx.network.logits(&syn_c, mode)?, &labels)?;
                 let grads = loss.backward()?;
-                Ok(grads.get(ctx.synthetic.as_tensor()).map_or_else(|| ctx.synthetic.as_tensor().zeros_like(), |g| Ok(g.detach()))?)
+                Ok(grads
+                    .get(ctx.synthetic.as_tensor())
+                    .map_or_else(|| ctx.synthetic.as_tensor().zeros_like(), |g| Ok(g.detach()))?)
             };
             let plus = pixel_grad(1.0)?;
             let minus = pixel_grad(-1.0)?;
@@ -169,7 +197,11 @@ impl Gradient {
         if !loss_total.is_finite() {
             return Err(Error::NonFinite(format!("gradient matching loss is {loss_total}")));
         }
-        Ok(MatchOutput { loss: loss_total, terms, gradient })
+        Ok(MatchOutput {
+            loss: loss_total,
+            terms,
+            gradient,
+        })
     }
 }
 
@@ -199,7 +231,11 @@ register_matcher!(
     GradientConfig,
     |config: GradientConfig| -> Result<Box<dyn Matcher>> {
         if !(config.fd_epsilon.is_finite() && config.fd_epsilon > 0.0) {
-            return Err(Error::invalid("matcher.fd_epsilon", config.fd_epsilon, "must be a positive number"));
+            return Err(Error::invalid(
+                "matcher.fd_epsilon",
+                config.fd_epsilon,
+                "must be a positive number",
+            ));
         }
         if config.bn_real_per_class == 0 {
             return Err(Error::invalid("matcher.bn_real_per_class", 0, "must be at least 1"));

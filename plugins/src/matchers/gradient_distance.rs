@@ -69,8 +69,19 @@ pub fn gradient_distance(metric: DisMetric, real: &[Tensor], syn: &[Tensor]) -> 
             Ok(total)
         }
         DisMetric::Mse | DisMetric::Cos => {
-            let r = Tensor::cat(&real.iter().map(|t| t.flatten_all()).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
-            let s = Tensor::cat(&syn.iter().map(|t| t.flatten_all()).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
+            let r = Tensor::cat(
+                &real
+                    .iter()
+                    .map(|t| t.flatten_all())
+                    .collect::<candle_core::Result<Vec<_>>>()?,
+                0,
+            )?;
+            let s = Tensor::cat(
+                &syn.iter()
+                    .map(|t| t.flatten_all())
+                    .collect::<candle_core::Result<Vec<_>>>()?,
+                0,
+            )?;
             if metric == DisMetric::Mse {
                 Ok((r - s)?.sqr()?.sum_all()?)
             } else {

@@ -84,7 +84,10 @@ struct Window {
 
 impl Window {
     fn new(len: usize) -> Self {
-        Self { values: VecDeque::with_capacity(len), len }
+        Self {
+            values: VecDeque::with_capacity(len),
+            len,
+        }
     }
     fn push(&mut self, v: f64) {
         if self.values.len() == self.len {
@@ -111,7 +114,10 @@ pub struct Dynamic {
 impl Dynamic {
     pub fn new(config: DynamicConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self { config, accumulated: 0.0 })
+        Ok(Self {
+            config,
+            accumulated: 0.0,
+        })
     }
 
     fn watch(&mut self, bilevel: &mut dyn BilevelLoop, report: &mut IterationReport) -> Result<f64> {

@@ -25,7 +25,14 @@ pub struct FixedConfig {
 }
 
 /// DC's published (ipc, outer_loop, inner_loop) table.
-const TABLE: [(usize, usize, usize); 6] = [(1, 1, 1), (10, 10, 50), (20, 20, 25), (30, 30, 20), (40, 40, 15), (50, 50, 10)];
+const TABLE: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (10, 10, 50),
+    (20, 20, 25),
+    (30, 30, 20),
+    (40, 40, 15),
+    (50, 50, 10),
+];
 
 /// `(outer_loop, inner_loop)` for `ipc` by the rule in the module docs.
 pub fn loops_for_ipc(ipc: usize) -> (usize, usize) {
@@ -37,7 +44,10 @@ pub fn loops_for_ipc(ipc: usize) -> (usize, usize) {
     } else if ipc > 50 {
         ((500.0 / ipc as f64).round() as usize).max(1)
     } else {
-        let hi = TABLE.iter().position(|(k, _, _)| *k > ipc).expect("ipc < 50 has a larger entry");
+        let hi = TABLE
+            .iter()
+            .position(|(k, _, _)| *k > ipc)
+            .expect("ipc < 50 has a larger entry");
         let (k0, _, i0) = TABLE[hi - 1];
         let (k1, _, i1) = TABLE[hi];
         let t = (ipc - k0) as f64 / (k1 - k0) as f64;
@@ -77,7 +87,11 @@ register_scheduler!(
     FixedConfig,
     |config: FixedConfig| -> Result<Box<dyn Scheduler>> {
         if config.outer_loop == Some(0) {
-            return Err(Error::invalid("scheduler.outer_loop", 0, "at least one outer step per iteration"));
+            return Err(Error::invalid(
+                "scheduler.outer_loop",
+                0,
+                "at least one outer step per iteration",
+            ));
         }
         Ok(Box::new(Fixed { config }))
     }

@@ -14,7 +14,11 @@ pub struct NoneScheduler;
 impl Scheduler for NoneScheduler {
     fn run_iteration(&mut self, bilevel: &mut dyn BilevelLoop) -> Result<IterationReport> {
         let loss = bilevel.outer_step()?;
-        Ok(IterationReport { outer_steps: 1, last_loss: loss, ..Default::default() })
+        Ok(IterationReport {
+            outer_steps: 1,
+            last_loss: loss,
+            ..Default::default()
+        })
     }
 
     fn trains_network(&self) -> bool {
