@@ -130,6 +130,9 @@ pub struct CondenseArgs {
     /// Write a checkpoint every N iterations (0: only on Ctrl-C).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Log the synthetic grid to TensorBoard every N iterations (and at the end).
+    #[arg(long)]
+    pub log_images_every: Option<usize>,
     /// Continue the interrupted run in DIR (its config.json and checkpoint); other flags are
     /// ignored.
     #[arg(long, value_name = "DIR")]
@@ -181,6 +184,7 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put("lr_net", c.lr_net.map(|v| json!(v)));
     put("init", c.init.as_ref().map(|v| json!(v)));
     put("checkpoint_every", c.checkpoint_every.map(|v| json!(v)));
+    put("log_images_every", c.log_images_every.map(|v| json!(v)));
     let mut eval = Map::new();
     let mut put_eval = |k: &str, v: Option<Value>| {
         if let Some(v) = v {

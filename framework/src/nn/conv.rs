@@ -19,7 +19,8 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::channel_op::channel_sum;
-use super::conv_cpu::{correlate, correlate_weight_grad, Correlation};
+use super::conv_cpu::{correlate, correlate_weight_grad};
+use super::conv_geometry::Geometry;
 use super::cpu_op::{native, run2, run3, to_candle, Elem, Kernel2, Kernel3};
 use crate::{Error, Result};
 
@@ -69,107 +70,6 @@ pub fn conv2d_with_bias(
             .contiguous()?
             .apply_op3(&w.contiguous()?, &b.contiguous()?, ForwardBias(geo))?),
         None => apply(x, w, Forward(geo)),
-    }
-}
-
-/// The shapes one convolution was called with; every op of the family carries it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geometry {
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    k: usize,
-    stride: usize,
-    padding: usize,
-    out_h: usize,
-    out_w: usize,
-}
-
-impl Geometry {
-    fn new(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Self> {
-        let bad = |reason: String| Error::invalid("conv2d", format!("x {:?}, w {:?}", x.dims(), w.dims()), reason);
-        let (&[_, c, h, width], &[o, wc, k, k2]) = (x.dims(), w.dims()) else {
-            return Err(bad("x must be [n, c, h, w] and w [o, c, k, k]".into()));
-        };
-        if c != wc || k != k2 {
-            return Err(bad(
-                "the channels of x and w must agree and the kernel must be square".into()
-            ));
-        }
-        if x.dtype() != w.dtype() {
-            return Err(bad(format!("dtypes differ: {:?} and {:?}", x.dtype(), w.dtype())));
-        }
-        if stride == 0 || c == 0 || o == 0 || k == 0 {
-            return Err(bad(format!(
-                "stride ({stride}), channels and kernel size must be positive"
-            )));
-        }
-        if h + 2 * padding < k || width + 2 * padding < k {
-            return Err(bad(format!(
-                "the input padded by {padding} is smaller than the {k}x{k} kernel"
-            )));
-        }
-        let out = |len: usize| (len + 2 * padding - k) / stride + 1;
-        Ok(Self {
-            c,
-            h,
-            w: width,
-            o,
-            k,
-            stride,
-            padding,
-            out_h: out(h),
-            out_w: out(width),
-        })
-    }
-
-    /// The forward convolution as a correlation over the input.
-    fn forward(&self) -> Correlation {
-        Correlation {
-            in_c: self.c,
-            in_h: self.h,
-            in_w: self.w,
-            k: self.k,
-            stride: self.stride,
-            pad: self.padding as isize,
-            dilation: 1,
-            out_h: self.out_h,
-            out_w: self.out_w,
-        }
-    }
-
-    /// The input gradient as a correlation over the output gradient: spread out by the stride,
-    /// padded by `k - 1 - p` (negative when `p >= k`), cut to the input's size.
-    fn input_grad(&self) -> Correlation {
-        Correlation {
-            in_c: self.o,
-            in_h: self.out_h,
-            in_w: self.out_w,
-            k: self.k,
-            stride: 1,
-            pad: self.k as isize - 1 - self.padding as isize,
-            dilation: self.stride,
-            out_h: self.h,
-            out_w: self.w,
-        }
-    }
-
-    /// The kernel of [`Self::input_grad`]: `w` flipped in space, channels swapped, as a
-    /// row-major `[c, o * k * k]` matrix.
-    fn flipped_kernel<T: Elem>(&self, w: &[T]) -> Vec<T> {
-        let k = self.k;
-        let mut out = Vec::with_capacity(w.len());
-        for c in 0..self.c {
-            for o in 0..self.o {
-                for ky in 0..k {
-                    for kx in 0..k {
-                        out.push(w[((o * self.c + c) * k + (k - 1 - ky)) * k + (k - 1 - kx)]);
-                    }
-                }
-            }
-        }
-        out
     }
 }
 

@@ -14,8 +14,7 @@ pub const NORM_EPS: f64 = 1e-5;
 
 /// `(x - mean) / sqrt(var + eps)` over each group of `channels / groups` channels and all
 /// pixels of one image, with the biased variance. Differentiable to second order. On the CPU
-/// in f32/f64 a fused op ([`super::group_norm_op`]); elsewhere
-/// [`group_normalize_with_tensor_ops`].
+/// in f32/f64 a fused op; elsewhere [`group_normalize_with_tensor_ops`].
 ///
 /// # Shapes
 /// `[n, c, h, w] -> [n, c, h, w]`, `c` divisible by `groups`.

@@ -7,6 +7,7 @@ pub mod batch_norm;
 mod channel_op;
 pub mod conv;
 mod conv_cpu;
+mod conv_geometry;
 pub mod conv_layer;
 mod cpu_op;
 pub mod group_norm;

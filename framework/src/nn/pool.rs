@@ -68,7 +68,7 @@ fn windows(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Average of each 2x2 window, stride 2, floor of odd sizes (PyTorch's `avg_pool2d(x, 2)`).
-/// A fused op on the CPU in f32/f64 ([`super::pool_op`]), tensor ops elsewhere.
+/// A fused op on the CPU in f32/f64, tensor ops elsewhere.
 ///
 /// # Shapes
 /// `[n, c, h, w] -> [n, c, h / 2, w / 2]`.
@@ -86,8 +86,8 @@ pub fn avg_pool2x2_with_tensor_ops(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Maximum of each 2x2 window, stride 2, floor of odd sizes (PyTorch's `max_pool2d(x, 2)`).
-/// A fused op on the CPU in f32/f64 ([`super::pool_op`]; the gradient goes to the first
-/// maximum of a window, as in PyTorch), tensor ops elsewhere.
+/// A fused op on the CPU in f32/f64 (the gradient goes to the first maximum of a window, as in
+/// PyTorch), tensor ops elsewhere.
 ///
 /// # Shapes
 /// `[n, c, h, w] -> [n, c, h / 2, w / 2]`.

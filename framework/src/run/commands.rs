@@ -1,0 +1,286 @@
+//! The commands: `condense` (and `--resume`), `evaluate`, `baseline`.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
+use crate::config::RunConfig;
+use crate::data::{self, Dataset, LoadOptions};
+use crate::engine::{condense, RunControl};
+use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
+use crate::output::{save_grid_png, write_json};
+use crate::progress::Progress;
+use crate::synthetic::SyntheticSet;
+use crate::traits::scheduler::IterationReport;
+use crate::{Error, Result};
+
+use super::evaluation::{evaluate_on_archs, random_baseline};
+use super::resolve::{resolve, ResolvedRun};
+use super::results::{median, print_table, write_results, CondensationSummary, Results};
+
+/// How a run talks to the person running it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// No progress lines.
+    pub quiet: bool,
+    /// Write into a non-empty output directory.
+    pub force: bool,
+    /// Set by a Ctrl-C handler: the condensation stops after its current iteration and
+    /// writes a checkpoint.
+    pub interrupt: Option<&'static AtomicBool>,
+}
+
+/// Refuses to overwrite a non-empty output directory unless forced.
+fn prepare_out(out: &Path, force: bool) -> Result<()> {
+    if let Ok(mut entries) = std::fs::read_dir(out) {
+        if entries.next().is_some() && !force {
+            return Err(Error::invalid(
+                "out",
+                out.display(),
+                "the output directory is not empty; pass --force to overwrite, or choose another --out",
+            ));
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating output directory {}", out.display()), e))
+}
+
+fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
+    let start = Instant::now();
+    let ds = data::load(
+        &config.dataset,
+        &LoadOptions {
+            data_dir: config.data_dir.clone(),
+            download: config.download,
+            seed: config.seed,
+        },
+    )?;
+    if !quiet {
+        eprintln!(
+            "dataset {}: {} train / {} test images of {}, {} classes ({:.1} s)",
+            ds.name,
+            ds.train.len(),
+            ds.test.len(),
+            ds.train.shape,
+            ds.classes,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ds)
+}
+
+/// `cafe-lab condense`: condenses, saves the set, evaluates it beside the random baseline.
+pub fn run_condense(config: &RunConfig, opts: RunOptions) -> Result<Results> {
+    let run = resolve(config)?;
+    prepare_out(&run.out, opts.force)?;
+    write_json(&run.out.join("config.json"), &run.resolved_json)?;
+    condense_and_evaluate(run, opts, None)
+}
+
+/// `cafe-lab --resume DIR`: continues an interrupted condensation from its checkpoint, with
+/// the configuration saved beside it; ends byte-identical to an uninterrupted run.
+pub fn resume_condense(dir: &Path, opts: RunOptions) -> Result<Results> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|e| {
+        Error::io(
+            format!(
+                "reading {} (is {} a run directory?)",
+                config_path.display(),
+                dir.display()
+            ),
+            e,
+        )
+    })?;
+    let mut json: Value = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid(
+            "resume",
+            config_path.display(),
+            format!("config.json is not valid JSON: {e}"),
+        )
+    })?;
+    if let Value::Object(m) = &mut json {
+        m.remove("second_order_gradients");
+    }
+    let mut config: RunConfig = serde_json::from_value(json).map_err(|e| {
+        Error::invalid(
+            "resume",
+            config_path.display(),
+            format!("config.json does not fit: {e}"),
+        )
+    })?;
+    config.out = Some(dir.to_path_buf());
+    let checkpoint_path = dir.join(CHECKPOINT_FILE);
+    if !checkpoint_path.exists() {
+        return Err(Error::invalid(
+            "resume",
+            dir.display(),
+            format!("no {CHECKPOINT_FILE} there; the run wrote no checkpoint yet (see --checkpoint-every)"),
+        ));
+    }
+    let run = resolve(&config)?;
+    let checkpoint = Checkpoint::load(&checkpoint_path, &run.device)?;
+    if !opts.quiet {
+        eprintln!(
+            "resuming {} at iteration {}",
+            dir.display(),
+            checkpoint.state.next_iteration
+        );
+    }
+    condense_and_evaluate(run, opts, Some(checkpoint))
+}
+
+fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<Checkpoint>) -> Result<Results> {
+    if run.components.matcher.defaults().needs_second_order {
+        crate::enable_second_order_gradients();
+    }
+    let ds = load_dataset(&run.config, opts.quiet)?;
+    let mut logger = FanOut(vec![
+        Box::new(TensorBoardLogger::new(&run.out.join("tensorboard"))) as Box<dyn MetricLogger>
+    ]);
+    let total = run.settings.iterations;
+    let started = Instant::now();
+    let bar = Progress::new("condense", total, opts.quiet, run.config.log_every);
+    let mut progress = |it: usize, r: &IterationReport, secs: f64| {
+        let capped = if r.capped { " (capped)" } else { "" };
+        let message = format!(
+            "loss {:.4}, outer {} inner {}{capped}, {secs:.2} s/it",
+            r.last_loss, r.outer_steps, r.inner_epochs
+        );
+        bar.step(it + 1, &message);
+    };
+    if !opts.quiet {
+        eprintln!(
+            "condensing {} with {} / {} on {}: ipc {}, {} iterations -> {}",
+            ds.name,
+            run.config.matcher.name,
+            run.config.scheduler.name,
+            run.config.arch.name,
+            run.settings.ipc,
+            total,
+            run.out.display()
+        );
+    }
+    let control = RunControl {
+        checkpoint_path: Some(run.out.join(CHECKPOINT_FILE)),
+        checkpoint_every: run.config.checkpoint_every,
+        resume,
+        interrupt: opts.interrupt,
+        log_images_every: run.config.log_images_every,
+    };
+    let config_text = serde_json::to_string_pretty(&run.resolved_json).unwrap_or_default();
+    logger.text("config", 0, &format!("```\n{config_text}\n```"));
+    let outcome = condense(
+        &ds,
+        &mut run.components,
+        &run.settings,
+        &run.device,
+        &mut logger,
+        &mut progress,
+        control,
+    )?;
+    bar.finish();
+    let seconds_total = started.elapsed().as_secs_f64();
+    let syn = &outcome.synthetic;
+    syn.save(&run.out.join("synthetic.safetensors"))?;
+    save_grid_png(
+        &run.out.join("synthetic.png"),
+        &syn.images_detached(),
+        &syn.mean,
+        &syn.std,
+        syn.ipc,
+    )?;
+    let reports = &outcome.reports;
+    let summary = CondensationSummary {
+        matcher: run.config.matcher.name.clone(),
+        scheduler: run.config.scheduler.name.clone(),
+        arch: run.config.arch.name.clone(),
+        iterations: reports.len(),
+        seconds_per_iteration_median: median(&outcome.seconds_per_iteration),
+        seconds_total,
+        final_loss: reports.last().map_or(f64::NAN, |r| r.last_loss),
+        outer_steps_total: reports.iter().map(|r| r.outer_steps).sum(),
+        inner_epochs_total: reports.iter().map(|r| r.inner_epochs).sum(),
+        capped_iterations: reports.iter().filter(|r| r.capped).count(),
+        per_iteration: reports.clone(),
+    };
+    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &syn.images_detached(), &syn.labels, opts.quiet)?;
+    if run.config.eval.baseline {
+        evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
+    }
+    for ev in &evaluations {
+        logger.scalar(&format!("eval/{}/{}", ev.set, ev.arch), 0, ev.mean);
+    }
+    logger.flush();
+    let results = Results {
+        command: "condense".into(),
+        dataset: ds.name.clone(),
+        ipc: run.settings.ipc,
+        evaluations,
+        condensation: Some(summary),
+    };
+    write_results(&run.out, &results)?;
+    if !opts.quiet {
+        print_table(&results);
+    }
+    Ok(results)
+}
+
+/// `cafe-lab evaluate --synthetic FILE`: evaluates a saved synthetic set.
+pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> Result<Results> {
+    let run = resolve(config)?;
+    let ds = load_dataset(&run.config, opts.quiet)?;
+    let syn = SyntheticSet::load(synthetic, &run.device)?;
+    if syn.shape != ds.train.shape || syn.classes != ds.classes {
+        return Err(Error::invalid(
+            "synthetic",
+            synthetic.display(),
+            format!(
+                "the set holds {} classes of {} images but dataset {} has {} classes of {}",
+                syn.classes, syn.shape, ds.name, ds.classes, ds.train.shape
+            ),
+        ));
+    }
+    let mut run = run;
+    run.settings.ipc = syn.ipc;
+    prepare_out(&run.out, opts.force)?;
+    write_json(&run.out.join("config.json"), &run.resolved_json)?;
+    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &syn.images_detached(), &syn.labels, opts.quiet)?;
+    if run.config.eval.baseline {
+        evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
+    }
+    let results = Results {
+        command: "evaluate".into(),
+        dataset: ds.name.clone(),
+        ipc: syn.ipc,
+        evaluations,
+        condensation: None,
+    };
+    write_results(&run.out, &results)?;
+    if !opts.quiet {
+        print_table(&results);
+    }
+    Ok(results)
+}
+
+/// `cafe-lab baseline`: the random real subset alone.
+pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
+    let run = resolve(config)?;
+    prepare_out(&run.out, opts.force)?;
+    write_json(&run.out.join("config.json"), &run.resolved_json)?;
+    let ds = load_dataset(&run.config, opts.quiet)?;
+    let evaluations = random_baseline(&run, &ds, opts.quiet)?;
+    let results = Results {
+        command: "baseline".into(),
+        dataset: ds.name.clone(),
+        ipc: run.settings.ipc,
+        evaluations,
+        condensation: None,
+    };
+    write_results(&run.out, &results)?;
+    if !opts.quiet {
+        print_table(&results);
+    }
+    Ok(results)
+}

@@ -1,0 +1,195 @@
+//! Resolving a run: plugins looked up and built, the matcher's defaults filled in, every
+//! setting validated once, before any work.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use serde_json::Value;
+
+use crate::config::{PluginChoice, RunConfig};
+use crate::data;
+use crate::engine::{Components, CondenseSettings};
+use crate::registry::{find, Plugin, PluginKind};
+use crate::traits::architecture::Architecture;
+use crate::traits::augmenter::Augmenter;
+use crate::traits::matcher::Matcher;
+use crate::traits::scheduler::Scheduler;
+use crate::{Error, Result};
+
+use super::evaluation::eval_arch_names;
+
+/// The device named by `--device`.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let lower = name.to_ascii_lowercase();
+    match lower.as_str() {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = s
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), |n| n.parse::<usize>())
+                .map_err(|_| Error::invalid("device", name, "expected cpu, cuda or cuda:N"))?;
+            Device::new_cuda(ordinal).map_err(|e| {
+                Error::invalid(
+                    "device",
+                    name,
+                    format!("{e} (build with `--features cuda` on a machine with the CUDA driver)"),
+                )
+            })
+        }
+        _ => Err(Error::invalid("device", name, "expected cpu, cuda or cuda:N")),
+    }
+}
+
+/// A plugin built from a choice, with its fully resolved config.
+pub(crate) fn build_plugin<T: ?Sized + PluginKind>(
+    choice: &PluginChoice,
+) -> Result<(Box<T>, Value, &'static Plugin<T>)> {
+    let plugin = find::<T>(&choice.name)?;
+    let resolved = plugin.resolve_config(&choice.config_value());
+    let built = (plugin.build)(&resolved)?;
+    Ok((built, resolved, plugin))
+}
+
+/// A run whose plugins are built and whose every setting is resolved.
+pub struct ResolvedRun {
+    pub config: RunConfig,
+    pub components: Components,
+    pub settings: CondenseSettings,
+    /// The fully resolved configuration, as written to config.json.
+    pub resolved_json: Value,
+    pub out: PathBuf,
+    pub device: Device,
+}
+
+/// Looks up and builds every plugin, fills the matcher's defaults in, validates.
+pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
+    let (matcher, matcher_cfg, matcher_plugin) = build_plugin::<dyn Matcher>(&config.matcher)?;
+    let (scheduler, scheduler_cfg, scheduler_plugin) = build_plugin::<dyn Scheduler>(&config.scheduler)?;
+    let (arch, arch_cfg, arch_plugin) = build_plugin::<dyn Architecture>(&config.arch)?;
+    let (augmenter, augment_cfg, augment_plugin) = build_plugin::<dyn Augmenter>(&config.augment)?;
+    if let Some(choice) = &config.eval.augment {
+        build_plugin::<dyn Augmenter>(choice)?;
+    }
+    if !augmenter.is_differentiable() {
+        return Err(Error::invalid(
+            "augment",
+            &config.augment.name,
+            "matching needs a differentiable augmenter (dsa or none); use it with --eval-augment instead",
+        ));
+    }
+    let defaults = matcher.defaults();
+    let settings = CondenseSettings {
+        ipc: config.ipc,
+        iterations: config.iterations.unwrap_or(defaults.iterations),
+        batch_real: config.batch_real,
+        batch_train: config.batch_train,
+        lr_img: config.lr_img.unwrap_or(defaults.lr_img),
+        momentum_img: config.momentum_img,
+        lr_img_halve_at: config.lr_img_halve_at.clone(),
+        lr_net: config.lr_net,
+        init: config.init.unwrap_or(defaults.init),
+        seed: config.seed,
+    };
+    settings.validate()?;
+    validate_eval(config)?;
+    check_dataset_name(&config.dataset)?;
+    let device = parse_device(&config.device)?;
+    let out = config.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "{}-{}-{}-ipc{}-seed{}",
+            config.dataset.to_ascii_lowercase(),
+            matcher_plugin.name,
+            scheduler_plugin.name,
+            config.ipc,
+            config.seed
+        ))
+    });
+    let mut resolved = config.clone();
+    resolved.iterations = Some(settings.iterations);
+    resolved.lr_img = Some(settings.lr_img);
+    resolved.init = Some(settings.init);
+    resolved.out = Some(out.clone());
+    let mut resolved_json = serde_json::to_value(&resolved).map_err(|e| Error::Other(e.to_string()))?;
+    for (key, name, cfg) in [
+        ("matcher", matcher_plugin.name, matcher_cfg),
+        ("scheduler", scheduler_plugin.name, scheduler_cfg),
+        ("arch", arch_plugin.name, arch_cfg),
+        ("augment", augment_plugin.name, augment_cfg),
+    ] {
+        resolved_json[key] = with_name(name, cfg);
+    }
+    if let Some(choice) = &config.eval.augment {
+        let plugin = find::<dyn Augmenter>(&choice.name)?;
+        resolved_json["eval"]["augment"] = with_name(plugin.name, plugin.resolve_config(&choice.config_value()));
+    }
+    resolved_json["eval"]["archs"] = serde_json::json!(eval_arch_names(config)?);
+    resolved_json["second_order_gradients"] = Value::Bool(defaults.needs_second_order);
+    Ok(ResolvedRun {
+        config: resolved,
+        components: Components {
+            matcher,
+            scheduler,
+            arch,
+            augmenter,
+        },
+        settings,
+        resolved_json,
+        out,
+        device,
+    })
+}
+
+/// Refuses an unknown dataset name before any work, listing the valid ones.
+fn check_dataset_name(name: &str) -> Result<()> {
+    let canonical = name.to_ascii_lowercase().replace('_', "-");
+    let known = data::dataset_names();
+    if known
+        .iter()
+        .any(|k| *k == canonical || k.replace('-', "") == canonical.replace('-', ""))
+    {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "dataset",
+        name,
+        format!("valid names: {}", known.join(", ")),
+    ))
+}
+
+fn with_name(name: &str, cfg: Value) -> Value {
+    let mut v = serde_json::json!({ "name": name });
+    crate::registry::merge_json(&mut v, &cfg);
+    v
+}
+
+fn validate_eval(config: &RunConfig) -> Result<()> {
+    let e = &config.eval;
+    if e.nets == 0 {
+        return Err(Error::invalid(
+            "eval.nets",
+            0,
+            "at least one evaluation network is needed",
+        ));
+    }
+    if e.batch == 0 {
+        return Err(Error::invalid(
+            "eval.batch",
+            0,
+            "the batch must hold at least one image",
+        ));
+    }
+    if !(e.lr.is_finite() && e.lr > 0.0) {
+        return Err(Error::invalid(
+            "eval.lr",
+            e.lr,
+            "a learning rate must be a positive finite number",
+        ));
+    }
+    if e.test_limit == Some(0) {
+        return Err(Error::invalid("eval.test_limit", 0, "test on at least one image"));
+    }
+    for name in eval_arch_names(config)? {
+        find::<dyn Architecture>(&name)?;
+    }
+    Ok(())
+}

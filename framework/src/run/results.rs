@@ -1,0 +1,104 @@
+//! What a run reports: results.json, evaluations.md and the table on stdout.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::evaluate::Evaluation;
+use crate::output::{write_atomic, write_json};
+use crate::traits::scheduler::IterationReport;
+use crate::Result;
+
+/// results.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub command: String,
+    pub dataset: String,
+    pub ipc: usize,
+    pub evaluations: Vec<Evaluation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condensation: Option<CondensationSummary>,
+}
+
+/// What the condensation did, for results.json.
+#[derive(Debug, Clone, Serialize)]
+pub struct CondensationSummary {
+    pub matcher: String,
+    pub scheduler: String,
+    pub arch: String,
+    pub iterations: usize,
+    pub seconds_per_iteration_median: f64,
+    pub seconds_total: f64,
+    pub final_loss: f64,
+    pub outer_steps_total: usize,
+    pub inner_epochs_total: usize,
+    /// Iterations in which a scheduler's hard cap ended a loop.
+    pub capped_iterations: usize,
+    /// Per iteration: outer steps, inner epochs, capped, last loss.
+    pub per_iteration: Vec<IterationReport>,
+}
+
+pub(crate) fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
+}
+
+/// The evaluations as a markdown table: one row per architecture, one column per set.
+pub fn markdown_table(results: &Results) -> String {
+    let mut sets: Vec<&str> = Vec::new();
+    let mut archs: Vec<&str> = Vec::new();
+    for ev in &results.evaluations {
+        if !sets.contains(&ev.set.as_str()) {
+            sets.push(&ev.set);
+        }
+        if !archs.contains(&ev.arch.as_str()) {
+            archs.push(&ev.arch);
+        }
+    }
+    let mut out = format!(
+        "# {} ipc {}: test accuracy (%), mean +- std over networks\n\n| architecture | {} | epochs | augmentation |\n|---|{}---|---|\n",
+        results.dataset,
+        results.ipc,
+        sets.join(" | "),
+        "---|".repeat(sets.len())
+    );
+    for arch in archs {
+        let row: Vec<&Evaluation> = results.evaluations.iter().filter(|e| e.arch == arch).collect();
+        let cells: Vec<String> = sets
+            .iter()
+            .map(|s| {
+                row.iter()
+                    .find(|e| e.set == *s)
+                    .map_or("-".to_string(), |e| e.summary().replace(" %", ""))
+            })
+            .collect();
+        let first = row[0];
+        out.push_str(&format!(
+            "| {arch} | {} | {} | {} |\n",
+            cells.join(" | "),
+            first.epochs,
+            first.augment
+        ));
+    }
+    out
+}
+
+/// Writes results.json and evaluations.md into `out`.
+pub(crate) fn write_results(out: &Path, results: &Results) -> Result<()> {
+    write_json(&out.join("results.json"), results)?;
+    write_atomic(&out.join("evaluations.md"), markdown_table(results).as_bytes())
+}
+
+/// Prints the evaluations as a table on stdout.
+pub fn print_table(results: &Results) {
+    println!("\n{}", markdown_table(results));
+}
