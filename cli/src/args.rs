@@ -24,6 +24,8 @@ pub struct Cli {
     pub condense: CondenseArgs,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Learn a synthetic set, save it, and evaluate it beside the random baseline (default).

@@ -58,7 +58,7 @@ fn progress_goes_to_stderr_as_plain_lines_off_a_terminal_and_quiet_silences_it()
 fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut child = cafe_lab()
+    let child = cafe_lab()
         .args(TINY)
         .args(["--iterations", "100000", "--checkpoint-every", "0", "--out"])
         .arg(&run)
