@@ -10,11 +10,11 @@
 //! - `embedding`: the flattened input of the classifier, `[n, 192 * 4 * 4]` for those inputs.
 
 use cafe_framework::nn::{Linear, NormKind};
-use cafe_framework::{register_architecture, Architecture, ImageShape, Mode, Network, NetworkOutput, Result, Rng};
-use candle_core::{DType, Device, Tensor, Var};
+use cafe_framework::{register_architecture, Architecture, ImageShape, Network, Result, Rng};
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-use super::blocks::{check_classes, check_input, ConvStack, Layer, MapShape};
+use super::blocks::{check_classes, ConvStack, Layer, MapShape, StackClassifier};
 
 /// AlexNet has no settings; the empty config keeps the registry uniform and refuses unknown
 /// keys. `alexnet` and `alexnetbn` share it.
@@ -47,16 +47,6 @@ impl Architecture for AlexNetArchitecture {
     }
 }
 
-/// A built AlexNet. `parameters()` order: for each conv, weight, bias (then BatchNorm weight
-/// and bias); last the classifier weight and bias (the reference's `named_parameters` order).
-#[derive(Debug)]
-struct AlexNet {
-    name: &'static str,
-    features: ConvStack,
-    fc: Linear,
-    input: ImageShape,
-}
-
 /// The one builder behind both variants.
 fn build(
     arch: &AlexNetArchitecture,
@@ -65,7 +55,7 @@ fn build(
     dtype: DType,
     device: &Device,
     rng: &mut Rng,
-) -> Result<AlexNet> {
+) -> Result<StackClassifier> {
     check_classes(arch.name, classes)?;
     let mut shape = MapShape::new(arch.name, input)?;
     // The reference pads 1-channel (MNIST-like, 28x28) input by 4 so that it reaches 32x32.
@@ -87,38 +77,12 @@ fn build(
     ];
     let features = ConvStack::new(&mut shape, &layers, arch.norm, dtype, device, rng)?;
     let fc = Linear::new(shape.current.numel(), classes, dtype, device, rng)?;
-    Ok(AlexNet {
+    Ok(StackClassifier {
         name: arch.name,
         features,
-        fc,
+        classifier: fc,
         input,
     })
-}
-
-impl Network for AlexNet {
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
-        check_input(self.name, x, self.input)?;
-        let (x, block_features) = self.features.forward(x, mode)?;
-        let embedding = x.flatten_from(1)?;
-        let logits = self.fc.forward(&embedding)?;
-        Ok(NetworkOutput {
-            logits,
-            embedding,
-            block_features,
-        })
-    }
-
-    fn parameters(&self) -> Vec<Var> {
-        self.features
-            .parameters()
-            .into_iter()
-            .chain(self.fc.parameters())
-            .collect()
-    }
-
-    fn has_batch_norm(&self) -> bool {
-        self.features.has_batch_norm()
-    }
 }
 
 register_architecture!(

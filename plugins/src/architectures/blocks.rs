@@ -235,3 +235,40 @@ impl ConvStack {
         self.stages.iter().any(|s| s.unit.is_batch_norm())
     }
 }
+
+/// A conv stack followed by one linear classifier on its flattened output: AlexNet's and
+/// VGG's shape. `parameters()` order: the stack's (per conv: weight, bias, then norm weight
+/// and bias), then the classifier's weight and bias (the reference's `named_parameters` order).
+#[derive(Debug)]
+pub(crate) struct StackClassifier {
+    pub(crate) name: &'static str,
+    pub(crate) features: ConvStack,
+    pub(crate) classifier: cafe_framework::nn::Linear,
+    pub(crate) input: ImageShape,
+}
+
+impl cafe_framework::Network for StackClassifier {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<cafe_framework::NetworkOutput> {
+        check_input(self.name, x, self.input)?;
+        let (x, block_features) = self.features.forward(x, mode)?;
+        let embedding = x.flatten_from(1)?;
+        let logits = self.classifier.forward(&embedding)?;
+        Ok(cafe_framework::NetworkOutput {
+            logits,
+            embedding,
+            block_features,
+        })
+    }
+
+    fn parameters(&self) -> Vec<Var> {
+        self.features
+            .parameters()
+            .into_iter()
+            .chain(self.classifier.parameters())
+            .collect()
+    }
+
+    fn has_batch_norm(&self) -> bool {
+        self.features.has_batch_norm()
+    }
+}

@@ -13,11 +13,11 @@
 //! - `embedding`: the flattened input of the classifier, `[n, 512]` for 28x28 and 32x32 input.
 
 use cafe_framework::nn::{Linear, NormKind};
-use cafe_framework::{register_architecture, Architecture, ImageShape, Mode, Network, NetworkOutput, Result, Rng};
-use candle_core::{DType, Device, Tensor, Var};
+use cafe_framework::{register_architecture, Architecture, ImageShape, Network, Result, Rng};
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-use super::blocks::{check_classes, check_input, ConvStack, Layer, MapShape};
+use super::blocks::{check_classes, ConvStack, Layer, MapShape, StackClassifier};
 
 /// One entry of a VGG configuration: conv 3x3 to this many channels, or `None` for a 2x2 max
 /// pool (the reference's `'M'`).
@@ -72,16 +72,6 @@ impl Architecture for VggArchitecture {
     }
 }
 
-/// A built VGG. `parameters()` order: for each conv, weight, bias, norm weight, norm bias;
-/// last the classifier weight and bias (the reference's `named_parameters` order).
-#[derive(Debug)]
-struct Vgg {
-    name: &'static str,
-    features: ConvStack,
-    classifier: Linear,
-    input: ImageShape,
-}
-
 /// The one builder behind every VGG variant.
 fn build(
     arch: &VggArchitecture,
@@ -90,7 +80,7 @@ fn build(
     dtype: DType,
     device: &Device,
     rng: &mut Rng,
-) -> Result<Vgg> {
+) -> Result<StackClassifier> {
     check_classes(arch.name, classes)?;
     let mut shape = MapShape::new(arch.name, input)?;
     let layers: Vec<Layer> = (arch.config.iter().enumerate())
@@ -109,38 +99,12 @@ fn build(
         .collect();
     let features = ConvStack::new(&mut shape, &layers, arch.norm, dtype, device, rng)?;
     let classifier = Linear::new(shape.current.numel(), classes, dtype, device, rng)?;
-    Ok(Vgg {
+    Ok(StackClassifier {
         name: arch.name,
         features,
         classifier,
         input,
     })
-}
-
-impl Network for Vgg {
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
-        check_input(self.name, x, self.input)?;
-        let (x, block_features) = self.features.forward(x, mode)?;
-        let embedding = x.flatten_from(1)?;
-        let logits = self.classifier.forward(&embedding)?;
-        Ok(NetworkOutput {
-            logits,
-            embedding,
-            block_features,
-        })
-    }
-
-    fn parameters(&self) -> Vec<Var> {
-        self.features
-            .parameters()
-            .into_iter()
-            .chain(self.classifier.parameters())
-            .collect()
-    }
-
-    fn has_batch_norm(&self) -> bool {
-        self.features.has_batch_norm()
-    }
 }
 
 register_architecture!(
