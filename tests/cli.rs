@@ -253,6 +253,46 @@ fn evaluate_and_baseline_commands_write_results() {
 }
 
 #[test]
+fn networks_trained_side_by_side_give_the_sequential_accuracies() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    condense(&run, &["--no-baseline"]).unwrap();
+    let syn = run.join("synthetic.safetensors");
+    let accuracies = |parallel: usize| {
+        let out = dir.path().join(format!("parallel{parallel}"));
+        let set = format!("eval.parallel={parallel}");
+        cafe_lab_result(&[
+            "evaluate",
+            "--synthetic",
+            syn.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--dataset",
+            "shapes",
+            "--eval-nets",
+            "3",
+            "--eval-epochs",
+            "3",
+            "--eval-augment",
+            "dsa",
+            "--test-limit",
+            "200",
+            "--set",
+            "arch.width=8",
+            "--set",
+            &set,
+            "--quiet",
+            "--no-baseline",
+        ])
+        .unwrap();
+        read_json(&out.join("results.json"))["evaluations"][0]["accuracies"].clone()
+    };
+    let sequential = accuracies(1);
+    assert_eq!(sequential.as_array().unwrap().len(), 3);
+    assert_eq!(accuracies(3), sequential, "parallel training must not change any network");
+}
+
+#[test]
 fn list_and_help_succeed() {
     assert_eq!(cafe_lab(&["list"]), 0);
     assert_eq!(cafe_lab(&["--help"]), 0);

@@ -20,6 +20,7 @@ use cafe_plugins as _;
 
 /// Parses `std::env::args` and runs; the whole `main` of a binary.
 pub fn run() -> ExitCode {
+    cafe_framework::memory::keep_freed_memory_for_reuse();
     run_from(std::env::args_os())
 }
 

@@ -61,6 +61,11 @@ pub struct EvalConfig {
     pub test_limit: Option<usize>,
     /// Also evaluate a random real subset of the same size (the `random` baseline).
     pub baseline: bool,
+    /// How many of the `nets` networks train at the same time, each on its share of the
+    /// threads (None: as many as there are threads). Small synthetic sets leave a single
+    /// network's layers too little work to split, so networks side by side use the cores
+    /// better. Results do not depend on it; memory grows with it.
+    pub parallel: Option<usize>,
 }
 
 impl Default for EvalConfig {
@@ -77,6 +82,7 @@ impl Default for EvalConfig {
             mode: None,
             test_limit: None,
             baseline: true,
+            parallel: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! baseline) training set only, test each on the real test set, report mean and std.
 
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::EvalConfig;
@@ -67,7 +68,42 @@ pub struct EvalSetup<'a> {
     pub on_network: Option<&'a (dyn Fn(usize, f64) + Sync)>,
 }
 
-/// Trains `config.nets` fresh networks on `images`/`labels` and tests them.
+/// Trains one fresh network (number `k`, seeded from it) on `images` and returns its test accuracy.
+fn train_and_test_network(
+    setup: &EvalSetup,
+    k: usize,
+    images: &Tensor,
+    labels: &Tensor,
+    test_x: &Tensor,
+    test_y: &Tensor,
+) -> Result<f64> {
+    let cfg = setup.config;
+    // One seed per (set, network) so the baseline and the synthetic set see the same
+    // initialisations.
+    let mut rng = sub_rng(setup.seed, &[0xE7A1, k as u64]);
+    let net = setup
+        .arch
+        .build(setup.shape, setup.classes, DType::F32, setup.device, &mut rng)?;
+    let mut opt = Sgd::new(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay);
+    let decay_at = setup.epochs / 2;
+    for epoch in 0..setup.epochs {
+        if epoch == decay_at && epoch > 0 {
+            opt.lr = cfg.lr * 0.1;
+        }
+        train_epoch(
+            net.as_ref(),
+            &mut opt,
+            images,
+            labels,
+            cfg.batch,
+            Some(setup.augmenter),
+            &mut rng,
+        )?;
+    }
+    accuracy(net.as_ref(), test_x, test_y, 500, Mode::Eval)
+}
+
+/// Trains `config.nets` fresh networks (`config.parallel` at a time) on `images`/`labels` and tests them.
 ///
 /// # Shapes
 /// `images`: `[n, c, h, w]` f32 in normalised space; `labels`: `[n]` u32.
@@ -84,36 +120,25 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
     let test_idx: Vec<usize> = (0..test_n).collect();
     let (test_x, test_y) = setup.test.to_tensor(&test_idx, setup.device)?;
     let images = images.detach().to_dtype(DType::F32)?;
-    let mut accuracies = Vec::with_capacity(cfg.nets);
-    for k in 0..cfg.nets {
-        // One seed per (set, network) so the baseline and the synthetic set see the same
-        // initialisations.
-        let mut rng = sub_rng(setup.seed, &[0xE7A1, k as u64]);
-        let net = setup
-            .arch
-            .build(setup.shape, setup.classes, DType::F32, setup.device, &mut rng)?;
-        let mut opt = Sgd::new(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay);
-        let decay_at = setup.epochs / 2;
-        for epoch in 0..setup.epochs {
-            if epoch == decay_at && epoch > 0 {
-                opt.lr = cfg.lr * 0.1;
-            }
-            train_epoch(
-                net.as_ref(),
-                &mut opt,
-                &images,
-                labels,
-                cfg.batch,
-                Some(setup.augmenter),
-                &mut rng,
-            )?;
-        }
-        let acc = accuracy(net.as_ref(), &test_x, &test_y, 500, Mode::Eval)?;
+    let train_and_test = |k: usize| -> Result<f64> {
+        let acc = train_and_test_network(setup, k, &images, labels, &test_x, &test_y)?;
         if let Some(cb) = setup.on_network {
             cb(k, acc);
         }
-        accuracies.push(acc);
-    }
+        Ok(acc)
+    };
+    let parallel = cfg.parallel.unwrap_or_else(rayon::current_num_threads).clamp(1, cfg.nets);
+    let accuracies = if parallel == 1 || !setup.device.is_cpu() {
+        (0..cfg.nets).map(train_and_test).collect::<Result<Vec<f64>>>()?
+    } else {
+        // Every network draws from its own seed and every CPU kernel gives the same result on
+        // any number of threads, so the accuracies equal those of the sequential loop.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(parallel)
+            .build()
+            .map_err(|e| Error::Other(format!("could not start {parallel} evaluation threads: {e}")))?;
+        pool.install(|| (0..cfg.nets).into_par_iter().map(train_and_test).collect::<Result<Vec<f64>>>())?
+    };
     let (mean, std) = mean_std(&accuracies);
     Ok(Evaluation {
         set: set_name.to_string(),

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod logging;
+pub mod memory;
 pub mod nn;
 pub mod output;
 pub mod progress;

@@ -113,7 +113,12 @@ pub(crate) fn evaluate_on_archs(
     let mut out = Vec::new();
     for (name, arch) in &archs {
         let bar = Progress::new(&format!("eval {set_name} on {name}"), run.config.eval.nets, quiet, 1);
-        let report = |k: usize, acc: f64| bar.step(k + 1, &format!("last test accuracy {:.2} %", 100.0 * acc));
+        // Networks may finish out of order when they train side by side: count completions.
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let report = |_k: usize, acc: f64| {
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            bar.step(n, &format!("last test accuracy {:.2} %", 100.0 * acc))
+        };
         let (augmenter, augment_name) = eval_augmenter_for(&run.config, arch.as_ref())?;
         let setup = EvalSetup {
             arch: arch.as_ref(),

@@ -29,11 +29,12 @@ pub fn parse_device(name: &str) -> Result<Device> {
                 .map_or(Ok(0), |n| n.parse::<usize>())
                 .map_err(|_| Error::invalid("device", name, "expected cpu, cuda or cuda:N"))?;
             Device::new_cuda(ordinal).map_err(|e| {
-                Error::invalid(
-                    "device",
-                    name,
-                    format!("{e} (build with `--features cuda` on a machine with the CUDA driver)"),
-                )
+                let hint = if cfg!(feature = "cuda") {
+                    "no usable NVIDIA GPU: check `nvidia-smi`; the driver must support CUDA 13.0 (580 series or newer)"
+                } else {
+                    "this binary has no CUDA support: build it with `--features cuda`, see README \"CUDA\""
+                };
+                Error::invalid("device", name, format!("{e} ({hint})"))
             })
         }
         _ => Err(Error::invalid("device", name, "expected cpu, cuda or cuda:N")),
@@ -169,6 +170,13 @@ fn validate_eval(config: &RunConfig) -> Result<()> {
             "eval.nets",
             0,
             "at least one evaluation network is needed",
+        ));
+    }
+    if e.parallel == Some(0) {
+        return Err(Error::invalid(
+            "eval.parallel",
+            0,
+            "at least one network must train at a time (leave it unset to use every thread)",
         ));
     }
     if e.batch == 0 {
