@@ -127,7 +127,10 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
         }
         Ok(acc)
     };
-    let parallel = cfg.parallel.unwrap_or_else(rayon::current_num_threads).clamp(1, cfg.nets);
+    let parallel = cfg
+        .parallel
+        .unwrap_or_else(rayon::current_num_threads)
+        .clamp(1, cfg.nets);
     let accuracies = if parallel == 1 || !setup.device.is_cpu() {
         (0..cfg.nets).map(train_and_test).collect::<Result<Vec<f64>>>()?
     } else {
@@ -137,7 +140,12 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
             .num_threads(parallel)
             .build()
             .map_err(|e| Error::Other(format!("could not start {parallel} evaluation threads: {e}")))?;
-        pool.install(|| (0..cfg.nets).into_par_iter().map(train_and_test).collect::<Result<Vec<f64>>>())?
+        pool.install(|| {
+            (0..cfg.nets)
+                .into_par_iter()
+                .map(train_and_test)
+                .collect::<Result<Vec<f64>>>()
+        })?
     };
     let (mean, std) = mean_std(&accuracies);
     Ok(Evaluation {
