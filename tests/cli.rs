@@ -289,7 +289,11 @@ fn networks_trained_side_by_side_give_the_sequential_accuracies() {
     };
     let sequential = accuracies(1);
     assert_eq!(sequential.as_array().unwrap().len(), 3);
-    assert_eq!(accuracies(3), sequential, "parallel training must not change any network");
+    assert_eq!(
+        accuracies(3),
+        sequential,
+        "parallel training must not change any network"
+    );
 }
 
 #[test]

@@ -99,7 +99,10 @@ mod tests {
         // pass a gradient back to the variable.
         let v = opt.velocity()[0].clone().expect("a velocity after a step");
         let grads = v.sum_all()?.backward()?;
-        assert!(grads.get(var.as_tensor()).is_none(), "the velocity is still attached to the graph");
+        assert!(
+            grads.get(var.as_tensor()).is_none(),
+            "the velocity is still attached to the graph"
+        );
         Ok(())
     }
 }
