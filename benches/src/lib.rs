@@ -1,6 +1,11 @@
 //! Shared setup of cafe-lab's benchmarks: the default ConvNet as registered, and the same
 //! network (sharing its parameters) run with candle's built-in layers, so that benches compare
-//! implementations on identical numbers.
+//! implementations on identical numbers; and the workloads timed beside PyTorch
+//! ([`workloads`], run by the `cafe-workload` binary and `scripts/bench/side_by_side.py`).
+
+pub mod random_data;
+pub mod threads;
+pub mod workloads;
 
 use cafe_framework::nn::{
     avg_pool2x2, avg_pool2x2_with_tensor_ops, group_normalize, group_normalize_with_tensor_ops, relu,

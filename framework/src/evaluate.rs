@@ -127,10 +127,7 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
         }
         Ok(acc)
     };
-    let parallel = cfg
-        .parallel
-        .unwrap_or_else(rayon::current_num_threads)
-        .clamp(1, cfg.nets);
+    let parallel = cfg.parallel.unwrap_or(1).clamp(1, cfg.nets);
     let accuracies = if parallel == 1 || !setup.device.is_cpu() {
         (0..cfg.nets).map(train_and_test).collect::<Result<Vec<f64>>>()?
     } else {

@@ -26,3 +26,16 @@ run gradient-fixed-ipc10 --matcher gradient --scheduler fixed --ipc 10 --iterati
 run cafe-fixed-ipc10 --matcher cafe --scheduler fixed --ipc 10 --iterations 3 --set scheduler.inner_loop=10
 run gradient-dynamic-ipc10 --matcher gradient --scheduler dynamic --ipc 10 --iterations 2 $DYN
 run distribution-dynamic-ipc10 --matcher distribution --scheduler dynamic --ipc 10 --iterations 2 $DYN
+
+# Issue 4 (session 2): cross-architecture evaluation (--eval-mode M: MLP, ConvNet, LeNet,
+# AlexNet, VGG11, ResNet18) of the CAFE ipc-1 set above, 2 nets x 300 epochs (the default), full
+# test set, beside the random subset evaluated identically.
+$B evaluate --synthetic "$OUT/cafe-dynamic-ipc1/synthetic.safetensors" --dataset fashion-mnist \
+  --eval-mode M --eval-nets 2 --seed 0 --out "$OUT/eval-M-cafe-ipc1" --force
+
+# Issue 4 (session 2): DM without and with DSA (its default strategy), same reduced settings,
+# both evaluated identically (DSA, 3 nets x 500 epochs, ConvNet width 32, full test set).
+DM="--dataset fashion-mnist --matcher distribution --scheduler none --ipc 10 --init real --iterations 300
+  --batch-real 64 --arch convnetw32 --eval-nets 3 --eval-epochs 500 --eval-augment dsa --seed 0 --force"
+$B $DM --augment none --out "$OUT/dm-none-w32"
+$B $DM --augment dsa --out "$OUT/dm-dsa-w32" --no-baseline

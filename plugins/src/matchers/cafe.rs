@@ -84,18 +84,46 @@ fn forward_classes(net: &dyn cafe_framework::Network, batches: &[Tensor]) -> Res
     Ok(out)
 }
 
+/// What the loss needs of one class's real images: per-block and embedding class means, and the
+/// per-image embeddings (for the discriminant term), all detached.
+struct RealSummary {
+    block_means: Vec<Tensor>,
+    embedding_mean: Tensor,
+    embedding: Tensor,
+}
+
+impl RealSummary {
+    fn of(out: &NetworkOutput) -> Result<Self> {
+        Ok(Self {
+            block_means: out
+                .block_features
+                .iter()
+                .map(|f| Ok(class_mean(f)?.detach()))
+                .collect::<Result<_>>()?,
+            embedding_mean: class_mean(&out.embedding)?.detach(),
+            embedding: out.embedding.detach(),
+        })
+    }
+}
+
+/// The real side, one class at a time where the network allows it, so that only one class's
+/// activations (and graph) are alive at once: keeping every class's full features measured
+/// 7.2 GB per matching step of the default ConvNet at 256 real images per class.
+fn real_summaries(net: &dyn cafe_framework::Network, batches: &[Tensor]) -> Result<Vec<RealSummary>> {
+    if net.has_batch_norm() {
+        return forward_classes(net, batches)?.iter().map(RealSummary::of).collect();
+    }
+    batches
+        .iter()
+        .map(|b| RealSummary::of(&net.forward(b, Mode::Train)?))
+        .collect()
+}
+
 impl Matcher for Cafe {
     fn compute(&self, ctx: &MatchContext) -> Result<MatchOutput> {
         let classes = ctx.classes();
         let net = ctx.network;
-        let real: Vec<NetworkOutput> = forward_classes(net, ctx.real)?
-            .into_iter()
-            .map(|o| NetworkOutput {
-                logits: o.logits.detach(),
-                embedding: o.embedding.detach(),
-                block_features: o.block_features.iter().map(Tensor::detach).collect(),
-            })
-            .collect();
+        let real = real_summaries(net, ctx.real)?;
         let syn_batches: Vec<Tensor> = (0..classes).map(|c| ctx.synthetic_class(c)).collect::<Result<_>>()?;
         let syn = forward_classes(net, &syn_batches)?;
         let depth = syn[0].block_features.len();
@@ -124,13 +152,13 @@ impl Matcher for Cafe {
         };
         for c in 0..classes {
             for (b, w) in weights.iter().enumerate() {
-                let d = (class_mean(&real[c].block_features[b])? - class_mean(&syn[c].block_features[b])?)?
+                let d = (&real[c].block_means[b] - class_mean(&syn[c].block_features[b])?)?
                     .sqr()?
                     .sum_all()?;
                 per_block[b] += d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 add(&mut align, (d * *w)?)?;
             }
-            let d = (class_mean(&real[c].embedding)? - class_mean(&syn[c].embedding)?)?
+            let d = (&real[c].embedding_mean - class_mean(&syn[c].embedding)?)?
                 .sqr()?
                 .sum_all()?;
             embedding_term += d.to_dtype(DType::F64)?.to_scalar::<f64>()?;

@@ -1,0 +1,334 @@
+//! The workloads that cafe-lab is timed on, beside PyTorch (`scripts/bench/side_by_side.py`
+//! runs the same work in PyTorch), each built from the framework's own code as the CLI runs it:
+//! plugins looked up in the registry, a condensation iteration through
+//! [`cafe_framework::engine::condense`], an evaluation epoch through
+//! [`cafe_framework::evaluate::evaluate_set`].
+//!
+//! Data are random Fashion-MNIST-shaped images from fixed seeds ([`crate::random_data`]), so
+//! nothing needs downloading; every run of a workload does the same work on the same numbers.
+//!
+//! | workload | what one run is |
+//! |---|---|
+//! | `convnet_fwd_bwd` | default ConvNet (w128 d3, instance norm, ReLU, avg pool), forward + mean CE + backward to the weights, 256 images 1x28x28 |
+//! | `gradient_ipc1` | one DC iteration: `gradient` (exact second order, `ours` distance) + `fixed` at ipc 1 = 1 outer step, 0 inner epochs; 256 real images per class |
+//! | `distribution_ipc10` | one DM iteration: `distribution` + `none` at ipc 10 = 1 outer step on a fresh net; 256 real per class |
+//! | `cafe_ipc10` | one CAFE iteration with `fixed` (not CAFE's `dynamic`, so the work is fixed): ipc 10 = 10 outer steps and 9 x 50 = 450 inner epochs; 256 real per class |
+//! | `cafe_step_ipc10` | one CAFE matching step alone (`fixed` with `outer_loop = 1`): the matcher without the inner training |
+//! | `eval_epoch` | one evaluation epoch: a fresh ConvNet, SGD (lr 0.01, momentum 0.9, wd 5e-4), 500 images (ipc 50) in batches of 256, no augmentation, then its accuracy on 10 test images |
+
+use std::fmt;
+
+use cafe_framework::config::{EvalConfig, PluginChoice, RunConfig};
+use cafe_framework::data::Dataset;
+use cafe_framework::engine::{condense, Components, CondenseSettings, RunControl};
+use cafe_framework::evaluate::{evaluate_set, EvalSetup};
+use cafe_framework::logging::MetricLogger;
+use cafe_framework::registry::find;
+use cafe_framework::rng::rng_from_seed;
+use cafe_framework::run::resolve;
+use cafe_framework::train::cross_entropy;
+use cafe_framework::{Architecture, Augmenter, Error, Mode, Network, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use serde_json::{json, Value};
+
+use crate::random_data::{random_fashion_mnist, random_image_set, CLASSES, SHAPE};
+
+/// Real images per class of a matching step (DESIGN.md's `batch_real`).
+pub const BATCH_REAL: usize = 256;
+/// Images of the ConvNet forward + backward.
+pub const CONVNET_BATCH: usize = 256;
+/// Synthetic images per class of the evaluation epoch (500 images in all).
+pub const EVAL_IPC: usize = 50;
+/// Test images per class after the evaluation epoch (kept tiny: the epoch is what is timed).
+pub const EVAL_TEST_PER_CLASS: usize = 1;
+
+/// One timed unit of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    ConvnetFwdBwd,
+    GradientIpc1,
+    DistributionIpc10,
+    CafeIpc10,
+    CafeStepIpc10,
+    EvalEpoch,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 6] = [
+        Workload::ConvnetFwdBwd,
+        Workload::GradientIpc1,
+        Workload::DistributionIpc10,
+        Workload::CafeIpc10,
+        Workload::CafeStepIpc10,
+        Workload::EvalEpoch,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::ConvnetFwdBwd => "convnet_fwd_bwd",
+            Workload::GradientIpc1 => "gradient_ipc1",
+            Workload::DistributionIpc10 => "distribution_ipc10",
+            Workload::CafeIpc10 => "cafe_ipc10",
+            Workload::CafeStepIpc10 => "cafe_step_ipc10",
+            Workload::EvalEpoch => "eval_epoch",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|w| w.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|w| w.name()).collect();
+            Error::invalid("workload", name, format!("valid names: {}", names.join(", ")))
+        })
+    }
+
+    /// One line for `--help` and the tables.
+    pub fn description(self) -> &'static str {
+        match self {
+            Workload::ConvnetFwdBwd => "ConvNet w128 d3 forward + CE + backward, 256 images 1x28x28",
+            Workload::GradientIpc1 => "one DC iteration: gradient (exact 2nd order) + fixed, ipc 1 (1 outer, 0 inner)",
+            Workload::DistributionIpc10 => "one DM iteration: distribution + none, ipc 10 (1 outer step)",
+            Workload::CafeIpc10 => "one CAFE iteration: cafe + fixed, ipc 10 (10 outer, 450 inner epochs)",
+            Workload::CafeStepIpc10 => "one CAFE matching step: cafe + fixed(outer_loop=1), ipc 10",
+            Workload::EvalEpoch => "one evaluation epoch of a fresh ConvNet on 500 images (ipc 50), no augmentation",
+        }
+    }
+
+    /// The (matcher, scheduler, scheduler config, ipc) of a condensation workload.
+    fn condensation(self) -> Option<(&'static str, &'static str, Value, usize)> {
+        match self {
+            Workload::GradientIpc1 => Some(("gradient", "fixed", json!({}), 1)),
+            Workload::DistributionIpc10 => Some(("distribution", "none", json!({}), 10)),
+            Workload::CafeIpc10 => Some(("cafe", "fixed", json!({}), 10)),
+            Workload::CafeStepIpc10 => Some(("cafe", "fixed", json!({ "outer_loop": 1 }), 10)),
+            Workload::ConvnetFwdBwd | Workload::EvalEpoch => None,
+        }
+    }
+
+    /// Builds everything the workload needs, outside the timed part. For `gradient_ipc1` this
+    /// switches candle's second-order gradients on for the process, as the CLI does: it must
+    /// run before any backward pass of the thread (run that workload in its own process), and
+    /// every later backward of the process keeps its graph.
+    pub fn prepare(self) -> Result<Prepared> {
+        let kind = match self.condensation() {
+            Some((matcher, scheduler, scheduler_config, ipc)) => {
+                prepare_condensation(matcher, scheduler, scheduler_config, ipc)?
+            }
+            None if self == Workload::ConvnetFwdBwd => prepare_convnet()?,
+            None => prepare_eval()?,
+        };
+        Ok(Prepared { workload: self, kind })
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one run did, so that both sides of a comparison can be checked to do the same work.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    /// Matching steps (condensation workloads).
+    pub outer_steps: usize,
+    /// Epochs of training a network (inner epochs, or the evaluation epoch).
+    pub inner_epochs: usize,
+    /// Loss of the last step (matching loss, or the CE of the forward pass); NaN where none.
+    pub loss: f64,
+}
+
+/// A workload ready to run.
+pub struct Prepared {
+    workload: Workload,
+    kind: Kind,
+}
+
+enum Kind {
+    Convnet {
+        net: Box<dyn Network>,
+        params: Vec<Var>,
+        images: Tensor,
+        labels: Tensor,
+    },
+    Condensation {
+        dataset: Dataset,
+        components: Components,
+        settings: CondenseSettings,
+    },
+    Eval {
+        dataset: Dataset,
+        arch: Box<dyn Architecture>,
+        augmenter: Box<dyn Augmenter>,
+        config: EvalConfig,
+        images: Tensor,
+        labels: Tensor,
+    },
+}
+
+/// Drops every metric: the timed work should not include TensorBoard writes.
+struct NullLogger;
+
+impl MetricLogger for NullLogger {
+    fn scalar(&mut self, _tag: &str, _step: usize, _value: f64) {}
+}
+
+fn prepare_convnet() -> Result<Kind> {
+    let arch = find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?;
+    let net = arch.build(SHAPE, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
+    let params = net.parameters();
+    let set = random_image_set(CONVNET_BATCH / CLASSES + 1, 1);
+    let idx: Vec<usize> = (0..CONVNET_BATCH).collect();
+    let (images, labels) = set.to_tensor(&idx, &Device::Cpu)?;
+    Ok(Kind::Convnet {
+        net,
+        params,
+        images,
+        labels,
+    })
+}
+
+fn prepare_condensation(matcher: &str, scheduler: &str, scheduler_config: Value, ipc: usize) -> Result<Kind> {
+    let mut scheduler = PluginChoice::named(scheduler);
+    if let Value::Object(m) = scheduler_config {
+        scheduler.config = m;
+    }
+    let config = RunConfig {
+        dataset: "fashion-mnist".into(),
+        matcher: PluginChoice::named(matcher),
+        scheduler,
+        ipc,
+        iterations: Some(1),
+        batch_real: BATCH_REAL,
+        checkpoint_every: 0,
+        log_images_every: 0,
+        ..RunConfig::default()
+    };
+    let run = resolve(&config)?;
+    if run.components.matcher.defaults().needs_second_order {
+        cafe_framework::enable_second_order_gradients();
+    }
+    Ok(Kind::Condensation {
+        dataset: random_fashion_mnist(BATCH_REAL, 1, 0),
+        components: run.components,
+        settings: run.settings,
+    })
+}
+
+fn prepare_eval() -> Result<Kind> {
+    let dataset = random_fashion_mnist(EVAL_IPC, EVAL_TEST_PER_CLASS, 2);
+    let idx: Vec<usize> = (0..dataset.train.len()).collect();
+    let (images, labels) = dataset.train.to_tensor(&idx, &Device::Cpu)?;
+    Ok(Kind::Eval {
+        arch: find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?,
+        augmenter: find::<dyn Augmenter>("none")?.instantiate(&json!({}))?,
+        config: EvalConfig {
+            nets: 1,
+            epochs: Some(1),
+            baseline: false,
+            ..EvalConfig::default()
+        },
+        dataset,
+        images,
+        labels,
+    })
+}
+
+impl Prepared {
+    pub fn workload(&self) -> Workload {
+        self.workload
+    }
+
+    /// Runs the workload once.
+    pub fn run(&mut self) -> Result<RunSummary> {
+        match &mut self.kind {
+            Kind::Convnet {
+                net,
+                params,
+                images,
+                labels,
+            } => {
+                let loss = cross_entropy(&net.logits(images, Mode::Train)?, labels)?;
+                let grads = loss.backward()?;
+                // Every parameter must have been reached, or the timing would flatter us.
+                if params.iter().any(|p| grads.get(p).is_none()) {
+                    return Err(Error::Other("convnet_fwd_bwd: a parameter got no gradient".into()));
+                }
+                Ok(RunSummary {
+                    outer_steps: 0,
+                    inner_epochs: 0,
+                    loss: loss.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+                })
+            }
+            Kind::Condensation {
+                dataset,
+                components,
+                settings,
+            } => {
+                let outcome = condense(
+                    dataset,
+                    components,
+                    settings,
+                    &Device::Cpu,
+                    &mut NullLogger,
+                    &mut |_, _, _| {},
+                    RunControl::default(),
+                )?;
+                let report = outcome
+                    .reports
+                    .last()
+                    .ok_or_else(|| Error::Other("the condensation ran no iteration".into()))?;
+                Ok(RunSummary {
+                    outer_steps: report.outer_steps,
+                    inner_epochs: report.inner_epochs,
+                    loss: report.last_loss,
+                })
+            }
+            Kind::Eval {
+                dataset,
+                arch,
+                augmenter,
+                config,
+                images,
+                labels,
+            } => {
+                let setup = EvalSetup {
+                    arch: arch.as_ref(),
+                    arch_name: "convnet",
+                    classes: dataset.classes,
+                    shape: dataset.train.shape,
+                    test: &dataset.test,
+                    config,
+                    augmenter: augmenter.as_ref(),
+                    augment_name: "none",
+                    epochs: 1,
+                    device: &Device::Cpu,
+                    seed: 0,
+                    on_network: None,
+                };
+                let ev = evaluate_set(&setup, "synthetic", images, labels)?;
+                Ok(RunSummary {
+                    outer_steps: 0,
+                    inner_epochs: ev.epochs,
+                    loss: f64::NAN,
+                })
+            }
+        }
+    }
+}
+
+/// The default ConvNet's parameter count and its output shapes on one batch, for checking
+/// that another implementation builds the same network.
+pub fn convnet_signature() -> Result<Value> {
+    let arch = find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?;
+    let net = arch.build(SHAPE, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
+    let params: usize = net.parameters().iter().map(|p| p.as_tensor().elem_count()).sum();
+    let x = Tensor::zeros(SHAPE.batch_dims(2).to_vec(), DType::F32, &Device::Cpu)?;
+    let out = net.forward(&x, Mode::Train)?;
+    Ok(json!({
+        "parameters": params,
+        "parameter_shapes": net.parameters().iter().map(|p| p.as_tensor().dims().to_vec()).collect::<Vec<_>>(),
+        "logits": out.logits.dims(),
+        "embedding": out.embedding.dims(),
+        "block_features": out.block_features.iter().map(|t| t.dims().to_vec()).collect::<Vec<_>>(),
+    }))
+}
