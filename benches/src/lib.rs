@@ -19,7 +19,7 @@ use rand::Rng as _;
 /// Keeps the plugins, and so the registered `convnet`, linked (CANDLE_NOTES 7).
 use cafe_plugins as _;
 
-/// Fashion-MNIST-sized input of the benchmarks.
+/// Fashion-MNIST-sized input and classes of every benchmark, and the batch of a forward+backward.
 pub const INPUT: ImageShape = ImageShape::new(1, 28, 28);
 pub const CLASSES: usize = 10;
 pub const BATCH: usize = 256;

@@ -4,12 +4,12 @@
 
 use cafe_framework::data::{Dataset, ImageSet};
 use cafe_framework::rng::rng_from_seed;
-use cafe_framework::ImageShape;
 use rand::Rng as _;
 
-/// Fashion-MNIST's image shape, classes, mean and std (DESIGN.md "Datasets").
-pub const SHAPE: ImageShape = ImageShape::new(1, 28, 28);
-pub const CLASSES: usize = 10;
+use crate::{CLASSES, INPUT};
+
+/// Fashion-MNIST's mean and std (DESIGN.md "Datasets"); its shape and classes are the crate's
+/// `INPUT` and `CLASSES`.
 pub const MEAN: f32 = 0.2861;
 pub const STD: f32 = 0.3530;
 
@@ -18,7 +18,7 @@ pub const STD: f32 = 0.3530;
 pub fn random_image_set(per_class: usize, seed: u64) -> ImageSet {
     let mut rng = rng_from_seed(seed);
     let n = per_class * CLASSES;
-    let images: Vec<f32> = (0..n * SHAPE.numel())
+    let images: Vec<f32> = (0..n * INPUT.numel())
         .map(|_| (rng.random::<f32>() - MEAN) / STD)
         .collect();
     let labels: Vec<u32> = (0..CLASSES as u32)
@@ -27,7 +27,7 @@ pub fn random_image_set(per_class: usize, seed: u64) -> ImageSet {
     ImageSet {
         images,
         labels,
-        shape: SHAPE,
+        shape: INPUT,
     }
 }
 

@@ -31,12 +31,11 @@ use cafe_framework::{Architecture, Augmenter, Error, Mode, Network, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::{json, Value};
 
-use crate::random_data::{random_fashion_mnist, random_image_set, CLASSES, SHAPE};
+use crate::random_data::{random_fashion_mnist, random_image_set};
+use crate::{BATCH, CLASSES, INPUT};
 
 /// Real images per class of a matching step (DESIGN.md's `batch_real`).
 pub const BATCH_REAL: usize = 256;
-/// Images of the ConvNet forward + backward.
-pub const CONVNET_BATCH: usize = 256;
 /// Synthetic images per class of the evaluation epoch (500 images in all).
 pub const EVAL_IPC: usize = 50;
 /// Test images per class after the evaluation epoch (kept tiny: the epoch is what is timed).
@@ -174,10 +173,10 @@ impl MetricLogger for NullLogger {
 
 fn prepare_convnet() -> Result<Kind> {
     let arch = find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?;
-    let net = arch.build(SHAPE, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
+    let net = arch.build(INPUT, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
     let params = net.parameters();
-    let set = random_image_set(CONVNET_BATCH / CLASSES + 1, 1);
-    let idx: Vec<usize> = (0..CONVNET_BATCH).collect();
+    let set = random_image_set(BATCH / CLASSES + 1, 1);
+    let idx: Vec<usize> = (0..BATCH).collect();
     let (images, labels) = set.to_tensor(&idx, &Device::Cpu)?;
     Ok(Kind::Convnet {
         net,
@@ -320,9 +319,9 @@ impl Prepared {
 /// that another implementation builds the same network.
 pub fn convnet_signature() -> Result<Value> {
     let arch = find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?;
-    let net = arch.build(SHAPE, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
+    let net = arch.build(INPUT, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
     let params: usize = net.parameters().iter().map(|p| p.as_tensor().elem_count()).sum();
-    let x = Tensor::zeros(SHAPE.batch_dims(2).to_vec(), DType::F32, &Device::Cpu)?;
+    let x = Tensor::zeros(INPUT.batch_dims(2).to_vec(), DType::F32, &Device::Cpu)?;
     let out = net.forward(&x, Mode::Train)?;
     Ok(json!({
         "parameters": params,

@@ -220,8 +220,13 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         evaluations,
         condensation: Some(summary),
     };
-    write_results(&run.out, &results)?;
-    if !opts.quiet {
+    publish(&run.out, results, opts.quiet)
+}
+
+/// The end of every command: results.json and evaluations.md in `out`, the table on stdout.
+fn publish(out: &Path, results: Results, quiet: bool) -> Result<Results> {
+    write_results(out, &results)?;
+    if !quiet {
         print_table(&results);
     }
     Ok(results)
@@ -257,11 +262,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         evaluations,
         condensation: None,
     };
-    write_results(&run.out, &results)?;
-    if !opts.quiet {
-        print_table(&results);
-    }
-    Ok(results)
+    publish(&run.out, results, opts.quiet)
 }
 
 /// `cafe-lab baseline`: the random real subset alone.
@@ -278,9 +279,5 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         evaluations,
         condensation: None,
     };
-    write_results(&run.out, &results)?;
-    if !opts.quiet {
-        print_table(&results);
-    }
-    Ok(results)
+    publish(&run.out, results, opts.quiet)
 }
