@@ -3,6 +3,7 @@
 //! implementations on identical numbers; and the workloads timed beside PyTorch
 //! ([`workloads`], run by the `cafe-workload` binary and `scripts/bench/side_by_side.py`).
 
+pub mod live_bytes;
 pub mod random_data;
 pub mod threads;
 pub mod workloads;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use cafe_framework::nn::first_order;
 use cafe_framework::registry::{find, plugins, ArchitecturePlugin};
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::{Architecture, ImageShape, Mode, Network, Result, Rng};
@@ -473,5 +474,55 @@ fn batch_norm_train_and_eval_match_hand_computed() -> Result<()> {
     close(&feature(Mode::Eval)?, &eval, "eval after one training pass");
     // Eval does not move them again.
     close(&feature(Mode::Eval)?, &eval, "eval twice");
+    Ok(())
+}
+
+/// `logits` alone skips the block features, and where the pooling is average it joins the
+/// fused norm-activation op: a different code path from `forward`, which the finite-difference
+/// checks above go through. Both must give the same logits and the same gradients, for every
+/// variant and at the odd map sizes.
+#[test]
+fn logits_alone_match_the_full_forward_with_gradients() -> Result<()> {
+    let mut cases: Vec<(&str, ImageShape)> = convnets()?
+        .into_keys()
+        .flat_map(|name| SHAPES.map(|input| (name, input)))
+        .collect();
+    cases.push(("convnetd4", ImageShape::new(3, 30, 30)));
+    let mut rng = rng_from_seed(21);
+    for (seed, (name, input)) in cases.into_iter().enumerate() {
+        let net = build(name, input, seed as u64)?;
+        let x = Var::from_tensor(&randn(&input.batch_dims(3), &mut rng)?)?;
+        let r = randn(&[3, CLASSES], &mut rng)?;
+        let full = net.forward(&x, Mode::Train)?.logits;
+        let alone = net.logits(&x, Mode::Train)?;
+        let (a, b): (Vec<f64>, Vec<f64>) = (full.flatten_all()?.to_vec1()?, alone.flatten_all()?.to_vec1()?);
+        for (u, v) in a.iter().zip(&b) {
+            assert!(
+                (u - v).abs() <= 1e-12 * u.abs().max(1.0),
+                "{name} {input}: logits {u} vs {v}"
+            );
+        }
+        let grads_full = first_order(|| (&full * &r)?.sum_all()?.backward())?;
+        let grads_alone = first_order(|| (&alone * &r)?.sum_all()?.backward())?;
+        let mut wrt: Vec<Tensor> = net.parameters().iter().map(|p| p.as_tensor().clone()).collect();
+        wrt.push(x.as_tensor().clone());
+        for (i, t) in wrt.iter().enumerate() {
+            let (g1, g2) = (grads_full.get(t), grads_alone.get(t));
+            assert_eq!(
+                g1.is_some(),
+                g2.is_some(),
+                "{name} {input}: tensor {i} reached by one path only"
+            );
+            let (Some(g1), Some(g2)) = (g1, g2) else { continue };
+            let (g1, g2): (Vec<f64>, Vec<f64>) = (g1.flatten_all()?.to_vec1()?, g2.flatten_all()?.to_vec1()?);
+            let scale = g1.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
+            for (u, v) in g1.iter().zip(&g2) {
+                assert!(
+                    (u - v).abs() <= 1e-10 * scale,
+                    "{name} {input}: gradient {i}: {u} vs {v}"
+                );
+            }
+        }
+    }
     Ok(())
 }

@@ -9,10 +9,15 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use cafe_benches::live_bytes::LiveBytes;
 use cafe_benches::threads::set_threads;
 use cafe_benches::workloads::{convnet_signature, Workload};
 use cafe_framework::{Error, Result};
 use serde_json::json;
+
+/// Counts live heap bytes, so that the peak can be reported beside the peak RSS.
+#[global_allocator]
+static ALLOCATOR: LiveBytes = LiveBytes::SYSTEM;
 
 /// Keeps the plugins linked (CANDLE_NOTES 7).
 use cafe_plugins as _;
@@ -71,6 +76,10 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+fn mib(bytes: usize) -> f64 {
+    (bytes as f64 / (1 << 20) as f64 * 10.0).round() / 10.0
+}
+
 fn run() -> Result<()> {
     let args = parse_args()?;
     if let Some(t) = args.threads {
@@ -96,12 +105,15 @@ fn run() -> Result<()> {
     }
     let mut times = Vec::with_capacity(args.repeats);
     let mut summary = None;
+    let live_before = LiveBytes::live();
+    LiveBytes::reset_peak();
     for _ in 0..args.repeats {
         let start = Instant::now();
         let s = prepared.run()?;
         times.push(start.elapsed().as_secs_f64());
         summary = Some(s);
     }
+    let peak_live = LiveBytes::peak();
     let summary = summary.expect("at least one repeat");
     let loss = if summary.loss.is_finite() {
         json!(summary.loss)
@@ -118,6 +130,8 @@ fn run() -> Result<()> {
             "outer_steps": summary.outer_steps,
             "inner_epochs": summary.inner_epochs,
             "loss": loss,
+            "live_mib_before": mib(live_before),
+            "peak_live_mib": mib(peak_live),
         })
     );
     Ok(())

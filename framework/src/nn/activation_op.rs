@@ -5,6 +5,7 @@
 //! `g` and piecewise constant in `x`, so the backward of `G` is `G(x, u)` for `g` and zero
 //! (almost everywhere) for `x`. The gradient at exactly 0 is `slope`, as in PyTorch.
 
+use super::backward_graph::settle;
 use super::cpu_op::{run1, run2, zip_map, Elem, Kernel1, Kernel2};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
@@ -12,6 +13,11 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 /// `x > 0 ? x : slope x` on a contiguous f32/f64 CPU tensor.
 pub(crate) fn rectify(x: &Tensor, slope: f64) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op1(Rectify { slope })?)
+}
+
+/// `g * (x > 0 ? 1 : slope)`: the backward of [`rectify`] at `x`, differentiable in `g`.
+pub(crate) fn rectify_grad(x: &Tensor, g: &Tensor, slope: f64) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op2(&g.contiguous()?, RectifyGrad { slope })?)
 }
 
 struct Rectify {
@@ -41,7 +47,9 @@ impl CustomOp1 for Rectify {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2(&g.contiguous()?, RectifyGrad { slope: self.slope })?))
+        Ok(settle(Some(
+            x.apply_op2(&g.contiguous()?, RectifyGrad { slope: self.slope })?,
+        )))
     }
 }
 
@@ -87,6 +95,6 @@ impl CustomOp2 for RectifyGrad {
             .track_op()
             .then(|| x.apply_op2(&u.contiguous()?, RectifyGrad { slope: self.slope }))
             .transpose()?;
-        Ok((None, d_g))
+        Ok((None, settle(d_g)))
     }
 }

@@ -11,6 +11,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::backward_graph::settle;
 use super::cpu_op::{run1, run2, run3, sum2, Elem, Kernel1, Kernel2, Kernel3};
 use crate::{Error, Result};
 
@@ -108,6 +109,16 @@ pub(crate) fn channel_sum(a: &Tensor) -> Result<Tensor> {
     Ok(a.contiguous()?.apply_op1(Sum(Planes::of(a, &[])?))?)
 }
 
+/// `S(x, s)`: `x * s[c]`; CPU, f32/f64.
+pub(crate) fn channel_scale(x: &Tensor, s: &Tensor) -> Result<Tensor> {
+    Ok(scale(x, s, Planes::of(x, &[s])?)?)
+}
+
+/// `P(a, b)`: per-channel sums of `a * b`; CPU, f32/f64.
+pub(crate) fn channel_dot(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(dot(a, b, Planes::of(a, &[])?)?)
+}
+
 fn scale(x: &Tensor, s: &Tensor, p: Planes) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op2(&s.contiguous()?, Scale(p))
 }
@@ -168,9 +179,9 @@ impl CustomOp3 for Affine {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let p = self.0;
         Ok((
-            when(x, || scale(g, s, p))?,
-            when(s, || dot(g, x, p))?,
-            when(t, || sum(g, p))?,
+            settle(when(x, || scale(g, s, p))?),
+            settle(when(s, || dot(g, x, p))?),
+            settle(when(t, || sum(g, p))?),
         ))
     }
 }
@@ -212,7 +223,7 @@ impl CustomOp2 for Scale {
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let p = self.0;
-        Ok((when(x, || scale(g, s, p))?, when(s, || dot(g, x, p))?))
+        Ok((settle(when(x, || scale(g, s, p))?), settle(when(s, || dot(g, x, p))?)))
     }
 }
 
@@ -252,7 +263,7 @@ impl CustomOp2 for Dot {
         u: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let p = self.0;
-        Ok((when(a, || scale(b, u, p))?, when(b, || scale(a, u, p))?))
+        Ok((settle(when(a, || scale(b, u, p))?), settle(when(b, || scale(a, u, p))?)))
     }
 }
 
@@ -277,6 +288,6 @@ impl CustomOp1 for Sum {
     }
 
     fn bwd(&self, a: &Tensor, _res: &Tensor, u: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(u.reshape((1, self.0.c, 1, 1))?.broadcast_as(a.shape())?))
+        Ok(settle(Some(u.reshape((1, self.0.c, 1, 1))?.broadcast_as(a.shape())?)))
     }
 }

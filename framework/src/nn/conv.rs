@@ -18,6 +18,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
+use super::backward_graph::settle;
 use super::channel_op::channel_sum;
 use super::conv_cpu::{correlate, correlate_weight_grad};
 use super::conv_geometry::Geometry;
@@ -133,7 +134,7 @@ impl CustomOp2 for Forward {
         let g = self.0;
         let gx = needed(x).then(|| apply(grad, w, InputGrad(g))).transpose();
         let gw = needed(w).then(|| apply(grad, x, WeightGrad(g))).transpose();
-        Ok((gx.map_err(to_candle)?, gw.map_err(to_candle)?))
+        Ok((settle(gx.map_err(to_candle)?), settle(gw.map_err(to_candle)?)))
     }
 }
 
@@ -183,7 +184,7 @@ impl CustomOp3 for ForwardBias {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (conv_x, conv_w) = Forward(self.0).bwd(x, w, res, grad)?;
         let gb = needed(b).then(|| channel_sum(grad)).transpose().map_err(to_candle)?;
-        Ok((conv_x, conv_w, gb))
+        Ok((conv_x, conv_w, settle(gb)))
     }
 }
 
@@ -232,7 +233,7 @@ impl CustomOp2 for InputGrad {
         let g = self.0;
         let d_gy = needed(gy).then(|| apply(u, w, Forward(g))).transpose();
         let d_w = needed(w).then(|| apply(gy, u, WeightGrad(g))).transpose();
-        Ok((d_gy.map_err(to_candle)?, d_w.map_err(to_candle)?))
+        Ok((settle(d_gy.map_err(to_candle)?), settle(d_w.map_err(to_candle)?)))
     }
 }
 
@@ -275,6 +276,6 @@ impl CustomOp2 for WeightGrad {
         let g = self.0;
         let d_gy = needed(gy).then(|| apply(x, v, Forward(g))).transpose();
         let d_x = needed(x).then(|| apply(gy, v, InputGrad(g))).transpose();
-        Ok((d_gy.map_err(to_candle)?, d_x.map_err(to_candle)?))
+        Ok((settle(d_gy.map_err(to_candle)?), settle(d_x.map_err(to_candle)?)))
     }
 }

@@ -3,10 +3,13 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
+use super::activation::{Activation, LEAKY_RELU_SLOPE};
 use super::channel_op;
 use super::cpu_op::native;
 use super::group_norm_op;
 use super::init::constant_var;
+use super::norm_act_op;
+use super::pool::avg_pool2x2;
 use crate::{Error, Result};
 
 /// PyTorch's default epsilon for GroupNorm, LayerNorm and BatchNorm.
@@ -105,6 +108,48 @@ impl GroupNorm {
             ));
         }
         channel_affine(&group_normalize(x, self.groups, NORM_EPS)?, &self.weight, &self.bias)
+    }
+
+    /// `activation(self.forward(x))`, then 2x2 average pooling when `avg_pool`: one fused op
+    /// (`norm_act_op`) for (leaky) ReLU on the CPU in f32/f64, which keeps a quarter of the
+    /// activations alive for the backward pass; the layers one after another otherwise.
+    ///
+    /// # Shapes
+    /// `[n, channels, h, w] -> [n, channels, h, w]`, or `[n, channels, h/2, w/2]` pooled.
+    pub fn forward_activated(&self, x: &Tensor, activation: Activation, avg_pool: bool) -> Result<Tensor> {
+        let slope = match activation {
+            Activation::Relu => Some(0.0),
+            Activation::LeakyRelu => Some(LEAKY_RELU_SLOPE),
+            Activation::Sigmoid => None,
+        };
+        let poolable = !avg_pool || (x.rank() == 4 && x.dim(2)? >= 2 && x.dim(3)? >= 2);
+        match slope {
+            Some(slope)
+                if native(x)
+                    && x.elem_count() > 0
+                    && poolable
+                    && x.rank() == 4
+                    && x.dim(1)? == self.weight.dim(0)? =>
+            {
+                norm_act_op::norm_act(
+                    x,
+                    self.weight.as_tensor(),
+                    self.bias.as_tensor(),
+                    self.groups,
+                    NORM_EPS,
+                    slope,
+                    avg_pool,
+                )
+            }
+            _ => {
+                let y = activation.forward(&self.forward(x)?)?;
+                if avg_pool {
+                    avg_pool2x2(&y)
+                } else {
+                    Ok(y)
+                }
+            }
+        }
     }
 
     pub fn groups(&self) -> usize {

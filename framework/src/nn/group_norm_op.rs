@@ -13,6 +13,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::backward_graph::settle;
 use super::cpu_op::{run1, run2, run3, sum2, Elem, Kernel1, Kernel2, Kernel3};
 use crate::Result;
 
@@ -28,6 +29,17 @@ pub(crate) fn normalize(x: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op1(Normalize(geo))?)
 }
 
+/// `B(x, g)`: the backward of [`normalize`] at `x` for upstream `g`; differentiable in both.
+pub(crate) fn normalize_backward(x: &Tensor, g: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let geo = Groups {
+        rows: n * groups,
+        len: (c / groups) * h * w,
+        eps,
+    };
+    Ok(x.contiguous()?.apply_op2(&g.contiguous()?, Backward(geo))?)
+}
+
 /// The data seen as `rows` groups of `len` consecutive values (NCHW keeps a group contiguous).
 #[derive(Debug, Clone, Copy)]
 struct Groups {
@@ -38,7 +50,7 @@ struct Groups {
 
 /// Mean and `1 / sqrt(var + eps)` of one group (two passes: exact for large offsets).
 #[inline]
-fn stats<T: Elem>(x: &[T], eps: f64) -> (f64, f64) {
+pub(crate) fn stats<T: Elem>(x: &[T], eps: f64) -> (f64, f64) {
     let m = x.len() as f64;
     let mean = sum2(x, x, |v, _| v) / m;
     let var = sum2(x, x, |v, _| (v - mean) * (v - mean)) / m;
@@ -109,7 +121,7 @@ impl CustomOp1 for Normalize {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2(&g.contiguous()?, Backward(self.0))?))
+        Ok(settle(Some(x.apply_op2(&g.contiguous()?, Backward(self.0))?)))
     }
 }
 
@@ -161,7 +173,7 @@ impl CustomOp2 for Backward {
             .then(|| x.apply_op3(g, &u, SecondOrder(self.0)))
             .transpose()?;
         let d_g = g.track_op().then(|| x.apply_op2(&u, Backward(self.0))).transpose()?;
-        Ok((d_x, d_g))
+        Ok((settle(d_x), settle(d_g)))
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod activation;
 mod activation_op;
+pub mod backward_graph;
 pub mod batch_norm;
 mod channel_op;
 pub mod conv;
@@ -16,11 +17,13 @@ pub mod init;
 pub mod layer_norm;
 pub mod linear;
 pub mod norm;
+mod norm_act_op;
 pub mod pool;
 pub mod pool_k;
 mod pool_op;
 
 pub use activation::{leaky_relu, leaky_relu_with_tensor_ops, relu, sigmoid, Activation};
+pub use backward_graph::{backward_keeps_graph, first_order};
 pub use batch_norm::{BatchNorm2d, RunningStats};
 pub use conv::{conv2d, conv2d_with_bias};
 pub use conv_layer::{Conv2d, Conv2dConfig};

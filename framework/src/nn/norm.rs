@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use super::{BatchNorm2d, GroupNorm, LayerNorm};
+use super::{avg_pool2x2, Activation, BatchNorm2d, GroupNorm, LayerNorm};
 use crate::{Mode, Result};
 
 /// Groups of DC's `groupnorm`: `nn.GroupNorm(4, channels)` in its `_get_normlayer`.
@@ -57,6 +57,21 @@ impl Norm {
             Norm::Batch(bn) => bn.forward(x, mode),
             Norm::Layer(ln) => ln.forward(x),
             Norm::Group(gn) => gn.forward(x),
+        }
+    }
+
+    /// `activation(self.forward(x))`, then 2x2 average pooling when `avg_pool`. Group and
+    /// instance norm fuse the three into one op where they can ([`GroupNorm::forward_activated`]);
+    /// the result is the same either way.
+    pub fn forward_activated(&self, x: &Tensor, mode: Mode, activation: Activation, avg_pool: bool) -> Result<Tensor> {
+        if let Norm::Group(gn) = self {
+            return gn.forward_activated(x, activation, avg_pool);
+        }
+        let y = activation.forward(&self.forward(x, mode)?)?;
+        if avg_pool {
+            avg_pool2x2(&y)
+        } else {
+            Ok(y)
         }
     }
 

@@ -10,6 +10,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::backward_graph::settle;
 use super::cpu_op::{run1, run2, Elem, Kernel1, Kernel2};
 use crate::{Error, Result};
 
@@ -82,6 +83,19 @@ pub(crate) fn avg_pool(x: &Tensor) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op1(AvgPool(dims))?)
 }
 
+/// The backward of [`avg_pool`] for an input of `input_dims` (`[n, c, h, w]`): each window's
+/// gradient spread as a quarter over its pixels. Differentiable (its backward is `avg_pool`).
+pub(crate) fn avg_unpool(g: &Tensor, input_dims: &[usize]) -> Result<Tensor> {
+    let &[n, c, h, w] = input_dims else {
+        return Err(Error::invalid(
+            "avg unpool shape",
+            format!("{input_dims:?}"),
+            "must be [n, c, h, w]",
+        ));
+    };
+    Ok(g.contiguous()?.apply_op1(AvgUnpool(Dims { n, c, h, w }))?)
+}
+
 /// Maximum of each 2x2 window; CPU, f32/f64.
 pub(crate) fn max_pool(x: &Tensor) -> Result<Tensor> {
     let dims = Dims::of(x)?;
@@ -127,7 +141,7 @@ impl CustomOp1 for AvgPool {
     }
 
     fn bwd(&self, _x: &Tensor, _res: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(g.contiguous()?.apply_op1(AvgUnpool(self.0))?))
+        Ok(settle(Some(g.contiguous()?.apply_op1(AvgUnpool(self.0))?)))
     }
 }
 
@@ -163,7 +177,7 @@ impl CustomOp1 for AvgUnpool {
     }
 
     fn bwd(&self, _g: &Tensor, _res: &Tensor, u: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(u.contiguous()?.apply_op1(AvgPool(self.0))?))
+        Ok(settle(Some(u.contiguous()?.apply_op1(AvgPool(self.0))?)))
     }
 }
 
@@ -238,7 +252,7 @@ impl CustomOp2 for MaxSelect {
             .track_op()
             .then(|| x.apply_op2(&g.contiguous()?, MaxScatter(self.0)))
             .transpose()?;
-        Ok((None, d_v))
+        Ok((None, settle(d_v)))
     }
 }
 
@@ -294,6 +308,6 @@ impl CustomOp2 for MaxScatter {
             .track_op()
             .then(|| x.apply_op2(&u.contiguous()?, MaxSelect(self.0)))
             .transpose()?;
-        Ok((None, d_g))
+        Ok((None, settle(d_g)))
     }
 }

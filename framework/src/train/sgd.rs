@@ -73,7 +73,8 @@ impl Sgd {
 
     /// Backpropagates `loss` and steps every variable that received a gradient.
     pub fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
+        // A training step never differentiates its gradients: keep no graph of them.
+        let grads = crate::nn::first_order(|| loss.backward())?;
         let per_var: Vec<Option<Tensor>> = self.vars.iter().map(|v| grads.get(v.as_tensor()).cloned()).collect();
         self.step_with(&per_var)
     }

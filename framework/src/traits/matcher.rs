@@ -98,7 +98,9 @@ impl MatchOutput {
                 "matching loss is {value}; lower the image learning rate (--lr-img) or check the data"
             )));
         }
-        let grads = loss.backward()?;
+        // The gradient is only read: no graph of the backward pass is needed, even when the
+        // loss itself is written in gradients (those were built with theirs).
+        let grads = crate::nn::first_order(|| loss.backward())?;
         let gradient = match grads.get(synthetic.as_tensor()) {
             Some(g) => g.detach(),
             None => synthetic.as_tensor().zeros_like()?,

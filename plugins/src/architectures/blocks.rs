@@ -4,7 +4,7 @@
 //! and the [conv -> norm -> ReLU] units with max pooling that make the features of LeNet,
 //! AlexNet and VGG.
 
-use cafe_framework::nn::{max_pool2x2, relu, Conv2d, Conv2dConfig, Norm, NormKind};
+use cafe_framework::nn::{max_pool2x2, Activation, Conv2d, Conv2dConfig, Norm, NormKind};
 use cafe_framework::{Error, ImageShape, Mode, Result, Rng};
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -131,7 +131,9 @@ impl ConvUnit {
     /// # Shapes
     /// `[n, in, h, w] -> [n, channels, h', w']`.
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        relu(&self.norm.forward(&self.conv.forward(x)?, mode)?)
+        // One fused op where the norm allows it (fewer activations kept for the backward pass).
+        self.norm
+            .forward_activated(&self.conv.forward(x)?, mode, Activation::Relu, false)
     }
 
     /// Conv weight and bias, then norm weight and bias (PyTorch's `named_parameters` order).

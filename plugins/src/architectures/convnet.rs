@@ -172,8 +172,11 @@ fn build(
     })
 }
 
-impl Network for ConvNet {
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
+impl ConvNet {
+    /// The forward pass; `block_features` are collected only when `keep_features`. Without
+    /// them, average pooling joins the fused norm-activation op, so a block keeps only its
+    /// input and its pooled output for the backward pass (a fifth of its activations).
+    fn run(&self, x: &Tensor, mode: Mode, keep_features: bool) -> Result<NetworkOutput> {
         let expected = self.input;
         match x.dims() {
             &[_, c, h, w] if ImageShape::new(c, h, w) == expected => {}
@@ -185,14 +188,21 @@ impl Network for ConvNet {
                 ))
             }
         }
-        let mut features = Vec::with_capacity(self.blocks.len());
+        let fuse_pool = !keep_features && self.pooling == Pooling::AvgPooling;
+        let mut features = Vec::with_capacity(if keep_features { self.blocks.len() } else { 0 });
         let mut x = x.clone();
         for block in &self.blocks {
-            let y = self
-                .activation
-                .forward(&block.norm.forward(&block.conv.forward(&x)?, mode)?)?;
-            x = self.pooling.forward(&y)?;
-            features.push(y);
+            let y = block
+                .norm
+                .forward_activated(&block.conv.forward(&x)?, mode, self.activation, fuse_pool)?;
+            if fuse_pool {
+                x = y;
+            } else {
+                x = self.pooling.forward(&y)?;
+                if keep_features {
+                    features.push(y);
+                }
+            }
         }
         let embedding = x.flatten_from(1)?;
         let logits = self.classifier.forward(&embedding)?;
@@ -201,6 +211,16 @@ impl Network for ConvNet {
             embedding,
             block_features: features,
         })
+    }
+}
+
+impl Network for ConvNet {
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
+        self.run(x, mode, true)
+    }
+
+    fn logits(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(self.run(x, mode, false)?.logits)
     }
 
     fn parameters(&self) -> Vec<Var> {

@@ -24,7 +24,7 @@
 //! - `block_features`: the output of each of the 4 layers (after its last block's ReLU).
 //! - `embedding`: the flattened input of the classifier.
 
-use cafe_framework::nn::{avg_pool2x2, avg_pool_k, relu, Conv2d, Conv2dConfig, Linear, Norm, NormKind};
+use cafe_framework::nn::{avg_pool2x2, avg_pool_k, relu, Activation, Conv2d, Conv2dConfig, Linear, Norm, NormKind};
 use cafe_framework::{register_architecture, Architecture, ImageShape, Mode, Network, NetworkOutput, Result, Rng};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -175,7 +175,9 @@ impl BasicBlock {
     /// # Shapes
     /// `[n, in_planes, h, w] -> [n, planes, h', w']`.
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let mut out = relu(&self.norm1.forward(&self.conv1.forward(x)?, mode)?)?;
+        let mut out = self
+            .norm1
+            .forward_activated(&self.conv1.forward(x)?, mode, Activation::Relu, false)?;
         if self.pool {
             out = avg_pool2x2(&out)?;
         }
@@ -260,7 +262,9 @@ fn build(
 impl Network for ResNet {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
         check_input(self.name, x, self.input)?;
-        let mut out = relu(&self.stem_norm.forward(&self.stem.forward(x)?, mode)?)?;
+        let mut out = self
+            .stem_norm
+            .forward_activated(&self.stem.forward(x)?, mode, Activation::Relu, false)?;
         let mut features = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             for block in layer {

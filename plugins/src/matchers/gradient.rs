@@ -14,6 +14,7 @@
 //! BatchNorm networks: running statistics are first estimated on `bn_real_per_class` real
 //! images per class, then frozen (evaluation mode) for the matching step, as the reference does.
 
+use cafe_framework::nn::first_order;
 use cafe_framework::train::cross_entropy;
 use cafe_framework::traits::matcher::{Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
 use cafe_framework::{register_matcher, Error, Mode, Network, Result};
@@ -92,7 +93,8 @@ impl Gradient {
         let mut total: Option<Tensor> = None;
         let mut terms = Vec::new();
         for c in 0..ctx.classes() {
-            let g_real: Vec<Tensor> = parameter_gradients(ctx.network, params, &ctx.real[c], c, mode)?
+            // Only g_syn is differentiated again: g_real keeps no graph of its backward pass.
+            let g_real: Vec<Tensor> = first_order(|| parameter_gradients(ctx.network, params, &ctx.real[c], c, mode))?
                 .iter()
                 .map(Tensor::detach)
                 .collect();
@@ -113,7 +115,8 @@ impl Gradient {
         }
         // Without second-order gradients candle detaches g_syn and no path reaches the pixels:
         // say so instead of returning a zero gradient.
-        let grads = loss.backward()?;
+        // The pixel gradient is only read; the graph it goes through was built with g_syn.
+        let grads = first_order(|| loss.backward())?;
         let gradient = grads
             .get(ctx.synthetic.as_tensor())
             .map(Tensor::detach)
@@ -141,12 +144,12 @@ impl Gradient {
         let mut loss_total = 0.0;
         let mut terms = Vec::new();
         for c in 0..ctx.classes() {
-            let g_real: Vec<Tensor> = parameter_gradients(ctx.network, params, &ctx.real[c], c, mode)?
+            let g_real: Vec<Tensor> = first_order(|| parameter_gradients(ctx.network, params, &ctx.real[c], c, mode))?
                 .iter()
                 .map(Tensor::detach)
                 .collect();
             let syn_c = ctx.synthetic_class(c)?;
-            let g_syn: Vec<Var> = parameter_gradients(ctx.network, params, &syn_c.detach(), c, mode)?
+            let g_syn: Vec<Var> = first_order(|| parameter_gradients(ctx.network, params, &syn_c.detach(), c, mode))?
                 .iter()
                 .map(|g| Var::from_tensor(&g.detach()))
                 .collect::<candle_core::Result<_>>()?;
@@ -156,7 +159,7 @@ impl Gradient {
             terms.push((format!("class_{c}"), value));
             loss_total += value;
             // v = dD/dg_syn: first order.
-            let dgrads = d.backward()?;
+            let dgrads = first_order(|| d.backward())?;
             let v: Vec<Tensor> = g_syn
                 .iter()
                 .map(|g| {
@@ -182,7 +185,7 @@ impl Gradient {
                 let syn_c = ctx.synthetic_class(c)?;
                 let labels = Tensor::full(c as u32, syn_c.dim(0)?, syn_c.device())?;
                 let loss = cross_entropy(&ctx.network.logits(&syn_c, mode)?, &labels)?;
-                let grads = loss.backward()?;
+                let grads = first_order(|| loss.backward())?;
                 Ok(grads
                     .get(ctx.synthetic.as_tensor())
                     .map_or_else(|| ctx.synthetic.as_tensor().zeros_like(), |g| Ok(g.detach()))?)
