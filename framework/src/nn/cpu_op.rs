@@ -187,7 +187,7 @@ pub(crate) fn zip_map<T: Elem>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + 
 /// `sum f(a[i], b[i])` in f64 with eight independent accumulators: one running sum would wait
 /// on the latency of every addition; eight let the additions overlap and vectorise.
 #[inline]
-pub(crate) fn sum2<T: Elem>(a: &[T], b: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+pub(crate) fn sum2<A: Elem, B: Elem>(a: &[A], b: &[B], f: impl Fn(f64, f64) -> f64) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0.0_f64; LANES];
     let (a_main, a_tail) = a.split_at(a.len() - a.len() % LANES);

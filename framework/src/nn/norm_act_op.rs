@@ -19,14 +19,16 @@
 //!   `gm = G(pre, U(g))`, `dx = B(x, S(gm, w))`, `dw = P(gm, N(x))`, `db = Σ(gm)`, where `pre`
 //!   is the affine output recomputed without a graph (the mask is piecewise constant).
 
+use std::sync::OnceLock;
+
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::activation_op::rectify_grad;
 use super::backward_graph::backward_keeps_graph;
 use super::channel_op::{channel_dot, channel_scale, channel_sum};
-use super::cpu_op::{run3, to_candle, Elem, Kernel3};
-use super::group_norm_op::{normalize, normalize_backward, stats};
+use super::cpu_op::{run3, sum2, to_candle, Elem, Kernel3};
+use super::group_norm_op::{normalize, normalize_backward};
 use super::pool_op::avg_unpool;
 use crate::{Error, Result};
 
@@ -104,19 +106,37 @@ impl Block {
         ((v > 0.0) as u8 as f64) * (1.0 - self.slope) + self.slope
     }
 
-    /// The upstream gradient reaching input pixel `(y, x)` of a plane: itself without pooling,
-    /// a quarter of its window's gradient with pooling (zero on a cropped odd row or column).
+    /// `(s, t)` with `N(x) * w + b = x * s + t` for a group of mean `mean` and `1 / std` `r`.
+    /// Forward and backward both compute the pre-activation as `x * s + t`, so that the
+    /// backward's activation mask is bit for bit the forward's.
     #[inline]
-    fn upstream<T: Elem>(&self, g: &[T], y: usize, x: usize) -> f64 {
+    fn affine(&self, mean: f64, r: f64, w: f64, b: f64) -> (f64, f64) {
+        let s = r * w;
+        (s, b - mean * s)
+    }
+
+    /// Writes into `out` (one input plane) the upstream gradient of each pixel, from `g` (one
+    /// output plane): itself without pooling; with pooling a quarter of its window's gradient,
+    /// zero on a cropped odd last row or column.
+    fn upstream<T: Elem>(&self, g: &[T], out: &mut [f64]) {
         if !self.pool {
-            return g[y * self.w + x].into();
+            out.iter_mut().zip(g).for_each(|(o, &v)| *o = v.into());
+            return;
         }
         let (h2, w2) = (self.h / 2, self.w / 2);
-        let (i, j) = (y / 2, x / 2);
-        if i < h2 && j < w2 {
-            0.25 * g[i * w2 + j].into()
-        } else {
-            0.0
+        for (y, row) in out.chunks_exact_mut(self.w).enumerate() {
+            if y / 2 >= h2 {
+                row.fill(0.0);
+                continue;
+            }
+            for (pair, &v) in row.chunks_exact_mut(2).zip(&g[(y / 2) * w2..][..w2]) {
+                let q = 0.25 * v.into();
+                pair[0] = q;
+                pair[1] = q;
+            }
+            if self.w % 2 == 1 {
+                row[self.w - 1] = 0.0;
+            }
         }
     }
 }
@@ -157,33 +177,56 @@ pub(crate) fn norm_act(
         pool,
     };
     Ok(x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, NormAct(block))?)
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, NormAct::new(block))?)
 }
 
-/// The forward op.
-struct NormAct(Block);
+/// The forward op. It keeps each group's `(mean, 1 / std)` from its forward pass, so that the
+/// fused backward reads `x` once less (the composed second-order form recomputes them).
+struct NormAct {
+    block: Block,
+    stats: OnceLock<Vec<(f64, f64)>>,
+}
+
+impl NormAct {
+    fn new(block: Block) -> Self {
+        Self {
+            block,
+            stats: OnceLock::new(),
+        }
+    }
+}
+
+/// Mean and `1 / sqrt(var + eps)` of one group in one pass (sums of `x` and `x^2` in f64,
+/// exact enough unless the mean exceeds the spread by ~10^6).
+fn group_stats<T: Elem>(x: &[T], eps: f64) -> (f64, f64) {
+    let m = x.len() as f64;
+    let mean = sum2(x, x, |v, _| v) / m;
+    let mean_sq = sum2(x, x, |v, _| v * v) / m;
+    (mean, 1.0 / ((mean_sq - mean * mean).max(0.0) + eps).sqrt())
+}
 
 impl Kernel3 for NormAct {
     const NAME: &'static str = "fused norm-activation";
     fn run<T: Elem>(&self, x: &[T], w: &[T], b: &[T]) -> candle_core::Result<Vec<T>> {
-        let k = self.0;
+        let k = self.block;
         k.check(Self::NAME, x.len(), &[w.len(), b.len()], None)?;
         let (len, plane, out_plane, cpg) = (k.group_len(), k.plane(), k.out_plane(), k.channels_per_group());
         let mut out = vec![T::ZERO; k.n * k.c * out_plane];
+        let mut stats = vec![(0.0, 0.0); k.n * k.groups];
         if len == 0 || out.is_empty() {
             return Ok(out);
         }
         out.par_chunks_mut(cpg * out_plane)
+            .zip(stats.par_iter_mut())
             .enumerate()
             .with_min_len((4096 / len).max(1))
-            .for_each(|(i, out)| {
+            .for_each(|(i, (out, stat))| {
                 let xg = &x[i * len..][..len];
-                let (mean, r) = stats(xg, k.eps);
+                let (mean, r) = group_stats(xg, k.eps);
+                *stat = (mean, r);
                 for ci in 0..cpg {
                     let ch = (i % k.groups) * cpg + ci;
-                    // y = (x - mean) r w + b = x s + t.
-                    let s = r * w[ch].into();
-                    let t = b[ch].into() - mean * s;
+                    let (s, t) = k.affine(mean, r, w[ch].into(), b[ch].into());
                     let src = &xg[ci * plane..][..plane];
                     let dst = &mut out[ci * out_plane..][..out_plane];
                     if k.pool {
@@ -205,6 +248,8 @@ impl Kernel3 for NormAct {
                     }
                 }
             });
+        // Set once: each application of the op is a new `NormAct`.
+        let _ = self.stats.set(stats);
         Ok(out)
     }
 }
@@ -223,7 +268,7 @@ impl CustomOp3 for NormAct {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        Ok((run3(self, s1, l1, s2, l2, s3, l3)?, self.0.output_shape()))
+        Ok((run3(self, s1, l1, s2, l2, s3, l3)?, self.block.output_shape()))
     }
 
     fn bwd(
@@ -235,9 +280,9 @@ impl CustomOp3 for NormAct {
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, db) = if backward_keeps_graph() {
-            composed_backward(self.0, x, w, b, g).map_err(to_candle)?
+            composed_backward(self.block, x, w, b, g).map_err(to_candle)?
         } else {
-            fused_backward(self.0, x, w, b, g)?
+            fused_backward(self.block, self.stats.get().map(Vec::as_slice), x, w, b, g)?
         };
         let keep = |t: &Tensor, d: Tensor| t.track_op().then_some(d);
         Ok((keep(x, dx), keep(w, dw), keep(b, db)))
@@ -263,6 +308,7 @@ fn composed_backward(k: Block, x: &Tensor, w: &Tensor, b: &Tensor, g: &Tensor) -
 /// The first-order form of the backward: one kernel, no intermediate tensors.
 fn fused_backward(
     k: Block,
+    stats: Option<&[(f64, f64)]>,
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
@@ -270,8 +316,8 @@ fn fused_backward(
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let (x, w, b, g) = (x.contiguous()?, w.contiguous()?, b.contiguous()?, g.contiguous()?);
     match x.dtype() {
-        DType::F32 => fused_backward_typed::<f32>(k, &x, &w, &b, &g),
-        DType::F64 => fused_backward_typed::<f64>(k, &x, &w, &b, &g),
+        DType::F32 => fused_backward_typed::<f32>(k, stats, &x, &w, &b, &g),
+        DType::F64 => fused_backward_typed::<f64>(k, stats, &x, &w, &b, &g),
         dt => candle_core::bail!("fused norm-activation backward: {dt:?} is not supported"),
     }
 }
@@ -290,6 +336,7 @@ fn data<'a, T: Elem>(t: &'a Tensor, guard: &'a Storage) -> candle_core::Result<&
 
 fn fused_backward_typed<T: Elem + candle_core::WithDType>(
     k: Block,
+    stats: Option<&[(f64, f64)]>,
     x: &Tensor,
     w: &Tensor,
     b: &Tensor,
@@ -307,7 +354,7 @@ fn fused_backward_typed<T: Elem + candle_core::WithDType>(
         data::<T>(b, &bs)?,
         data::<T>(g, &gs)?,
     );
-    let (dx, dw, db) = group_grads(k, xd, wd, bd, gd)?;
+    let (dx, dw, db) = group_grads(k, stats, xd, wd, bd, gd)?;
     let dev = x.device();
     Ok((
         Tensor::from_vec(dx, x.shape(), dev)?,
@@ -316,17 +363,26 @@ fn fused_backward_typed<T: Elem + candle_core::WithDType>(
     ))
 }
 
-/// `(dx, dw, db)` of the block for upstream gradient `g` (of the block's output).
+/// `(dx, dw, db)` of the block for upstream gradient `g` (of the block's output), with the
+/// forward pass's per-group `stats` when it kept them.
 ///
 /// Per group, with `xh = N(x)`, `pre = xh w + b`, `gm = act'(pre) * upstream(g)`, `a = gm w`:
 /// `dx = r (a - mean(a) - xh mean(a xh))`, `dw[c] = sum gm xh`, `db[c] = sum gm`. Pass one keeps
 /// `gm` in a scratch buffer and sums per channel; `mean(a)` and `mean(a xh)` follow from those
 /// sums (`w` is constant over a channel); pass two writes `dx`. The per-image channel sums are
 /// added over images in a fixed order, so the result does not depend on the thread count.
-fn group_grads<T: Elem>(k: Block, x: &[T], w: &[T], b: &[T], g: &[T]) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
+fn group_grads<T: Elem>(
+    k: Block,
+    stats: Option<&[(f64, f64)]>,
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    g: &[T],
+) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
     const NAME: &str = "fused norm-activation backward";
     k.check(NAME, x.len(), &[w.len(), b.len()], Some(g.len()))?;
-    let (len, plane, cpg) = (k.group_len(), k.plane(), k.channels_per_group());
+    let stats = stats.filter(|s| s.len() == k.n * k.groups);
+    let (len, plane, out_plane, cpg) = (k.group_len(), k.plane(), k.out_plane(), k.channels_per_group());
     let mut dx = vec![T::ZERO; x.len()];
     // Per (image, channel): sum of gm * xh and of gm.
     let mut dw_parts = vec![0.0_f64; k.n * k.c];
@@ -338,28 +394,24 @@ fn group_grads<T: Elem>(k: Block, x: &[T], w: &[T], b: &[T], g: &[T]) -> candle_
             .with_min_len((4096 / len).max(1))
             .for_each_init(Vec::new, |gm: &mut Vec<f64>, (i, (dx, (dw, db)))| {
                 let xg = &x[i * len..][..len];
-                let gg = &g[i * cpg * k.out_plane()..][..cpg * k.out_plane()];
-                let (mean, r) = stats(xg, k.eps);
+                let gg = &g[i * cpg * out_plane..][..cpg * out_plane];
+                let (mean, r) = stats.map_or_else(|| group_stats(xg, k.eps), |s| s[i]);
                 gm.clear();
                 gm.resize(len, 0.0);
                 let (mut sum_a, mut sum_a_xh) = (0.0, 0.0);
                 for ci in 0..cpg {
                     let ch = (i % k.groups) * cpg + ci;
-                    let (wc, bc) = (w[ch].into(), b[ch].into());
+                    let wc = w[ch].into();
+                    let (s, t) = k.affine(mean, r, wc, b[ch].into());
                     let src = &xg[ci * plane..][..plane];
-                    let gp = &gg[ci * k.out_plane()..][..k.out_plane()];
                     let gmp = &mut gm[ci * plane..][..plane];
-                    let (mut s_gm, mut s_gm_xh) = (0.0, 0.0);
-                    for y in 0..k.h {
-                        for xi in 0..k.w {
-                            let p = y * k.w + xi;
-                            let xh = (src[p].into() - mean) * r;
-                            let v = k.act_grad(xh * wc + bc) * k.upstream(gp, y, xi);
-                            gmp[p] = v;
-                            s_gm += v;
-                            s_gm_xh += v * xh;
-                        }
+                    k.upstream(&gg[ci * out_plane..][..out_plane], gmp);
+                    for (v, &xv) in gmp.iter_mut().zip(src) {
+                        *v *= k.act_grad(xv.into() * s + t);
                     }
+                    let s_gm = sum2(gmp, gmp, |v, _| v);
+                    // sum gm xh = r (sum gm x - mean sum gm)
+                    let s_gm_xh = r * (sum2(gmp, src, |v, x| v * x) - mean * s_gm);
                     dw[ci] = s_gm_xh;
                     db[ci] = s_gm;
                     sum_a += wc * s_gm;
@@ -368,10 +420,12 @@ fn group_grads<T: Elem>(k: Block, x: &[T], w: &[T], b: &[T], g: &[T]) -> candle_
                 let (mean_a, mean_a_xh) = (sum_a / len as f64, sum_a_xh / len as f64);
                 for ci in 0..cpg {
                     let wc: f64 = w[(i % k.groups) * cpg + ci].into();
+                    // dx = r (gm w - mean_a - (x - mean) r mean_a_xh) = gm p + x q + o
+                    let (p, q) = (r * wc, -r * r * mean_a_xh);
+                    let o = -r * mean_a - q * mean;
                     let range = ci * plane..(ci + 1) * plane;
-                    for ((o, &xv), &gv) in dx[range.clone()].iter_mut().zip(&xg[range.clone()]).zip(&gm[range]) {
-                        let xh = (xv.into() - mean) * r;
-                        *o = T::from_f64(r * (gv * wc - mean_a - xh * mean_a_xh));
+                    for ((d, &xv), &gv) in dx[range.clone()].iter_mut().zip(&xg[range.clone()]).zip(&gm[range]) {
+                        *d = T::from_f64(gv * p + xv.into() * q + o);
                     }
                 }
             });
