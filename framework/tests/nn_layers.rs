@@ -8,29 +8,11 @@ use cafe_framework::nn::{
     Conv2dConfig, GroupNorm, LayerNorm, Linear, RunningStats,
 };
 use cafe_framework::rng::rng_from_seed;
-use cafe_framework::{Mode, Result, Rng};
+use cafe_framework::{Mode, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use rand::Rng as _;
 
-fn randn(shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-    let n = shape.iter().product();
-    let data: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
-    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
-}
-
-fn values(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?)
-}
-
-fn assert_close(a: &Tensor, b: &Tensor, tol: f64, what: &str) -> Result<()> {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let (a, b) = (values(a)?, values(b)?);
-    let scale = b.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() <= tol * scale, "{what}[{i}]: {x} vs {y}");
-    }
-    Ok(())
-}
+mod support;
+use support::{assert_close, finite_differences, randn, values};
 
 type Op = fn(&Tensor) -> Result<Tensor>;
 
@@ -102,21 +84,6 @@ fn fused_ops_match_tensor_ops_to_second_order() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Central differences of `f` at every coordinate of `x`.
-fn finite_differences(f: &dyn Fn(&Tensor) -> Result<f64>, x: &Tensor) -> Result<Vec<f64>> {
-    let base = values(x)?;
-    (0..base.len())
-        .map(|i| {
-            let at = |d: f64| -> Result<f64> {
-                let mut v = base.clone();
-                v[i] += d;
-                f(&Tensor::from_vec(v, x.dims(), x.device())?)
-            };
-            Ok((at(1e-6)? - at(-1e-6)?) / 2e-6)
-        })
-        .collect()
 }
 
 /// candle's own pooling backward spreads gradient into row and column 6 of a 7x7 map, which no

@@ -12,27 +12,9 @@ use cafe_framework::nn::{
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::{Result, Rng};
 use candle_core::{DType, Device, Tensor, Var};
-use rand::Rng as _;
 
-fn randn(shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-    let n = shape.iter().product();
-    let data: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
-    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
-}
-
-fn values(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?)
-}
-
-fn assert_close(a: &Tensor, b: &Tensor, tol: f64, what: &str) -> Result<()> {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let (a, b) = (values(a)?, values(b)?);
-    let scale = b.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() <= tol * scale, "{what}[{i}]: {x} vs {y}");
-    }
-    Ok(())
-}
+mod support;
+use support::{assert_close, finite_differences, randn};
 
 /// One configuration of the block tail.
 #[derive(Debug, Clone, Copy)]
@@ -192,21 +174,6 @@ fn fused_block_matches_the_separate_layers_in_both_backward_forms() -> Result<()
         }
     }
     Ok(())
-}
-
-/// Central differences of `f` at every coordinate of `t`.
-fn finite_differences(f: &dyn Fn(&Tensor) -> Result<f64>, t: &Tensor) -> Result<Vec<f64>> {
-    let base = values(t)?;
-    (0..base.len())
-        .map(|i| {
-            let at = |d: f64| -> Result<f64> {
-                let mut v = base.clone();
-                v[i] += d;
-                f(&Tensor::from_vec(v, t.dims(), t.device())?)
-            };
-            Ok((at(1e-6)? - at(-1e-6)?) / 2e-6)
-        })
-        .collect()
 }
 
 #[test]
