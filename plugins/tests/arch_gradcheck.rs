@@ -477,7 +477,7 @@ fn batch_norm_train_and_eval_match_hand_computed() -> Result<()> {
     Ok(())
 }
 
-/// `logits` alone skips the block features, and where the pooling is average it joins the
+/// `logits` (and `embedding`) alone skip the block features, and where the pooling is average it joins the
 /// fused norm-activation op: a different code path from `forward`, which the finite-difference
 /// checks above go through. Both must give the same logits and the same gradients, for every
 /// variant and at the odd map sizes.
@@ -493,7 +493,21 @@ fn logits_alone_match_the_full_forward_with_gradients() -> Result<()> {
         let net = build(name, input, seed as u64)?;
         let x = Var::from_tensor(&randn(&input.batch_dims(3), &mut rng)?)?;
         let r = randn(&[3, CLASSES], &mut rng)?;
-        let full = net.forward(&x, Mode::Train)?.logits;
+        let full_out = net.forward(&x, Mode::Train)?;
+        let embedding: Vec<f64> = net.embedding(&x, Mode::Train)?.flatten_all()?.to_vec1()?;
+        for (u, v) in full_out
+            .embedding
+            .flatten_all()?
+            .to_vec1::<f64>()?
+            .iter()
+            .zip(&embedding)
+        {
+            assert!(
+                (u - v).abs() <= 1e-12 * u.abs().max(1.0),
+                "{name} {input}: embedding {u} vs {v}"
+            );
+        }
+        let full = full_out.logits;
         let alone = net.logits(&x, Mode::Train)?;
         let (a, b): (Vec<f64>, Vec<f64>) = (full.flatten_all()?.to_vec1()?, alone.flatten_all()?.to_vec1()?);
         for (u, v) in a.iter().zip(&b) {

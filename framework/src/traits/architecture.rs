@@ -41,9 +41,15 @@ pub trait Network: Send + Sync {
         false
     }
 
-    /// Only the logits; a convenience for training and testing.
+    /// Only the logits; a convenience for training and testing. A network may override it
+    /// with a cheaper path that skips the block features (ConvNet keeps less for backward).
     fn logits(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         Ok(self.forward(x, mode)?.logits)
+    }
+
+    /// Only the embedding (DM matches these); overridable like [`Network::logits`].
+    fn embedding(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(self.forward(x, mode)?.embedding)
     }
 }
 

@@ -223,6 +223,10 @@ impl Network for ConvNet {
         Ok(self.run(x, mode, false)?.logits)
     }
 
+    fn embedding(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(self.run(x, mode, false)?.embedding)
+    }
+
     fn parameters(&self) -> Vec<Var> {
         let blocks = self
             .blocks

@@ -26,8 +26,8 @@ impl Matcher for Distribution {
         // BatchNorm networks see all classes in one batch, as the reference does, so that the
         // batch statistics are those of a mixed batch.
         let (real_emb, syn_emb): (Vec<Tensor>, Vec<Tensor>) = if net.has_batch_norm() {
-            let real_all = net.forward(&Tensor::cat(ctx.real, 0)?, Mode::Train)?.embedding.detach();
-            let syn_all = net.forward(&Tensor::cat(&synthetic, 0)?, Mode::Train)?.embedding;
+            let real_all = net.embedding(&Tensor::cat(ctx.real, 0)?, Mode::Train)?.detach();
+            let syn_all = net.embedding(&Tensor::cat(&synthetic, 0)?, Mode::Train)?;
             let mut r = Vec::new();
             let mut s = Vec::new();
             let (mut ro, mut so) = (0, 0);
@@ -43,8 +43,8 @@ impl Matcher for Distribution {
             let mut r = Vec::new();
             let mut s = Vec::new();
             for (c, syn_c) in synthetic.iter().enumerate() {
-                r.push(net.forward(&ctx.real[c], Mode::Train)?.embedding.detach());
-                s.push(net.forward(syn_c, Mode::Train)?.embedding);
+                r.push(net.embedding(&ctx.real[c], Mode::Train)?.detach());
+                s.push(net.embedding(syn_c, Mode::Train)?);
             }
             (r, s)
         };
