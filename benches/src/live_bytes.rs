@@ -2,7 +2,7 @@
 //! workload can report its peak *live* memory beside the peak RSS the OS sees. The gap between
 //! the two is what the allocator keeps mapped (fragmentation, freed memory kept for reuse).
 //!
-//! Install it in a binary with `#[global_allocator] static A: LiveBytes = LiveBytes::SYSTEM;`.
+//! Install it in a binary with `#[global_allocator] static A: LiveBytes = LiveBytes;`.
 //! The cost is two relaxed atomic operations per allocation.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -15,8 +15,6 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 pub struct LiveBytes;
 
 impl LiveBytes {
-    pub const SYSTEM: LiveBytes = LiveBytes;
-
     /// Bytes allocated and not yet freed.
     pub fn live() -> usize {
         LIVE.load(Ordering::Relaxed)

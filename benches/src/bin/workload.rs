@@ -17,7 +17,7 @@ use serde_json::json;
 
 /// Counts live heap bytes, so that the peak can be reported beside the peak RSS.
 #[global_allocator]
-static ALLOCATOR: LiveBytes = LiveBytes::SYSTEM;
+static ALLOCATOR: LiveBytes = LiveBytes;
 
 /// Keeps the plugins linked (CANDLE_NOTES 7).
 use cafe_plugins as _;

@@ -74,7 +74,7 @@ impl Elem for f64 {
 }
 
 /// The contiguous data of one operand, typed.
-fn typed<'a, T: Elem>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+pub(crate) fn typed<'a, T: Elem>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
     let data = T::slice(s)
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: operands must share one dtype, f32 or f64")))?;
     match l.contiguous_offsets() {

@@ -8,8 +8,8 @@ use super::channel_op;
 use super::cpu_op::native;
 use super::group_norm_op;
 use super::init::constant_var;
+use super::norm::activate_then_pool;
 use super::norm_act_op;
-use super::pool::avg_pool2x2;
 use crate::{Error, Result};
 
 /// PyTorch's default epsilon for GroupNorm, LayerNorm and BatchNorm.
@@ -122,33 +122,23 @@ impl GroupNorm {
             Activation::LeakyRelu => Some(LEAKY_RELU_SLOPE),
             Activation::Sigmoid => None,
         };
-        let poolable = !avg_pool || (x.rank() == 4 && x.dim(2)? >= 2 && x.dim(3)? >= 2);
+        // The fused op needs `[n, channels, h, w]`, and a map that 2x2 pooling can halve; any
+        // other input goes the unfused way, whose layers give the errors.
+        let fits = match *x.dims() {
+            [_, c, h, w] => c == self.weight.dim(0)? && (!avg_pool || (h >= 2 && w >= 2)),
+            _ => false,
+        };
         match slope {
-            Some(slope)
-                if native(x)
-                    && x.elem_count() > 0
-                    && poolable
-                    && x.rank() == 4
-                    && x.dim(1)? == self.weight.dim(0)? =>
-            {
-                norm_act_op::norm_act(
-                    x,
-                    self.weight.as_tensor(),
-                    self.bias.as_tensor(),
-                    self.groups,
-                    NORM_EPS,
-                    slope,
-                    avg_pool,
-                )
-            }
-            _ => {
-                let y = activation.forward(&self.forward(x)?)?;
-                if avg_pool {
-                    avg_pool2x2(&y)
-                } else {
-                    Ok(y)
-                }
-            }
+            Some(slope) if native(x) && x.elem_count() > 0 && fits => norm_act_op::norm_act(
+                x,
+                self.weight.as_tensor(),
+                self.bias.as_tensor(),
+                self.groups,
+                NORM_EPS,
+                slope,
+                avg_pool,
+            ),
+            _ => activate_then_pool(&self.forward(x)?, activation, avg_pool),
         }
     }
 

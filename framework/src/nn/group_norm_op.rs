@@ -50,7 +50,7 @@ struct Groups {
 
 /// Mean and `1 / sqrt(var + eps)` of one group (two passes: exact for large offsets).
 #[inline]
-pub(crate) fn stats<T: Elem>(x: &[T], eps: f64) -> (f64, f64) {
+fn stats<T: Elem>(x: &[T], eps: f64) -> (f64, f64) {
     let m = x.len() as f64;
     let mean = sum2(x, x, |v, _| v) / m;
     let var = sum2(x, x, |v, _| (v - mean) * (v - mean)) / m;

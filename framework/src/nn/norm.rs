@@ -23,6 +23,16 @@ pub enum NormKind {
     GroupNorm,
 }
 
+/// `activation(y)`, then 2x2 average pooling when `avg_pool`: the unfused tail of a block.
+pub(crate) fn activate_then_pool(y: &Tensor, activation: Activation, avg_pool: bool) -> Result<Tensor> {
+    let y = activation.forward(y)?;
+    if avg_pool {
+        avg_pool2x2(&y)
+    } else {
+        Ok(y)
+    }
+}
+
 /// One built normalisation layer.
 #[derive(Debug)]
 pub enum Norm {
@@ -67,12 +77,7 @@ impl Norm {
         if let Norm::Group(gn) = self {
             return gn.forward_activated(x, activation, avg_pool);
         }
-        let y = activation.forward(&self.forward(x, mode)?)?;
-        if avg_pool {
-            avg_pool2x2(&y)
-        } else {
-            Ok(y)
-        }
+        activate_then_pool(&self.forward(x, mode)?, activation, avg_pool)
     }
 
     /// Weight, then bias; none for `Norm::None`.

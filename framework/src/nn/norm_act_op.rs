@@ -6,8 +6,8 @@
 //! (normalised, shifted, activated: three full-size tensors per block, four with the pooling
 //! input), and candle cannot free them before the whole backward ends. Fused, the block keeps
 //! only its input `x` and its output; the backward recomputes the normalisation and the
-//! activation mask from `x` (one cheap pass). On the default ConvNet that is 378 MB of
-//! activations instead of 714 MB for 256 images.
+//! activation mask from `x` (one cheap pass). Measured on the default ConvNet, 256 images:
+//! 213 MiB alive after the forward of `logits` (pooling fused) instead of 717 MiB.
 //!
 //! The backward has two forms:
 //! - first order (candle does not keep the backward graph, or inside
@@ -27,10 +27,13 @@ use rayon::prelude::*;
 use super::activation_op::rectify_grad;
 use super::backward_graph::backward_keeps_graph;
 use super::channel_op::{channel_dot, channel_scale, channel_sum};
-use super::cpu_op::{run3, sum2, to_candle, Elem, Kernel3};
+use super::cpu_op::{run3, sum2, to_candle, typed, Elem, Kernel3};
 use super::group_norm_op::{normalize, normalize_backward};
 use super::pool_op::avg_unpool;
 use crate::{Error, Result};
+
+/// The name of the backward kernel in its errors.
+const BACKWARD: &str = "fused norm-activation backward";
 
 /// The sizes and settings of one fused block tail.
 #[derive(Debug, Clone, Copy)]
@@ -318,20 +321,16 @@ fn fused_backward(
     match x.dtype() {
         DType::F32 => fused_backward_typed::<f32>(k, stats, &x, &w, &b, &g),
         DType::F64 => fused_backward_typed::<f64>(k, stats, &x, &w, &b, &g),
-        dt => candle_core::bail!("fused norm-activation backward: {dt:?} is not supported"),
+        dt => candle_core::bail!("{BACKWARD}: {dt:?} is not supported"),
     }
 }
 
-/// The contiguous CPU data of `t` as `T`, while `guard` is held.
+/// The contiguous CPU data of `t` as `T`, while `guard` (its storage) is held.
 fn data<'a, T: Elem>(t: &'a Tensor, guard: &'a Storage) -> candle_core::Result<&'a [T]> {
     let Storage::Cpu(cpu) = guard else {
-        candle_core::bail!("fused norm-activation backward runs on the CPU only")
+        candle_core::bail!("{BACKWARD} runs on the CPU only")
     };
-    let all = T::slice(cpu).ok_or_else(|| candle_core::Error::Msg("fused norm-activation: mixed dtypes".into()))?;
-    match t.layout().contiguous_offsets() {
-        Some((start, end)) => Ok(&all[start..end]),
-        None => candle_core::bail!("fused norm-activation backward: operand not contiguous"),
-    }
+    typed(BACKWARD, cpu, t.layout())
 }
 
 fn fused_backward_typed<T: Elem + candle_core::WithDType>(
@@ -379,8 +378,7 @@ fn group_grads<T: Elem>(
     b: &[T],
     g: &[T],
 ) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
-    const NAME: &str = "fused norm-activation backward";
-    k.check(NAME, x.len(), &[w.len(), b.len()], Some(g.len()))?;
+    k.check(BACKWARD, x.len(), &[w.len(), b.len()], Some(g.len()))?;
     let stats = stats.filter(|s| s.len() == k.n * k.groups);
     let (len, plane, out_plane, cpg) = (k.group_len(), k.plane(), k.out_plane(), k.channels_per_group());
     let mut dx = vec![T::ZERO; x.len()];
