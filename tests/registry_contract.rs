@@ -7,7 +7,7 @@ use cafe_framework::registry::{find, names, plugins};
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::traits::matcher::{Init, MatchContext};
-use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport};
+use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport, ProbeDraw};
 use cafe_framework::{Architecture, Augmenter, Error, ImageShape, Matcher, Scheduler};
 use cafe_tests::blob_dataset;
 use candle_core::{DType, Device, Tensor};
@@ -148,6 +148,7 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
             ipc: 2,
             augmenter: none.as_ref(),
             seeds: &seeds,
+            fresh_real: &real,
         };
         let a = matcher.compute(&ctx).unwrap_or_else(|e| panic!("{name}: {e}"));
         let b = matcher.compute(&ctx).unwrap();
@@ -179,10 +180,13 @@ impl BilevelLoop for Scripted {
         self.inner += 1;
         Ok(())
     }
-    fn probe_accuracy(&mut self, _per_class: usize) -> cafe_framework::Result<f64> {
+    fn probe_accuracy(&mut self, _per_class: usize, _draw: ProbeDraw) -> cafe_framework::Result<f64> {
         Ok(self.probes.get(self.outer + self.inner).copied().unwrap_or(0.5))
     }
     fn ipc(&self) -> usize {
+        10
+    }
+    fn classes(&self) -> usize {
         10
     }
 }

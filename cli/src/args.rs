@@ -53,6 +53,11 @@ pub struct CommonArgs {
     /// Download the canonical dataset files into --data-dir (verifying checksums).
     #[arg(long)]
     pub download: bool,
+    /// A published protocol whose settings are the defaults (`cafe-lab list` shows them):
+    /// dc, dsa, dm, cafe, cafe-dsa; `none` for cafe-lab's built-in defaults. Without it, the
+    /// matcher's own protocol (gradient: dc, distribution: dm, cafe: cafe).
+    #[arg(long)]
+    pub protocol: Option<String>,
     /// Architecture of the condensation (and, by default, evaluation) networks.
     #[arg(long)]
     pub arch: Option<String>,
@@ -68,7 +73,8 @@ pub struct CommonArgs {
     /// Evaluate on these architectures (comma separated) instead of --arch.
     #[arg(long, value_delimiter = ',')]
     pub eval_archs: Option<Vec<String>>,
-    /// Evaluate on a mode's architectures: S (--arch), M (MLP, ConvNet, LeNet, AlexNet, VGG11,
+    /// Evaluate on a mode's architectures: S (--arch, BatchNorm replaced by instance norm as
+    /// DC does), SS (--arch as it is), M (MLP, ConvNet, LeNet, AlexNet, VGG11,
     /// ResNet18), W (ConvNet widths), D (depths), A (activations), P (poolings), N (norms).
     #[arg(long)]
     pub eval_mode: Option<String>,
@@ -169,6 +175,7 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
             m.insert(k.to_string(), v);
         }
     };
+    put("protocol", common.protocol.as_ref().map(|v| json!(v)));
     put("dataset", common.dataset.as_ref().map(|v| json!(v)));
     put("data_dir", common.data_dir.as_ref().map(|v| json!(v)));
     put("download", common.download.then_some(json!(true)));

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use cafe_framework::config::{ConfigBuilder, RunConfig};
-use cafe_framework::run::{resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
+use cafe_framework::run::{evaluation_base, resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
 use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -66,7 +66,13 @@ pub fn execute(cli: Cli) -> Result<()> {
         }
         Command::List => list::print_plugins()?,
         Command::Evaluate(a) => {
-            let config = resolve_config(&a.common, &CondenseArgs::default())?;
+            // The file's own settings first (read from its header, before any dataset), the
+            // flags over them.
+            let (base, note) = evaluation_base(&a.synthetic)?;
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
+            let config = resolve_config_over(base, &a.common, &CondenseArgs::default())?;
             run_evaluate(&config, &a.synthetic, options(&a.common))?;
         }
         Command::Baseline(a) => {
@@ -109,9 +115,18 @@ fn interrupt_flag() -> &'static AtomicBool {
     &FLAG
 }
 
-/// Merges defaults, `--config`, the flags and `--set` into one checked [`RunConfig`].
+/// Merges defaults, the protocol, `--config`, the flags and `--set` into one checked
+/// [`RunConfig`].
 pub fn resolve_config(common: &CommonArgs, condense: &CondenseArgs) -> Result<RunConfig> {
-    let mut builder = ConfigBuilder::default();
+    resolve_config_over(ConfigBuilder::default(), common, condense)
+}
+
+/// Merges `--config`, the flags and `--set` over `builder` into one checked [`RunConfig`].
+pub fn resolve_config_over(
+    mut builder: ConfigBuilder,
+    common: &CommonArgs,
+    condense: &CondenseArgs,
+) -> Result<RunConfig> {
     if let Some(path) = &common.config {
         builder.merge_toml_file(path)?;
     }

@@ -40,21 +40,29 @@ impl PluginChoice {
 pub struct EvalConfig {
     /// Number of freshly initialised networks trained on the set (`--eval-nets`).
     pub nets: usize,
-    /// Training epochs of each (`--eval-epochs`); the learning rate drops 10x at half.
-    /// None: 300, or 1000 when evaluating with DSA (DESIGN.md).
+    /// Training epochs of each (`--eval-epochs`): the reference's `epoch_eval_train` E, which
+    /// trains E + 1 epochs and drops the learning rate 10x, with a fresh optimiser, after epoch
+    /// E/2 + 1 (DatasetCondensation `utils.py:341-355`). None: `epochs_augmented` when the
+    /// networks train with augmentation, else `epochs_plain` (DC `main.py:120-123`).
     pub epochs: Option<usize>,
+    /// Epochs without augmentation when `epochs` is unset (300 DC/DSA, 600 CAFE).
+    pub epochs_plain: usize,
+    /// Epochs with augmentation (DSA or DC's) when `epochs` is unset (1000).
+    pub epochs_augmented: usize,
     pub lr: f64,
     pub momentum: f64,
     pub weight_decay: f64,
     pub batch: usize,
-    /// Augmentation while training evaluation networks (`--eval-augment`). None: DESIGN.md's
-    /// defaults: DSA when matching used DSA; else DC's `crop_noise` for BatchNorm networks;
-    /// else DC's `crop_scale_rotate` for MNIST-like data; else none.
+    /// Augmentation while training evaluation networks (`--eval-augment`), for every
+    /// evaluation architecture. None: the reference's rule (see
+    /// `run::evaluation::reference_eval_augment`): DSA when matching used DSA; else DC's
+    /// `crop_noise` for ConvNetBN; else DC's `crop_scale_rotate` for MNIST; else none.
     pub augment: Option<PluginChoice>,
     /// Architectures to evaluate on; empty means the condensation architecture (or `mode`'s).
     pub archs: Vec<String>,
-    /// An evaluation mode of the papers (`--eval-mode`): S (the condensation architecture),
-    /// M (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), W (ConvNet widths), D (depths),
+    /// An evaluation mode of the papers (`--eval-mode`): S (the condensation architecture, a
+    /// BatchNorm one replaced by its instance-norm twin as DC's `get_eval_pool` does), SS (the
+    /// condensation architecture as it is: DM's default), M (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), W (ConvNet widths), D (depths),
     /// A (activations), P (poolings), N (norms). Ignored when `archs` is given.
     pub mode: Option<String>,
     /// Test on at most this many test images (None: the whole test set, as the papers do).
@@ -74,6 +82,8 @@ impl Default for EvalConfig {
         Self {
             nets: 20,
             epochs: None,
+            epochs_plain: 300,
+            epochs_augmented: 1000,
             lr: 0.01,
             momentum: 0.9,
             weight_decay: 5e-4,
@@ -92,6 +102,9 @@ impl Default for EvalConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
+    /// The published protocol whose settings lie under the user's (`--protocol`; see
+    /// [`crate::protocol`]). None: the chosen matcher's default protocol; `none`: no protocol.
+    pub protocol: Option<String>,
     /// Dataset name: `shapes` (embedded, no files), `mnist`, `fashion-mnist`, `cifar10`, `cifar100`, `svhn`.
     pub dataset: String,
     pub data_dir: Option<PathBuf>,
@@ -135,6 +148,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         Self {
+            protocol: None,
             dataset: "shapes".into(),
             data_dir: None,
             download: false,
@@ -162,21 +176,46 @@ impl Default for RunConfig {
     }
 }
 
-/// Builds a [`RunConfig`] layer by layer.
+/// Builds a [`RunConfig`] layer by layer: a base (the built-in defaults, or the configuration
+/// saved in a synthetic set), the published protocol (see [`crate::protocol`]), then the
+/// user's layers (`--config` file, flags, `--set`) in the order they are merged.
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
-    value: Value,
+    base: Value,
+    user: Value,
+    /// Whether the protocol layer goes between base and user (not over a saved configuration,
+    /// which already holds its protocol's settings).
+    with_protocol: bool,
 }
 
 impl Default for ConfigBuilder {
     fn default() -> Self {
         Self {
-            value: serde_json::to_value(RunConfig::default()).expect("RunConfig serialises"),
+            base: serde_json::to_value(RunConfig::default()).expect("RunConfig serialises"),
+            user: Value::Object(Map::new()),
+            with_protocol: true,
         }
     }
 }
 
 impl ConfigBuilder {
+    /// A builder whose base is a saved, fully resolved configuration (a run's config.json or a
+    /// synthetic set's metadata): no protocol layer, the user's layers over it.
+    pub fn from_saved(saved: &Value) -> Self {
+        let mut base = serde_json::to_value(RunConfig::default()).expect("RunConfig serialises");
+        let mut saved = saved.clone();
+        if let Value::Object(m) = &mut saved {
+            // Written for the record, not settings.
+            m.remove("second_order_gradients");
+        }
+        merge_layer(&mut base, &saved);
+        Self {
+            base,
+            user: Value::Object(Map::new()),
+            with_protocol: false,
+        }
+    }
+
     /// Merges a TOML file over the current settings.
     pub fn merge_toml_file(&mut self, path: &Path) -> Result<&mut Self> {
         let text = std::fs::read_to_string(path)
@@ -188,26 +227,9 @@ impl ConfigBuilder {
         Ok(self)
     }
 
-    /// Merges a JSON object over the current settings. A plugin whose name changes loses the
-    /// config keys of the previous plugin, which would not fit the new one.
+    /// Merges a JSON object over the user's settings so far (see [`merge_layer`]).
     pub fn merge(&mut self, patch: &Value) -> &mut Self {
-        if let (Value::Object(base), Value::Object(p)) = (&mut self.value, patch) {
-            for key in ["matcher", "scheduler", "arch", "augment"] {
-                let new_name = p
-                    .get(key)
-                    .and_then(|v| v.get("name").or(Some(v)))
-                    .and_then(Value::as_str);
-                let old_name = base.get(key).and_then(|v| v.get("name")).and_then(Value::as_str);
-                if let (Some(new), Some(old)) = (new_name, old_name) {
-                    if !new.eq_ignore_ascii_case(old) {
-                        base.insert(key.into(), serde_json::json!({ "name": new }));
-                    }
-                }
-            }
-        }
-        let mut patch = patch.clone();
-        normalise_plugin_shorthand(&mut patch);
-        merge_json(&mut self.value, &patch);
+        merge_layer(&mut self.user, patch);
         self
     }
 
@@ -232,10 +254,51 @@ impl ConfigBuilder {
         Ok(self)
     }
 
+    /// The merged settings as JSON: base, protocol, user layers.
+    pub fn merged(&self) -> Result<Value> {
+        let mut value = self.base.clone();
+        // Over a saved configuration, only a protocol the user names again applies.
+        if self.with_protocol || self.user.get("protocol").is_some_and(|p| !p.is_null()) {
+            if let Some(layer) = crate::protocol::protocol_layer(&self.base, &self.user)? {
+                merge_layer(&mut value, &layer);
+            }
+        }
+        merge_layer(&mut value, &self.user);
+        Ok(value)
+    }
+
     /// The merged settings, checked against the schema (unknown keys are refused).
     pub fn build(&self) -> Result<RunConfig> {
-        serde_json::from_value(self.value.clone())
+        serde_json::from_value(self.merged()?)
             .map_err(|e| Error::invalid("configuration", "(merged settings)", e.to_string()))
+    }
+}
+
+/// Merges the layer `patch` over `base`. A plugin whose name changes loses the config keys of
+/// the previous plugin, which would not fit the new one; `"matcher": "gradient"` is shorthand
+/// for `"matcher": {"name": "gradient"}`.
+pub fn merge_layer(base: &mut Value, patch: &Value) {
+    let mut patch = patch.clone();
+    normalise_plugin_shorthand(&mut patch);
+    if let (Value::Object(base), Value::Object(p)) = (&mut *base, &patch) {
+        for key in ["matcher", "scheduler", "arch", "augment"] {
+            drop_config_of_renamed_plugin(base, p, key);
+        }
+        if let (Some(Value::Object(be)), Some(Value::Object(pe))) = (base.get_mut("eval"), p.get("eval")) {
+            drop_config_of_renamed_plugin(be, pe, "augment");
+        }
+    }
+    merge_json(base, &patch);
+}
+
+/// Before `patch` names another plugin under `key` than `base` does, forgets base's config keys.
+fn drop_config_of_renamed_plugin(base: &mut Map<String, Value>, patch: &Map<String, Value>, key: &str) {
+    let new_name = patch.get(key).and_then(|v| v.get("name")).and_then(Value::as_str);
+    let old_name = base.get(key).and_then(|v| v.get("name")).and_then(Value::as_str);
+    if let (Some(new), Some(old)) = (new_name, old_name) {
+        if !new.eq_ignore_ascii_case(old) {
+            base.insert(key.into(), serde_json::json!({ "name": new }));
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Evaluation {
     pub std: f64,
     pub train_images: usize,
     pub test_images: usize,
+    /// The reference's `epoch_eval_train` E (each network trained E + 1 epochs, see
+    /// [`EvalSetup::epochs`]).
     pub epochs: usize,
     /// The augmentation used while training the networks (e.g. `dc:crop_noise`, `none`).
     pub augment: String,
@@ -60,7 +62,7 @@ pub struct EvalSetup<'a> {
     pub augmenter: &'a dyn Augmenter,
     /// How `augmenter` was chosen, recorded in the evaluation.
     pub augment_name: &'a str,
-    /// Training epochs of each network.
+    /// The reference's `epoch_eval_train` E: each network trains E + 1 epochs.
     pub epochs: usize,
     pub device: &'a Device,
     pub seed: u64,
@@ -85,11 +87,11 @@ fn train_and_test_network(
         .arch
         .build(setup.shape, setup.classes, DType::F32, setup.device, &mut rng)?;
     let mut opt = Sgd::new(net.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay);
-    let decay_at = setup.epochs / 2;
-    for epoch in 0..setup.epochs {
-        if epoch == decay_at && epoch > 0 {
-            opt.lr = cfg.lr * 0.1;
-        }
+    // The reference's schedule (DatasetCondensation `utils.py:341-355`, CAFE `utils.py:309-323`):
+    // `for ep in range(Epoch + 1)`, and after epoch `Epoch // 2 + 1` the lr drops 10x with a new
+    // SGD, so the momentum buffer starts again from zero.
+    let decay_after = setup.epochs / 2 + 1;
+    for epoch in 0..=setup.epochs {
         train_epoch(
             net.as_ref(),
             &mut opt,
@@ -99,6 +101,9 @@ fn train_and_test_network(
             Some(setup.augmenter),
             &mut rng,
         )?;
+        if epoch == decay_after {
+            opt = Sgd::new(net.parameters(), cfg.lr * 0.1, cfg.momentum, cfg.weight_decay);
+        }
     }
     accuracy(net.as_ref(), test_x, test_y, 500, Mode::Eval)
 }

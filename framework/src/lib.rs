@@ -13,6 +13,7 @@ pub mod memory;
 pub mod nn;
 pub mod output;
 pub mod progress;
+pub mod protocol;
 pub mod registry;
 pub mod rng;
 pub mod run;
@@ -28,7 +29,7 @@ pub use traits::{
     architecture::{Architecture, Mode, Network, NetworkOutput},
     augmenter::Augmenter,
     matcher::{Init, MatchContext, MatchOutput, Matcher, MatcherDefaults},
-    scheduler::{BilevelLoop, IterationReport, Scheduler},
+    scheduler::{BilevelLoop, IterationReport, ProbeDraw, Scheduler},
 };
 
 /// Keeps gradients in the graph so that a loss written in gradients (DC) can be

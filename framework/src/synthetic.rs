@@ -1,8 +1,9 @@
 //! The synthetic set: learnable images with fixed labels (class c owns rows c*ipc..(c+1)*ipc),
 //! its initialisation, and its file format (safetensors: `images` f32 [N,C,H,W] in normalised
-//! space, `labels` u32 [N], `mean` and `std` f32 [C]).
+//! space, `labels` u32 [N], `mean` and `std` f32 [C], and string metadata saying how the set
+//! was made and how its run evaluated it: see [`crate::run::set_metadata`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -23,6 +24,9 @@ pub struct SyntheticSet {
     pub shape: ImageShape,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// The file's `__metadata__` (string to string; empty for a set not yet saved by a run, or
+    /// a file from before metadata or from another tool).
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Checks that `ipc` images per class can be drawn from every class of `set`.
@@ -85,6 +89,7 @@ impl SyntheticSet {
             shape,
             mean: dataset.mean.clone(),
             std: dataset.std.clone(),
+            metadata: BTreeMap::new(),
         })
     }
 
@@ -125,7 +130,10 @@ impl SyntheticSet {
                     .map_err(|e| Error::Other(format!("building safetensors view {k}: {e}")))
             })
             .collect::<Result<_>>()?;
-        safetensors::serialize(views, &None).map_err(|e| Error::Other(format!("serialising synthetic set: {e}")))
+        let metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        let bytes = safetensors::serialize(views, &(!metadata.is_empty()).then_some(metadata))
+            .map_err(|e| Error::Other(format!("serialising synthetic set: {e}")))?;
+        with_sorted_header(bytes)
     }
 
     /// Writes the set to `path` atomically.
@@ -143,6 +151,7 @@ impl SyntheticSet {
         };
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
+        let metadata = read_metadata_bytes(&bytes).map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
         let get = |name: &str| {
             st.tensor(name)
                 .map_err(|_| corrupt(format!("missing tensor '{name}' (expected images, labels, mean, std)")))
@@ -202,6 +211,22 @@ impl SyntheticSet {
             shape,
             mean: f32s(&get("mean")?)?,
             std: f32s(&get("std")?)?,
+            metadata,
+        })
+    }
+
+    /// Reads only the metadata of a saved set (the file's header): cheap, so that a command
+    /// can check the file and learn the run's settings before it loads a dataset.
+    pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading synthetic set {}", path.display()), e))?;
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::DatasetCorrupt {
+            path: path.to_path_buf(),
+            message: format!("not a safetensors file: {e}"),
+        })?;
+        read_metadata_bytes(&bytes).map_err(|e| Error::DatasetCorrupt {
+            path: path.to_path_buf(),
+            message: format!("not a safetensors file: {e}"),
         })
     }
 
@@ -209,4 +234,42 @@ impl SyntheticSet {
     pub fn images_detached(&self) -> Tensor {
         self.images.as_tensor().detach()
     }
+}
+
+/// The `__metadata__` of safetensors bytes (empty when there is none).
+fn read_metadata_bytes(bytes: &[u8]) -> std::result::Result<BTreeMap<String, String>, safetensors::SafeTensorError> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)?;
+    Ok(meta
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default())
+}
+
+/// The same safetensors file with its JSON header's keys sorted. The safetensors crate keeps
+/// metadata in a `HashMap`, whose order changes from process to process; sorted, one seed gives
+/// the same bytes every time. The header stays padded with spaces to a multiple of 8 bytes, as
+/// the format asks.
+fn with_sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let broken = || Error::Other("serialising synthetic set: unexpected safetensors header".into());
+    let len_bytes: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(broken)?;
+    let len = u64::from_le_bytes(len_bytes) as usize;
+    let header = bytes.get(8..8 + len).ok_or_else(broken)?;
+    let mut parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).map_err(|_| broken())?;
+    if let Some(meta) = parsed.get("__metadata__") {
+        let sorted: BTreeMap<String, String> = serde_json::from_value(meta.clone()).map_err(|_| broken())?;
+        parsed.insert(
+            "__metadata__".into(),
+            serde_json::to_value(sorted).map_err(|_| broken())?,
+        );
+    }
+    let mut text = serde_json::to_string(&parsed).map_err(|_| broken())?;
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + len..]);
+    Ok(out)
 }

@@ -162,6 +162,7 @@ fn compute(m: &dyn Matcher, s: &Setup) -> (f64, Tensor) {
         ipc: s.ipc,
         augmenter: s.none.as_ref(),
         seeds: &seeds,
+        fresh_real: &s.real,
     };
     let out = m.compute(&ctx).unwrap();
     (out.loss, out.gradient)

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use cafe_framework::registry::find;
-use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport};
+use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport, ProbeDraw};
 use cafe_framework::{Result, Scheduler};
 use cafe_plugins::schedulers::fixed::loops_for_ipc;
 use serde_json::json;
@@ -12,22 +12,26 @@ use serde_json::json;
 /// inner epochs (the last value repeats when a script runs out). It records the call order.
 struct Scripted {
     ipc: usize,
+    classes: usize,
     after_outer: VecDeque<f64>,
     after_inner: VecDeque<f64>,
     last_was_outer: bool,
     calls: String,
     probe_sizes: Vec<usize>,
+    probe_draws: Vec<ProbeDraw>,
 }
 
 impl Scripted {
     fn new(ipc: usize, after_outer: &[f64], after_inner: &[f64]) -> Self {
         Self {
             ipc,
+            classes: 10,
             after_outer: after_outer.iter().copied().collect(),
             after_inner: after_inner.iter().copied().collect(),
             last_was_outer: false,
             calls: String::new(),
             probe_sizes: Vec::new(),
+            probe_draws: Vec::new(),
         }
     }
     fn inner_runs(&self) -> Vec<usize> {
@@ -54,8 +58,9 @@ impl BilevelLoop for Scripted {
         self.last_was_outer = false;
         Ok(())
     }
-    fn probe_accuracy(&mut self, per_class: usize) -> Result<f64> {
+    fn probe_accuracy(&mut self, per_class: usize, draw: ProbeDraw) -> Result<f64> {
         self.probe_sizes.push(per_class);
+        self.probe_draws.push(draw);
         Ok(if self.last_was_outer {
             next(&mut self.after_outer)
         } else {
@@ -65,6 +70,19 @@ impl BilevelLoop for Scripted {
     fn ipc(&self) -> usize {
         self.ipc
     }
+    fn classes(&self) -> usize {
+        self.classes
+    }
+}
+
+/// The dynamic scheduler watching plain probe accuracy (the window logic alone), with `extra`.
+fn dynamic_on_accuracy(extra: serde_json::Value) -> Box<dyn Scheduler> {
+    let mut config = json!({"probe_value": "accuracy"});
+    config
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    scheduler("dynamic", config)
 }
 
 fn scheduler(name: &str, config: serde_json::Value) -> Box<dyn Scheduler> {
@@ -131,7 +149,7 @@ fn dynamic_ends_the_iteration_when_the_outer_window_settles() {
     // epochs it alternates 0.0 / 0.1 (range 0.1 > lambda_2 once 10 are in).
     let inner: Vec<f64> = (0..1000).map(|k| if k % 2 == 0 { 0.0 } else { 0.1 }).collect();
     let mut lp = Scripted::new(10, &[0.5], &inner);
-    let report = run(scheduler("dynamic", json!({})).as_mut(), &mut lp);
+    let report = run(dynamic_on_accuracy(json!({})).as_mut(), &mut lp);
     assert_eq!(
         report.outer_steps, 10,
         "the outer window needs 10 values before it can fire"
@@ -148,6 +166,13 @@ fn dynamic_ends_the_iteration_when_the_outer_window_settles() {
         lp.probe_sizes.iter().all(|&n| n == 128),
         "the default probe is 128 images per class"
     );
+    assert!(
+        lp.probe_draws.iter().all(|&d| d == ProbeDraw::Fresh),
+        "the default probe is drawn anew every time, as CAFE's distill.py:301,333"
+    );
+    let mut lp = Scripted::new(10, &[0.5], &inner);
+    run(dynamic_on_accuracy(json!({"probe": "fixed"})).as_mut(), &mut lp);
+    assert!(lp.probe_draws.iter().all(|&d| d == ProbeDraw::Fixed));
 }
 
 #[test]
@@ -160,7 +185,7 @@ fn dynamic_leaves_the_inner_loop_on_the_first_epoch_the_window_moves_enough() {
     inner.push(0.7);
     inner.extend((0..200).map(|k| if k % 2 == 0 { 0.0 } else { 0.1 }));
     let mut lp = Scripted::new(10, &[0.5], &inner);
-    let report = run(scheduler("dynamic", json!({"window": 10})).as_mut(), &mut lp);
+    let report = run(dynamic_on_accuracy(json!({"window": 10})).as_mut(), &mut lp);
     let runs = lp.inner_runs();
     assert_eq!(runs[0], 13, "{runs:?}");
     assert_eq!(
@@ -177,7 +202,7 @@ fn dynamic_thresholds_are_strict() {
     let outer: Vec<f64> = (0..200).map(|k| if k % 2 == 0 { 0.5 } else { 0.54 }).collect();
     let inner: Vec<f64> = (0..10_000).map(|k| if k % 2 == 0 { 0.0 } else { 0.5 }).collect();
     let mut lp = Scripted::new(10, &outer, &inner);
-    let report = run(scheduler("dynamic", json!({"max_outer_steps": 30})).as_mut(), &mut lp);
+    let report = run(dynamic_on_accuracy(json!({"max_outer_steps": 30})).as_mut(), &mut lp);
     assert_eq!(report.outer_steps, 30);
     assert!(report.capped, "only the cap ended it");
 }
@@ -187,7 +212,7 @@ fn dynamic_caps_a_network_that_never_moves_enough() {
     // Constant inner accuracy: the inner window's range stays 0 < lambda_2 forever.
     let mut lp = Scripted::new(10, &[0.5], &[0.3]);
     let report = run(
-        scheduler("dynamic", json!({"max_inner_epochs": 25, "max_outer_steps": 3})).as_mut(),
+        dynamic_on_accuracy(json!({"max_inner_epochs": 25, "max_outer_steps": 3})).as_mut(),
         &mut lp,
     );
     assert!(report.capped);
@@ -196,30 +221,46 @@ fn dynamic_caps_a_network_that_never_moves_enough() {
 }
 
 #[test]
-fn dynamic_reference_probe_accumulates_as_the_reference_does() {
-    // Window 3. Outer probe always 0.45; inner probe 0.0 once, then 0.9 forever.
-    // Reference value a_k = a_(k-1)/10 + acc, never reset:
-    //   outer 1: 0.45 | inner 0.045, 0.9045, 0.99045 (range 0.945 > 0.03: 3 epochs)
-    //   outer 2: 0.549045 | inner 0.9549, 0.99549, 0.999549 (range 0.0446: 3 epochs)
-    //   outer 3: 0.5499549 (window range 0.0999 >= 0.04) | inner again 3 epochs
-    //   outer 4: 0.549955 (window range 0.0009 < 0.04): the iteration ends.
-    let config = json!({"reference_probe": true, "window": 3, "max_outer_steps": 50});
-    let mut lp = Scripted::new(10, &[0.45], &[0.0, 0.9]);
+fn dynamic_reference_value_has_one_accumulator_per_loop_reset_at_its_start() {
+    // Window 3, 10 classes. Outer probe always 0.45, inner probe always 0.5.
+    // CAFE's distill.py:304-305: a = (a + sum_c acc_c) / classes = a / 10 + acc.
+    // Inner accumulator reset at every inner-loop start (326): 0.5, 0.55, 0.555: range 0.055
+    // > 0.03, so every inner loop ends after its 3 epochs (the start-up jump).
+    // Outer accumulator, untouched by the inner loops: 0.45, 0.495, 0.4995 (range 0.0495 >=
+    // 0.04), 0.49995 (window 0.495..0.49995, range 0.00495 < 0.04): 4 outer steps.
+    let config = json!({"window": 3, "max_outer_steps": 50});
+    let mut lp = Scripted::new(10, &[0.45], &[0.5]);
     let report = run(scheduler("dynamic", config).as_mut(), &mut lp);
+    assert_eq!(lp.inner_runs(), [3, 3, 3, 0]);
     assert_eq!((report.outer_steps, report.inner_epochs), (4, 9));
     assert!(!report.capped);
     assert!(
-        report.probe_accuracies.iter().all(|a| [0.45, 0.0, 0.9].contains(a)),
+        report.probe_accuracies.iter().all(|a| [0.45, 0.5].contains(a)),
         "the report keeps raw accuracies"
     );
 
-    // Plain accuracy on the same script: after the first inner loop the inner probe is a
-    // constant 0.9, whose window never moves, so only the cap ends the second inner loop.
-    let config = json!({"window": 3, "max_outer_steps": 50, "max_inner_epochs": 40});
-    let mut lp = Scripted::new(10, &[0.45], &[0.0, 0.9]);
+    // One accumulator shared by both loops and never reset (cafe-lab before, and a misreading
+    // of the reference) gives inner values 0.545, 0.5545, 0.55545, ... that never move by 0.03:
+    // only the cap would end them. Plain accuracy (a constant 0.5) never moves either.
+    let config = json!({"probe_value": "accuracy", "window": 3, "max_outer_steps": 50, "max_inner_epochs": 40});
+    let mut lp = Scripted::new(10, &[0.45], &[0.5]);
     let report = run(scheduler("dynamic", config).as_mut(), &mut lp);
-    assert_eq!(lp.inner_runs()[..2], [3, 40]);
+    assert_eq!(lp.inner_runs()[0], 40);
     assert!(report.capped);
+}
+
+#[test]
+fn dynamic_reference_value_divides_by_the_number_of_classes() {
+    // 5 classes, window 2, lambda_1 0.05: a = a / 5 + acc.
+    // Outer: 0.45, 0.54 (range 0.09), 0.558 (range 0.018 < 0.05): 3 outer steps.
+    // (Dividing by 10 instead: 0.45, 0.495, range 0.045 < 0.05: 2 outer steps.)
+    // Inner, constant 0.5: 0.5, 0.6 (range 0.1 > 0.03): 2 epochs per inner loop.
+    let config = json!({"window": 2, "lambda_1": 0.05, "max_outer_steps": 50});
+    let mut lp = Scripted::new(10, &[0.45], &[0.5]);
+    lp.classes = 5;
+    let report = run(scheduler("dynamic", config).as_mut(), &mut lp);
+    assert_eq!(lp.inner_runs(), [2, 2, 0]);
+    assert_eq!((report.outer_steps, report.inner_epochs), (3, 4));
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! epoch and the probe accuracy that a [`Scheduler`](crate::traits::scheduler::Scheduler)
 //! composes.
 
+use std::cell::RefCell;
+
 use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 
@@ -13,8 +15,8 @@ use crate::synthetic::SyntheticSet;
 use crate::train::{accuracy, train_epoch, Sgd};
 use crate::traits::architecture::{Mode, Network};
 use crate::traits::augmenter::Augmenter;
-use crate::traits::matcher::{MatchContext, Matcher};
-use crate::traits::scheduler::BilevelLoop;
+use crate::traits::matcher::{MatchContext, Matcher, RealSampler};
+use crate::traits::scheduler::{BilevelLoop, ProbeDraw};
 use crate::{Error, Result, Rng};
 
 /// Seed-stream tags, so that each kind of random draw has its own sub-stream.
@@ -42,8 +44,8 @@ pub struct IterationLoop<'a> {
     pub(crate) rng: Rng,
     pub(crate) iteration: usize,
     pub(crate) outer_steps: usize,
-    /// The probe of this iteration: (images per class asked for, images, labels).
-    pub(crate) probe: Option<(usize, Tensor, Tensor)>,
+    /// The last probe's images: (images per class asked for, one batch per class).
+    pub(crate) probe: Option<(usize, Vec<Tensor>)>,
     pub(crate) logger: &'a mut dyn MetricLogger,
     /// Global counter of outer steps, the x axis of per-step logs.
     pub(crate) global_step: &'a mut usize,
@@ -52,10 +54,50 @@ pub struct IterationLoop<'a> {
 impl IterationLoop<'_> {
     /// `n` random distinct images of class `c` (all of them, shuffled, if the class is smaller).
     fn sample_class(&mut self, c: usize, n: usize) -> Result<Tensor> {
-        let mut members = self.by_class[c].clone();
-        members.shuffle(&mut self.rng);
-        members.truncate(n);
-        Ok(self.dataset.train.to_tensor(&members, self.device)?.0)
+        sample_class(self.dataset, self.by_class, self.device, &mut self.rng, c, n)
+    }
+}
+
+/// `n` random distinct images of class `c` (all of them, shuffled, if the class is smaller),
+/// as the reference's `np.random.permutation(indices_class[c])[:n]`.
+fn sample_class(
+    dataset: &Dataset,
+    by_class: &[Vec<usize>],
+    device: &Device,
+    rng: &mut Rng,
+    c: usize,
+    n: usize,
+) -> Result<Tensor> {
+    let mut members = by_class[c].clone();
+    members.shuffle(rng);
+    members.truncate(n);
+    Ok(dataset.train.to_tensor(&members, device)?.0)
+}
+
+/// The engine's [`RealSampler`]: draws from the iteration's sampling stream.
+struct ClassSampler<'a> {
+    dataset: &'a Dataset,
+    by_class: &'a [Vec<usize>],
+    device: &'a Device,
+    rng: RefCell<&'a mut Rng>,
+}
+
+impl RealSampler for ClassSampler<'_> {
+    fn sample(&self, class: usize, n: usize) -> Result<Tensor> {
+        if class >= self.by_class.len() {
+            return Err(Error::Other(format!(
+                "class {class} asked of a dataset of {} classes",
+                self.by_class.len()
+            )));
+        }
+        sample_class(
+            self.dataset,
+            self.by_class,
+            self.device,
+            &mut self.rng.borrow_mut(),
+            class,
+            n,
+        )
     }
 }
 
@@ -85,6 +127,12 @@ impl BilevelLoop for IterationLoop<'_> {
             };
             real.push(batch);
         }
+        let sampler = ClassSampler {
+            dataset: self.dataset,
+            by_class: self.by_class,
+            device: self.device,
+            rng: RefCell::new(&mut self.rng),
+        };
         let ctx = MatchContext {
             network: self.network.as_ref(),
             real: &real,
@@ -92,6 +140,7 @@ impl BilevelLoop for IterationLoop<'_> {
             ipc: self.synthetic.ipc,
             augmenter: self.augmenter,
             seeds: &seeds,
+            fresh_real: &sampler,
         };
         let out = self.matcher.compute(&ctx)?;
         if !out.loss.is_finite() {
@@ -143,23 +192,31 @@ impl BilevelLoop for IterationLoop<'_> {
         Ok(())
     }
 
-    fn probe_accuracy(&mut self, per_class: usize) -> Result<f64> {
-        if self.probe.as_ref().is_none_or(|(n, _, _)| *n != per_class) {
-            let mut xs = Vec::new();
-            let mut ys: Vec<u32> = Vec::new();
-            for c in 0..self.dataset.classes {
-                let x = self.sample_class(c, per_class)?;
-                ys.extend(std::iter::repeat_n(c as u32, x.dim(0)?));
-                xs.push(x);
-            }
-            let n = ys.len();
-            self.probe = Some((per_class, Tensor::cat(&xs, 0)?, Tensor::from_vec(ys, n, self.device)?));
+    fn probe_accuracy(&mut self, per_class: usize, draw: ProbeDraw) -> Result<f64> {
+        let reuse = draw == ProbeDraw::Fixed && self.probe.as_ref().is_some_and(|(n, _)| *n == per_class);
+        if !reuse {
+            let batches = (0..self.dataset.classes)
+                .map(|c| self.sample_class(c, per_class))
+                .collect::<Result<Vec<_>>>()?;
+            self.probe = Some((per_class, batches));
         }
-        let (_, x, y) = self.probe.as_ref().expect("probe built above");
-        accuracy(self.network.as_ref(), x, y, 512, Mode::Eval)
+        let (_, batches) = self.probe.as_ref().expect("probe drawn above");
+        // CAFE's distill.py:300-305: per class, `net(img_real_test)` on the class's images with
+        // the network in train mode, the class's mean accuracy summed, divided by the classes.
+        let mut sum = 0.0;
+        for (c, x) in batches.iter().enumerate() {
+            let n = x.dim(0)?;
+            let y = Tensor::full(c as u32, n, self.device)?;
+            sum += accuracy(self.network.as_ref(), x, &y, n, Mode::Train)?;
+        }
+        Ok(sum / batches.len() as f64)
     }
 
     fn ipc(&self) -> usize {
         self.synthetic.ipc
+    }
+
+    fn classes(&self) -> usize {
+        self.dataset.classes
     }
 }

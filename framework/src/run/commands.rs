@@ -18,6 +18,7 @@ use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
 use super::evaluation::{evaluate_on_archs, random_baseline};
+use super::metadata::set_metadata;
 use super::resolve::{resolve, ResolvedRun};
 use super::results::{median, print_table, write_results, CondensationSummary, Results};
 
@@ -171,7 +172,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     };
     let config_text = serde_json::to_string_pretty(&run.resolved_json).unwrap_or_default();
     logger.text("config", 0, &format!("```\n{config_text}\n```"));
-    let outcome = condense(
+    let mut outcome = condense(
         &ds,
         &mut run.components,
         &run.settings,
@@ -182,6 +183,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     )?;
     bar.finish();
     let seconds_total = started.elapsed().as_secs_f64();
+    outcome.synthetic.metadata = set_metadata(&run)?;
     let syn = &outcome.synthetic;
     syn.save(&run.out.join("synthetic.safetensors"))?;
     save_grid_png(
@@ -232,11 +234,19 @@ fn publish(out: &Path, results: Results, quiet: bool) -> Result<Results> {
     Ok(results)
 }
 
-/// `cafe-lab evaluate --synthetic FILE`: evaluates a saved synthetic set.
+/// `cafe-lab evaluate --synthetic FILE`: evaluates a saved synthetic set. `config` comes from
+/// [`evaluation_base`](super::metadata::evaluation_base) and the user's flags; without an
+/// `out`, the results go beside the file, in `evaluate-seed<S>/`.
 pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> Result<Results> {
-    let run = resolve(config)?;
-    let ds = load_dataset(&run.config, opts.quiet)?;
+    let mut config = config.clone();
+    if config.out.is_none() {
+        let dir = synthetic.parent().unwrap_or(Path::new("."));
+        config.out = Some(dir.join(format!("evaluate-seed{}", config.seed)));
+    }
+    let mut run = resolve(&config)?;
+    // The set first: a missing or broken file is refused before the dataset is loaded.
     let syn = SyntheticSet::load(synthetic, &run.device)?;
+    let ds = load_dataset(&run.config, opts.quiet)?;
     if syn.shape != ds.train.shape || syn.classes != ds.classes {
         return Err(Error::invalid(
             "synthetic",
@@ -247,7 +257,6 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
             ),
         ));
     }
-    let mut run = run;
     run.settings.ipc = syn.ipc;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;

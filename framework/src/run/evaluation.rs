@@ -19,22 +19,34 @@ use super::resolve::{build_plugin, ResolvedRun};
 
 /// The architectures of an evaluation mode (DC's `get_eval_pool`), by registered name.
 pub fn eval_mode_archs(mode: &str, condensation_arch: &str) -> Result<Vec<String>> {
-    let names: &[&str] =
-        match mode.to_ascii_uppercase().as_str() {
-            "S" => return Ok(vec![condensation_arch.to_string()]),
-            "M" => &["mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18"],
-            "W" => &["convnetw32", "convnetw64", "convnetw128", "convnetw256"],
-            "D" => &["convnetd1", "convnetd2", "convnetd3", "convnetd4"],
-            "A" => &["convnetas", "convnetar", "convnetal"],
-            "P" => &["convnetnp", "convnetmp", "convnetap"],
-            "N" => &["convnetnn", "convnetbn", "convnetln", "convnetin", "convnetgn"],
-            _ => return Err(Error::invalid(
+    let names: &[&str] = match mode.to_ascii_uppercase().as_str() {
+        // DatasetCondensation utils.py:463-466: a BatchNorm model is evaluated as the part of
+        // its name before "BN" (ConvNetBN -> ConvNet, ResNet18BN_AP -> ResNet18).
+        "S" => {
+            let arch = condensation_arch.to_ascii_lowercase();
+            return Ok(vec![match arch.find("bn") {
+                Some(i) => arch[..i].to_string(),
+                None => arch,
+            }]);
+        }
+        // utils.py:467-468: the model itself.
+        "SS" => return Ok(vec![condensation_arch.to_string()]),
+        "M" => &["mlp", "convnet", "lenet", "alexnet", "vgg11", "resnet18"],
+        "W" => &["convnetw32", "convnetw64", "convnetw128", "convnetw256"],
+        "D" => &["convnetd1", "convnetd2", "convnetd3", "convnetd4"],
+        "A" => &["convnetas", "convnetar", "convnetal"],
+        "P" => &["convnetnp", "convnetmp", "convnetap"],
+        "N" => &["convnetnn", "convnetbn", "convnetln", "convnetin", "convnetgn"],
+        _ => {
+            return Err(Error::invalid(
                 "eval.mode",
                 mode,
-                "valid modes: S (the condensation architecture), M (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), \
+                "valid modes: S (the condensation architecture, BatchNorm replaced by instance norm), \
+                 SS (the condensation architecture as it is), M (MLP, ConvNet, LeNet, AlexNet, VGG11, ResNet18), \
                  W (widths), D (depths), A (activations), P (poolings), N (norms)",
-            )),
-        };
+            ))
+        }
+    };
     Ok(names.iter().map(|s| s.to_string()).collect())
 }
 
@@ -50,29 +62,36 @@ pub(crate) fn eval_arch_names(config: &RunConfig) -> Result<Vec<String>> {
     )
 }
 
+/// The reference's choice of augmentation for the evaluation networks of architecture `arch`
+/// when `eval.augment` is unset:
+/// - DSA with the matching strategy when matching used DSA (DatasetCondensation `main.py:111-115`,
+///   `utils.py:309-311`; `main_DM.py` always; CAFE `distill.py:176-181`);
+/// - else DC's `crop_noise` for ConvNetBN, and only for it (`utils.py:441-442`);
+/// - else DC's `crop_scale_rotate` for MNIST, and only for it, not Fashion-MNIST (`utils.py:438-439`);
+/// - else none.
+pub fn reference_eval_augment(config: &RunConfig, arch: &str) -> PluginChoice {
+    if config.augment.name.eq_ignore_ascii_case("dsa") {
+        return config.augment.clone();
+    }
+    let dataset = config.dataset.to_ascii_lowercase().replace(['-', '_'], "");
+    let strategy = if arch.eq_ignore_ascii_case("convnetbn") {
+        "crop_noise"
+    } else if dataset == "mnist" {
+        "crop_scale_rotate"
+    } else {
+        return PluginChoice::named("none");
+    };
+    let mut c = PluginChoice::named("dc");
+    c.config.insert("strategy".into(), Value::String(strategy.into()));
+    c
+}
+
 /// The augmentation that trains the evaluation networks of `arch`, with a name for the
-/// records: `eval.augment` when set, else DESIGN.md's defaults (DSA when matching used DSA;
-/// DC `crop_noise` for BatchNorm networks; DC `crop_scale_rotate` for MNIST-like data; none).
-fn eval_augmenter_for(config: &RunConfig, arch: &dyn Architecture) -> Result<(Box<dyn Augmenter>, String)> {
+/// records: `eval.augment` when set, else [`reference_eval_augment`].
+fn eval_augmenter_for(config: &RunConfig, arch: &str) -> Result<(Box<dyn Augmenter>, String)> {
     let choice = match &config.eval.augment {
         Some(choice) => choice.clone(),
-        None if config.augment.name.eq_ignore_ascii_case("dsa") => config.augment.clone(),
-        None => {
-            let dataset = config.dataset.to_ascii_lowercase().replace(['-', '_'], "");
-            let strategy = if arch.uses_batch_norm() {
-                "crop_noise"
-            } else if dataset == "mnist" || dataset == "fashionmnist" {
-                "crop_scale_rotate"
-            } else {
-                return Ok((
-                    build_plugin::<dyn Augmenter>(&PluginChoice::named("none"))?.0,
-                    "none".into(),
-                ));
-            };
-            let mut c = PluginChoice::named("dc");
-            c.config.insert("strategy".into(), Value::String(strategy.into()));
-            c
-        }
+        None => reference_eval_augment(config, arch),
     };
     let (augmenter, resolved, plugin) = build_plugin::<dyn Augmenter>(&choice)?;
     let name = match resolved.get("strategy").and_then(Value::as_str) {
@@ -82,12 +101,41 @@ fn eval_augmenter_for(config: &RunConfig, arch: &dyn Architecture) -> Result<(Bo
     Ok((augmenter, name))
 }
 
-/// Evaluation epochs: `eval.epochs`, else 1000 with DSA and 300 otherwise (DESIGN.md).
-fn eval_epochs(config: &RunConfig, augment_name: &str) -> usize {
-    config
-        .eval
-        .epochs
-        .unwrap_or(if augment_name.starts_with("dsa") { 1000 } else { 300 })
+/// Evaluation epochs: `eval.epochs`, else `eval.epochs_augmented` when the networks train with
+/// augmentation and `eval.epochs_plain` otherwise (DatasetCondensation `main.py:120-123`: 1000 and
+/// 300; CAFE `distill.py:189-193`: 1000 and 600).
+fn eval_epochs(config: &RunConfig, augmenter: &dyn Augmenter) -> usize {
+    config.eval.epochs.unwrap_or(if augmenter.is_identity() {
+        config.eval.epochs_plain
+    } else {
+        config.eval.epochs_augmented
+    })
+}
+
+/// How the networks of one evaluation architecture are trained: what a synthetic set's
+/// metadata records and what [`evaluate_on_archs`] runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalRecipe {
+    pub arch: String,
+    /// The reference's `epoch_eval_train` (E + 1 epochs are trained).
+    pub epochs: usize,
+    /// `none`, `dsa:<strategy>`, `dc:<strategy>`.
+    pub augment: String,
+}
+
+/// The recipe of every evaluation architecture of the run, in order.
+pub fn eval_recipes(config: &RunConfig) -> Result<Vec<EvalRecipe>> {
+    eval_arch_names(config)?
+        .into_iter()
+        .map(|arch| {
+            let (augmenter, augment) = eval_augmenter_for(config, &arch)?;
+            Ok(EvalRecipe {
+                epochs: eval_epochs(config, augmenter.as_ref()),
+                arch,
+                augment,
+            })
+        })
+        .collect()
 }
 
 /// Evaluates `images` on every evaluation architecture of the run.
@@ -119,7 +167,7 @@ pub(crate) fn evaluate_on_archs(
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             bar.step(n, &format!("last test accuracy {:.2} %", 100.0 * acc))
         };
-        let (augmenter, augment_name) = eval_augmenter_for(&run.config, arch.as_ref())?;
+        let (augmenter, augment_name) = eval_augmenter_for(&run.config, name)?;
         let setup = EvalSetup {
             arch: arch.as_ref(),
             arch_name: name,
@@ -129,7 +177,7 @@ pub(crate) fn evaluate_on_archs(
             config: &run.config.eval,
             augmenter: augmenter.as_ref(),
             augment_name: &augment_name,
-            epochs: eval_epochs(&run.config, &augment_name),
+            epochs: eval_epochs(&run.config, augmenter.as_ref()),
             device: &run.device,
             seed: crate::rng::derive_seed(run.settings.seed, &[crate::engine::EVAL_STREAM]),
             on_network: Some(&report),

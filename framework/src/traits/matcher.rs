@@ -56,6 +56,25 @@ pub struct MatchContext<'a> {
     pub augmenter: &'a dyn Augmenter,
     /// One siamese seed per class for this step.
     pub seeds: &'a [u64],
+    /// Fresh random real images of a class, un-augmented, drawn apart from `real` (DC's
+    /// BatchNorm statistics come from 16 such images per class).
+    pub fresh_real: &'a dyn RealSampler,
+}
+
+/// Draws random real training images of one class.
+pub trait RealSampler {
+    /// `n` distinct random images of class `class` (the whole class, shuffled, if smaller),
+    /// `[n, c, h, w]`, without augmentation.
+    fn sample(&self, class: usize, n: usize) -> Result<Tensor>;
+}
+
+/// Per-class tensors as a sampler that hands out the first `n` images of each: for tests and
+/// benches, where the draw does not matter.
+impl RealSampler for Vec<Tensor> {
+    fn sample(&self, class: usize, n: usize) -> Result<Tensor> {
+        let t = &self[class];
+        Ok(t.narrow(0, 0, n.min(t.dim(0)?))?)
+    }
 }
 
 impl MatchContext<'_> {

@@ -13,10 +13,25 @@ pub trait BilevelLoop {
     /// One epoch of training the current network on the synthetic set.
     fn inner_epoch(&mut self) -> Result<()>;
     /// Accuracy in [0, 1] of the current network on a probe of `per_class` random real
-    /// images per class, drawn once per iteration.
-    fn probe_accuracy(&mut self, per_class: usize) -> Result<f64>;
+    /// images per class: the mean over classes of each class's accuracy, each class's images
+    /// forwarded as one batch in train mode, as CAFE's reference probes
+    /// (kaiwang960112/CAFE `distill.py:300-305`). `draw` says whether the images are drawn anew
+    /// for this probe (the reference) or once per iteration and reused.
+    fn probe_accuracy(&mut self, per_class: usize, draw: ProbeDraw) -> Result<f64>;
     /// Images per class of the synthetic set.
     fn ipc(&self) -> usize;
+    /// Number of classes.
+    fn classes(&self) -> usize;
+}
+
+/// How the real images of a probe are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeDraw {
+    /// New random images at every probe (CAFE's `get_images(c, 128)` inside both watcher loops).
+    Fresh,
+    /// One draw per iteration, reused by every probe of that iteration.
+    Fixed,
 }
 
 /// What one iteration did, for results.json and the logs.

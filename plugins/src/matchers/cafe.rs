@@ -194,10 +194,11 @@ impl Matcher for Cafe {
     }
 
     fn defaults(&self) -> MatcherDefaults {
+        // kaiwang960112/CAFE distill.py:70-75 (also the `cafe` protocol, which sets them).
         MatcherDefaults {
             lr_img: 0.1,
-            init: Init::Real,
-            iterations: 1000,
+            init: Init::Noise,
+            iterations: 2000,
             needs_second_order: false,
         }
     }

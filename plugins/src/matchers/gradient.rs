@@ -80,11 +80,11 @@ impl Gradient {
         if !ctx.network.has_batch_norm() {
             return Ok(Mode::Train);
         }
-        let mut parts = Vec::new();
-        for real in ctx.real {
-            let n = self.config.bn_real_per_class.min(real.dim(0)?);
-            parts.push(real.narrow(0, 0, n)?);
-        }
+        // DatasetCondensation main.py:164-174: BNSizePC = 16 fresh real images per class, not
+        // augmented, in one train-mode forward; then the BatchNorm layers are frozen (eval).
+        let parts = (0..ctx.classes())
+            .map(|c| ctx.fresh_real.sample(c, self.config.bn_real_per_class))
+            .collect::<Result<Vec<_>>>()?;
         ctx.network.forward(&Tensor::cat(&parts, 0)?, Mode::Train)?;
         Ok(Mode::Eval)
     }

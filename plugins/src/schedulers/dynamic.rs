@@ -13,12 +13,19 @@
 //! leaves the inner loop), so `max_outer_steps` and `max_inner_epochs` cap both loops; the
 //! report says when a cap ended one.
 //!
-//! The reference accumulates its probe value as `a_k = a_(k-1) / 10 + accuracy` and never
-//! resets it; `reference_probe = true` reproduces that, the default watches plain accuracy.
+//! What is watched follows the reference (kaiwang960112/CAFE `distill.py:236-352`) by default:
+//! - `probe = "fresh"`: 128 new random real images per class at every probe (`get_images(c,
+//!   128)` inside both watcher loops, 301 and 333). `"fixed"` draws them once per iteration;
+//!   a network fitted to S then stops moving on them and the inner loop runs to its cap.
+//! - `probe_value = "reference"`: the watched value is the reference's recurrence
+//!   `a = (a + sum_c acc_c) / classes` (304-305, 336-337), with two accumulators: the outer
+//!   one reset at every iteration start (239) and when its window fires (312), the inner one
+//!   reset at every inner-loop start (326) and when its window fires (345). `"accuracy"`
+//!   watches the plain probe accuracy.
 
 use std::collections::VecDeque;
 
-use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport, Scheduler};
+use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport, ProbeDraw, Scheduler};
 use cafe_framework::{register_scheduler, Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +44,20 @@ pub struct DynamicConfig {
     pub max_outer_steps: usize,
     /// Hard cap on inner epochs per inner loop.
     pub max_inner_epochs: usize,
-    /// Watch the reference's accumulated value `a_k = a_(k-1)/10 + acc` instead of accuracy.
-    pub reference_probe: bool,
+    /// Draw the probe anew at every probe (`fresh`, the reference) or once per iteration.
+    pub probe: ProbeDraw,
+    /// What the windows watch: the reference's accumulated value or the plain accuracy.
+    pub probe_value: ProbeValue,
+}
+
+/// The value a watcher window records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeValue {
+    /// `a = (a + sum_c acc_c) / classes`, one accumulator per loop (CAFE `distill.py:304-305`).
+    Reference,
+    /// The probe accuracy itself.
+    Accuracy,
 }
 
 impl Default for DynamicConfig {
@@ -50,7 +69,8 @@ impl Default for DynamicConfig {
             probe_per_class: 128,
             max_outer_steps: 100,
             max_inner_epochs: 100,
-            reference_probe: false,
+            probe: ProbeDraw::Fresh,
+            probe_value: ProbeValue::Reference,
         }
     }
 }
@@ -107,28 +127,51 @@ impl Window {
 
 pub struct Dynamic {
     config: DynamicConfig,
-    /// The reference's accumulated probe value, kept across iterations as it does.
+}
+
+/// One watcher: its window and, for the reference's value, its accumulator.
+struct Watcher {
+    window: Window,
     accumulated: f64,
+}
+
+impl Watcher {
+    fn new(len: usize) -> Self {
+        Self {
+            window: Window::new(len),
+            accumulated: 0.0,
+        }
+    }
 }
 
 impl Dynamic {
     pub fn new(config: DynamicConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Self {
-            config,
-            accumulated: 0.0,
-        })
+        Ok(Self { config })
     }
 
-    fn watch(&mut self, bilevel: &mut dyn BilevelLoop, report: &mut IterationReport) -> Result<f64> {
-        let acc = bilevel.probe_accuracy(self.config.probe_per_class)?;
+    /// Probes the network and records the watched value in `watcher`; returns the window's
+    /// range once it is full.
+    fn watch(
+        &self,
+        bilevel: &mut dyn BilevelLoop,
+        watcher: &mut Watcher,
+        report: &mut IterationReport,
+    ) -> Result<Option<f64>> {
+        let acc = bilevel.probe_accuracy(self.config.probe_per_class, self.config.probe)?;
         report.probe_accuracies.push(acc);
-        if self.config.reference_probe {
-            self.accumulated = self.accumulated / 10.0 + acc;
-            Ok(self.accumulated)
-        } else {
-            Ok(acc)
-        }
+        let value = match self.config.probe_value {
+            ProbeValue::Accuracy => acc,
+            ProbeValue::Reference => {
+                // distill.py:304-305: acc_test += per-class accuracy for every class, then
+                // acc_test /= num_classes, so the previous value is divided by the classes too.
+                let classes = bilevel.classes() as f64;
+                watcher.accumulated = (watcher.accumulated + acc * classes) / classes;
+                watcher.accumulated
+            }
+        };
+        watcher.window.push(value);
+        Ok(watcher.window.range())
     }
 }
 
@@ -136,28 +179,36 @@ impl Scheduler for Dynamic {
     fn run_iteration(&mut self, bilevel: &mut dyn BilevelLoop) -> Result<IterationReport> {
         let cfg = self.config.clone();
         let mut report = IterationReport::default();
-        let mut outer_window = Window::new(cfg.window);
+        // distill.py:237-239: a fresh outer watcher (and accumulator) every iteration.
+        let mut outer = Watcher::new(cfg.window);
         loop {
             report.last_loss = bilevel.outer_step()?;
             report.outer_steps += 1;
-            let v = self.watch(bilevel, &mut report)?;
-            outer_window.push(v);
-            if outer_window.range().is_some_and(|r| r < cfg.lambda_1) {
+            if self
+                .watch(bilevel, &mut outer, &mut report)?
+                .is_some_and(|r| r < cfg.lambda_1)
+            {
+                // distill.py:309-313: the window fires and the iteration ends (the reference's
+                // reset of its accumulator is the fresh watcher of the next iteration).
                 break;
             }
             if report.outer_steps >= cfg.max_outer_steps {
                 report.capped = true;
                 break;
             }
-            let mut inner_window = Window::new(cfg.window);
+            // distill.py:323-326: a fresh inner watcher (and accumulator) at every inner loop.
+            let mut inner = Watcher::new(cfg.window);
             let mut epochs = 0;
             loop {
                 bilevel.inner_epoch()?;
                 report.inner_epochs += 1;
                 epochs += 1;
-                let v = self.watch(bilevel, &mut report)?;
-                inner_window.push(v);
-                if inner_window.range().is_some_and(|r| r > cfg.lambda_2) {
+                // distill.py:340-346: the window fires, the inner loop ends (its reset is the
+                // fresh watcher of the next inner loop).
+                if self
+                    .watch(bilevel, &mut inner, &mut report)?
+                    .is_some_and(|r| r > cfg.lambda_2)
+                {
                     break;
                 }
                 if epochs >= cfg.max_inner_epochs {

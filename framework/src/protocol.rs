@@ -1,0 +1,170 @@
+//! Published protocols as data: every setting of a method's condensation and evaluation as the
+//! paper's public code ran it, one TOML file per method and variant, each value beside the
+//! reference file and line it comes from.
+//!
+//! A protocol is a layer of settings between cafe-lab's built-in defaults and the user's
+//! (`--config` file, flags, `--set`): `cafe-lab --matcher distribution` means the DM paper's
+//! protocol unless the user overrides a setting, and `--protocol NAME` picks a variant
+//! (`--protocol none`: the built-in defaults alone). Plugin crates register their own files with
+//! [`register_protocol!`](crate::register_protocol), so a new method ships its protocol beside
+//! its matcher.
+//!
+//! A file holds:
+//! ```toml
+//! name = "dc"                      # what --protocol takes
+//! description = "one line for `cafe-lab list`"
+//! paper = "..."
+//! reference = "owner/repo@commit"
+//! default_for = "gradient"         # optional: the protocol that --matcher gradient means
+//! [settings]                       # config keys, as in config.json and --config files
+//! matcher = { name = "gradient", dis_metric = "ours" }
+//! [[when]]                         # optional: settings for one dataset and/or ipc
+//! dataset = "mnist"
+//! settings = { ... }
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// One registered protocol file (the `register_protocol!` macro builds these).
+pub struct ProtocolSource {
+    /// The file's name, for messages.
+    pub file: &'static str,
+    /// The file's TOML text.
+    pub text: &'static str,
+}
+
+inventory::collect!(ProtocolSource);
+
+/// Registers a protocol file: `register_protocol!("dc.toml", include_str!("../protocols/dc.toml"));`
+#[macro_export]
+macro_rules! register_protocol {
+    ($file:expr, $text:expr) => {
+        $crate::inventory::submit! {
+            $crate::protocol::ProtocolSource { file: $file, text: $text }
+        }
+    };
+}
+
+/// Settings that apply only to one dataset and/or one ipc.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub dataset: Option<String>,
+    pub ipc: Option<usize>,
+    pub settings: Value,
+}
+
+/// A parsed protocol file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protocol {
+    pub name: String,
+    pub description: String,
+    pub paper: String,
+    pub reference: String,
+    /// The matcher whose default protocol this is (`--matcher M` without `--protocol`).
+    pub default_for: Option<String>,
+    pub settings: Value,
+    #[serde(default)]
+    pub when: Vec<Variant>,
+}
+
+/// The name that turns protocols off: the built-in defaults and the matcher's own.
+pub const NO_PROTOCOL: &str = "none";
+
+/// Dataset names compared without case, `-` or `_` (`fashion-mnist` = `FashionMNIST`).
+fn same_dataset(a: &str, b: &str) -> bool {
+    let canonical = |s: &str| s.to_ascii_lowercase().replace(['-', '_'], "");
+    canonical(a) == canonical(b)
+}
+
+impl Protocol {
+    /// The settings for `dataset` and `ipc`: the base settings, then every matching variant
+    /// in file order, and `protocol = name`.
+    pub fn settings_for(&self, dataset: &str, ipc: usize) -> Value {
+        let mut value = self.settings.clone();
+        for v in &self.when {
+            let dataset_fits = v.dataset.as_deref().is_none_or(|d| same_dataset(d, dataset));
+            if dataset_fits && v.ipc.is_none_or(|i| i == ipc) {
+                crate::config::merge_layer(&mut value, &v.settings);
+            }
+        }
+        value["protocol"] = Value::String(self.name.clone());
+        value
+    }
+}
+
+/// Every registered protocol by name. A file that does not parse, or two files with one name,
+/// is an error naming the file.
+pub fn protocols() -> Result<BTreeMap<String, Protocol>> {
+    let mut map = BTreeMap::new();
+    for source in inventory::iter::<ProtocolSource> {
+        let parsed: Protocol = toml::from_str(source.text)
+            .map_err(|e| Error::Other(format!("protocol file {} does not parse: {e}", source.file)))?;
+        if parsed.name == NO_PROTOCOL {
+            return Err(Error::Other(format!(
+                "protocol file {}: the name '{NO_PROTOCOL}' is reserved",
+                source.file
+            )));
+        }
+        if let Some(previous) = map.insert(parsed.name.clone(), parsed) {
+            return Err(Error::Other(format!(
+                "protocol '{}' is registered twice (again by {}); names must be unique",
+                previous.name, source.file
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// The protocol called `name`; an unknown name lists the valid ones.
+pub fn find_protocol(name: &str) -> Result<Protocol> {
+    let mut all = protocols()?;
+    let valid: Vec<String> = all.keys().cloned().chain([NO_PROTOCOL.to_string()]).collect();
+    all.remove(&name.to_ascii_lowercase()).ok_or_else(|| {
+        Error::invalid(
+            "protocol",
+            name,
+            format!("valid names: {} (`cafe-lab list` shows them)", valid.join(", ")),
+        )
+    })
+}
+
+/// The protocol that `--matcher matcher` means without `--protocol` (None: the matcher has
+/// none, e.g. a plugin's own matcher).
+pub fn default_protocol_for(matcher: &str) -> Result<Option<Protocol>> {
+    Ok(protocols()?.into_values().find(|p| {
+        p.default_for
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case(matcher))
+    }))
+}
+
+/// The protocol layer for a configuration whose user layers are `user` over the defaults
+/// `base`: `user.protocol` if set (`none`: no layer), else the default protocol of the chosen
+/// matcher; its variants picked by the chosen dataset and ipc.
+pub fn protocol_layer(base: &Value, user: &Value) -> Result<Option<Value>> {
+    let pick = |key: &str| user.get(key).filter(|v| !v.is_null()).or_else(|| base.get(key));
+    let protocol = match pick("protocol").and_then(Value::as_str) {
+        Some(name) if name.eq_ignore_ascii_case(NO_PROTOCOL) => return Ok(None),
+        Some(name) => find_protocol(name)?,
+        None => {
+            let matcher = pick("matcher")
+                .and_then(|m| m.get("name").or(Some(m)))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            match default_protocol_for(matcher)? {
+                Some(p) => p,
+                None => return Ok(None),
+            }
+        }
+    };
+    let dataset = pick("dataset").and_then(Value::as_str).unwrap_or_default();
+    let ipc = pick("ipc").and_then(Value::as_u64).unwrap_or_default() as usize;
+    Ok(Some(protocol.settings_for(dataset, ipc)))
+}
