@@ -68,3 +68,63 @@ fn dm_on_real_fashion_mnist_learns_a_set_that_trains_a_network() {
         "the matching loss falls: first 10 mean {first}, last 10 mean {last}"
     );
 }
+
+#[test]
+fn cafes_inner_loops_end_by_their_rule_on_real_data() {
+    // With fresh probes and the reference's accumulated value (kaiwang960112/CAFE distill.py),
+    // each inner loop of a network trained on S ends when its window fires (after 10 epochs on
+    // real data: probe noise and the accumulator's start-up jump), not at a cap. With a probe
+    // drawn once per iteration the windows stop moving once the network fits S.
+    let Some(data) = debian_fashion_mnist() else {
+        eprintln!("SKIPPED: /usr/share/datasets/fashion-mnist is absent (apt-get install dataset-fashion-mnist)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cafe");
+    cafe_lab_result(&[
+        "--dataset",
+        "fashion-mnist",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--matcher",
+        "cafe",
+        "--ipc",
+        "1",
+        "--iterations",
+        "1",
+        "--batch-real",
+        "16",
+        "--set",
+        "arch.width=16",
+        "--set",
+        "scheduler.max_outer_steps=4",
+        "--set",
+        "scheduler.max_inner_epochs=40",
+        "--eval-nets",
+        "1",
+        "--eval-epochs",
+        "2",
+        "--test-limit",
+        "100",
+        "--no-baseline",
+        "--seed",
+        "3",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let results = read_json(&out.join("results.json"));
+    let c = &results["condensation"];
+    assert_eq!(c["inner_loops_total"], 3, "{c}");
+    assert_eq!(
+        c["inner_loops_capped_total"], 0,
+        "every inner loop ended by its rule: {c}"
+    );
+    assert_eq!(
+        c["inner_epochs_total"], 30,
+        "at its window's length, as in the reference: {c}"
+    );
+    let probes = c["per_iteration"][0]["probe_accuracies"].as_array().unwrap();
+    assert_eq!(probes.len(), 4 + 30, "one probe after every outer step and inner epoch");
+}

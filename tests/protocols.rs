@@ -441,3 +441,62 @@ fn the_metadata_reads_back_from_pythons_safetensors() {
     let config: serde_json::Value = serde_json::from_str(read["meta"]["config"].as_str().unwrap()).unwrap();
     assert_eq!(config["dataset"], "shapes");
 }
+
+/// Counts its calls and changes nothing: one call per training batch.
+struct CountingAugmenter(std::sync::atomic::AtomicUsize);
+
+impl cafe_framework::Augmenter for CountingAugmenter {
+    fn augment(
+        &self,
+        x: &candle_core::Tensor,
+        _seed: u64,
+        _siamese: bool,
+    ) -> cafe_framework::Result<candle_core::Tensor> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(x.clone())
+    }
+    fn is_differentiable(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
+    // DatasetCondensation utils.py:351 `for ep in range(Epoch+1)`: E + 1 epochs; here one batch
+    // per epoch (20 images, batch 256), so the augmenter runs E + 1 times per network.
+    use cafe_framework::evaluate::{evaluate_set, EvalSetup};
+    use cafe_framework::synthetic::class_major_labels;
+    let ds = cafe_tests::blob_dataset(10, 4, cafe_framework::ImageShape::new(1, 8, 8), 1);
+    let arch = cafe_framework::registry::find::<dyn cafe_framework::Architecture>("convnet")
+        .unwrap()
+        .instantiate(&serde_json::json!({"width": 4, "depth": 1}))
+        .unwrap();
+    let counter = CountingAugmenter(Default::default());
+    let config = cafe_framework::config::EvalConfig {
+        nets: 2,
+        ..Default::default()
+    };
+    let images = ds
+        .train
+        .to_tensor(&(0..20).collect::<Vec<_>>(), &Device::Cpu)
+        .unwrap()
+        .0;
+    let labels = class_major_labels(10, 2, &Device::Cpu).unwrap();
+    let setup = EvalSetup {
+        arch: arch.as_ref(),
+        arch_name: "convnet",
+        classes: 10,
+        shape: ds.train.shape,
+        test: &ds.test,
+        config: &config,
+        augmenter: &counter,
+        augment_name: "counting",
+        epochs: 6,
+        device: &Device::Cpu,
+        seed: 0,
+        on_network: None,
+    };
+    let ev = evaluate_set(&setup, "s", &images, &labels).unwrap();
+    assert_eq!(ev.epochs, 6);
+    assert_eq!(counter.0.into_inner(), 2 * 7, "2 networks x (6 + 1) epochs");
+}

@@ -4,7 +4,7 @@
 
 use cafe_framework::registry::find;
 use cafe_framework::rng::rng_from_seed;
-use cafe_framework::traits::matcher::MatchContext;
+use cafe_framework::traits::matcher::{MatchContext, RealSampler};
 use cafe_framework::{Architecture, Augmenter, ImageShape, Matcher, Network};
 use cafe_plugins::matchers::gradient_distance::{gradient_distance, DisMetric};
 use candle_core::{DType, Device, Tensor, Var};
@@ -245,6 +245,46 @@ fn gradient_matcher_with_batch_norm_reaches_the_pixels() {
     for c in 0..2 {
         let gc = scalar(&g.narrow(0, c * 2, 2).unwrap().abs().unwrap().sum_all().unwrap());
         assert!(gc > 0.0, "class {c} gets no gradient");
+    }
+}
+
+/// A sampler that records what it was asked for and hands out the first images of each class.
+struct RecordingSampler {
+    real: Vec<Tensor>,
+    asked: std::cell::RefCell<Vec<(usize, usize)>>,
+}
+
+impl RealSampler for RecordingSampler {
+    fn sample(&self, class: usize, n: usize) -> cafe_framework::Result<Tensor> {
+        self.asked.borrow_mut().push((class, n));
+        self.real.sample(class, n)
+    }
+}
+
+#[test]
+fn batch_norm_statistics_come_from_fresh_unaugmented_real_images() {
+    // DatasetCondensation main.py:164-174: BNSizePC = 16 new real images per class, not the
+    // (DSA-augmented) matching batch. The matcher must ask the sampler for them, per class, and
+    // only for BatchNorm networks.
+    for (norm, expected) in [("batchnorm", vec![(0, 4), (1, 4)]), ("instancenorm", vec![])] {
+        let s = setup(2, 2, 16, 3, norm);
+        let sampler = RecordingSampler {
+            real: s.real.clone(),
+            asked: Default::default(),
+        };
+        let m = matcher("gradient", json!({"bn_real_per_class": 4}));
+        let seeds = vec![0; s.real.len()];
+        let ctx = MatchContext {
+            network: s.net.as_ref(),
+            real: &s.real,
+            synthetic: &s.synthetic,
+            ipc: s.ipc,
+            augmenter: s.none.as_ref(),
+            seeds: &seeds,
+            fresh_real: &sampler,
+        };
+        m.compute(&ctx).unwrap();
+        assert_eq!(*sampler.asked.borrow(), expected, "{norm}");
     }
 }
 

@@ -205,6 +205,8 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         outer_steps_total: reports.iter().map(|r| r.outer_steps).sum(),
         inner_epochs_total: reports.iter().map(|r| r.inner_epochs).sum(),
         capped_iterations: reports.iter().filter(|r| r.capped).count(),
+        inner_loops_total: reports.iter().map(|r| r.inner_loops).sum(),
+        inner_loops_capped_total: reports.iter().map(|r| r.inner_loops_capped).sum(),
         per_iteration: reports.clone(),
     };
     let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &syn.images_detached(), &syn.labels, opts.quiet)?;

@@ -34,6 +34,9 @@ pub struct CondensationSummary {
     pub inner_epochs_total: usize,
     /// Iterations in which a scheduler's hard cap ended a loop.
     pub capped_iterations: usize,
+    /// Inner loops in all (between two outer steps), and how many a hard cap ended.
+    pub inner_loops_total: usize,
+    pub inner_loops_capped_total: usize,
     /// Per iteration: outer steps, inner epochs, capped, last loss.
     pub per_iteration: Vec<IterationReport>,
 }

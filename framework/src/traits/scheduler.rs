@@ -41,6 +41,12 @@ pub struct IterationReport {
     pub inner_epochs: usize,
     /// True when a hard cap ended a loop instead of its stopping rule.
     pub capped: bool,
+    /// Inner loops run (a loop is the epochs between two outer steps).
+    #[serde(default)]
+    pub inner_loops: usize,
+    /// Inner loops that a hard cap ended instead of their stopping rule (dynamic scheduler).
+    #[serde(default)]
+    pub inner_loops_capped: usize,
     /// Probe accuracies recorded during the iteration (dynamic scheduler).
     pub probe_accuracies: Vec<f64>,
     /// Last matching loss of the iteration.

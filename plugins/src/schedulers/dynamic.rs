@@ -199,6 +199,7 @@ impl Scheduler for Dynamic {
             // distill.py:323-326: a fresh inner watcher (and accumulator) at every inner loop.
             let mut inner = Watcher::new(cfg.window);
             let mut epochs = 0;
+            report.inner_loops += 1;
             loop {
                 bilevel.inner_epoch()?;
                 report.inner_epochs += 1;
@@ -213,6 +214,7 @@ impl Scheduler for Dynamic {
                 }
                 if epochs >= cfg.max_inner_epochs {
                     report.capped = true;
+                    report.inner_loops_capped += 1;
                     break;
                 }
             }

@@ -72,6 +72,7 @@ impl Scheduler for Fixed {
             if step + 1 == outer {
                 break;
             }
+            report.inner_loops += 1;
             for _ in 0..inner {
                 bilevel.inner_epoch()?;
                 report.inner_epochs += 1;
