@@ -147,6 +147,40 @@ fn impossible_settings_are_refused_before_any_work() {
 }
 
 #[test]
+fn an_io_error_states_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = |err: &str, cause: &str| {
+        assert_eq!(err.matches(cause).count(), 1, "'{cause}' not exactly once in: {err}");
+    };
+    let missing = dir.path().join("nonexistent.toml");
+    let err = condense(&dir.path().join("a"), &["--config", missing.to_str().unwrap()]).unwrap_err();
+    assert!(
+        err.contains("reading config file") && err.contains("nonexistent.toml"),
+        "{err}"
+    );
+    once(&err, "(os error 2)");
+
+    let err = cafe_lab_result(&[
+        "evaluate",
+        "--synthetic",
+        dir.path().join("nonexistent.safetensors").to_str().unwrap(),
+        "--out",
+        dir.path().join("b").to_str().unwrap(),
+        "--quiet",
+    ])
+    .unwrap_err();
+    assert!(err.contains("nonexistent.safetensors"), "{err}");
+    once(&err, "(os error 2)");
+
+    // An output folder below a plain file cannot be created.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let err = condense(&file.join("run"), &[]).unwrap_err();
+    assert!(err.contains("creating output directory"), "{err}");
+    once(&err, "(os error 20)");
+}
+
+#[test]
 fn a_missing_dataset_says_where_it_looked_and_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-dir");

@@ -9,12 +9,10 @@ pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O operation failed. The cause is part of the message and deliberately not
+    /// `source()`: chain printers (anyhow's `{:#}`, the CLI's) would print it a second time.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
 
     /// A dataset file or directory is missing.
     #[error("dataset {dataset}: {message}")]
@@ -74,10 +72,10 @@ impl Error {
     }
 
     /// Wraps an I/O error with what was being done.
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause,
         }
     }
 }
