@@ -46,8 +46,17 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// 130 (128 + SIGINT, the shell's convention) for a run stopped by Ctrl-C, so that scripts can
+/// tell "interrupted, resumable" from "failed"; 1 for every other error.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<cafe_framework::Error>() {
+        Some(cafe_framework::Error::Interrupted { .. }) => ExitCode::from(130),
+        _ => ExitCode::FAILURE,
     }
 }
 

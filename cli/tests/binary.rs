@@ -1,5 +1,6 @@
 //! The `cafe-lab` binary as a person meets it: progress output, Ctrl-C (SIGINT) writing a
-//! checkpoint that `--resume` continues, and refusals of bad settings before any work.
+//! checkpoint that `--resume` continues (exit status 130), and refusals of bad settings before
+//! any work.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -79,7 +80,11 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run() {
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "an interrupted run does not report success");
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "an interrupted run exits with 128 + SIGINT, as shells expect: {err}"
+    );
     assert!(
         err.contains("interrupted before iteration") && err.contains("--resume"),
         "{err}"
