@@ -22,6 +22,24 @@ pub enum Error {
     #[error("dataset file {}: {message}", path.display())]
     DatasetCorrupt { path: PathBuf, message: String },
 
+    /// A checkpoint that cannot be read back. It is written atomically, so it was damaged or
+    /// changed after cafe-lab wrote it.
+    #[error(
+        "checkpoint {} is corrupt ({message}); the run cannot continue from it: delete it and \
+         start over (the original command with --force), or resume a copy of the run whose \
+         checkpoint is intact",
+        path.display()
+    )]
+    CheckpointCorrupt { path: PathBuf, message: String },
+
+    /// A synthetic set file (`evaluate --synthetic`) that is not one `condense` wrote.
+    #[error(
+        "synthetic set {} cannot be read ({message}): pass a synthetic.safetensors written by \
+         `cafe-lab condense`",
+        path.display()
+    )]
+    SyntheticCorrupt { path: PathBuf, message: String },
+
     /// A plugin name that is not registered; lists the valid names.
     #[error("unknown {kind} '{name}'; valid names: {}", valid.join(", "))]
     UnknownPlugin {
