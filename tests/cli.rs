@@ -181,6 +181,42 @@ fn an_io_error_states_its_cause_once() {
 }
 
 #[test]
+fn a_setting_of_the_wrong_type_is_named_with_the_layer_that_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("run.toml");
+    let out = dir.path().join("o");
+    let out = out.to_str().unwrap();
+    // Without TINY, whose flags would override the file's values.
+    let file_err = |text: &str| {
+        std::fs::write(&toml, text).unwrap();
+        cafe_lab_result(&["--config", toml.to_str().unwrap(), "--out", out, "--quiet"]).unwrap_err()
+    };
+    let err = file_err("ipc = \"ten\"\n");
+    assert!(err.contains("invalid setting ipc = \"ten\""), "{err}");
+    assert!(err.contains("expected usize"), "{err}");
+    assert!(err.contains(&format!("set by --config {}", toml.display())), "{err}");
+    assert!(!err.contains("merged settings"), "{err}");
+
+    let err = file_err("[eval]\nepochs = \"many\"\n");
+    assert!(err.contains("invalid setting eval.epochs = \"many\""), "{err}");
+    assert!(err.contains("run.toml"), "{err}");
+    let err = file_err("lr_img_halve_at = [10, \"x\"]\n");
+    assert!(err.contains("lr_img_halve_at[1]"), "{err}");
+    let err = file_err("[eval]\nepoch = 3\n");
+    assert!(err.contains("eval.epoch") && err.contains("`epochs`"), "{err}");
+
+    // The file's bad value, overridden by --set, is no error; a bad --set is named as such.
+    std::fs::write(&toml, "ipc = \"ten\"\n").unwrap();
+    let mut b = cafe_framework::config::ConfigBuilder::default();
+    b.merge_toml_file(&toml).unwrap();
+    b.set("ipc=3").unwrap();
+    assert_eq!(b.build().unwrap().ipc, 3);
+    let err = condense(Path::new(out), &["--set", "eval.epochs=ten"]).unwrap_err();
+    assert!(err.contains("invalid setting eval.epochs = \"ten\""), "{err}");
+    assert!(err.contains("set by --set eval.epochs=ten"), "{err}");
+}
+
+#[test]
 fn a_missing_dataset_says_where_it_looked_and_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-dir");

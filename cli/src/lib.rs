@@ -124,7 +124,7 @@ pub fn resolve_config(common: &CommonArgs, condense: &CondenseArgs) -> Result<Ru
     if let Some(path) = &common.config {
         builder.merge_toml_file(path)?;
     }
-    builder.merge(&args::flags_as_json(common, condense));
+    builder.merge_from("the command-line flags", &args::flags_as_json(common, condense));
     for assignment in &common.set {
         builder.set(assignment)?;
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config_layers::{self, Layer};
 use crate::registry::merge_json;
 use crate::traits::matcher::Init;
 use crate::{Error, Result};
@@ -166,12 +167,15 @@ impl Default for RunConfig {
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
     value: Value,
+    /// The layers merged so far, to say where a bad setting came from.
+    layers: Vec<Layer>,
 }
 
 impl Default for ConfigBuilder {
     fn default() -> Self {
         Self {
             value: serde_json::to_value(RunConfig::default()).expect("RunConfig serialises"),
+            layers: Vec::new(),
         }
     }
 }
@@ -184,13 +188,19 @@ impl ConfigBuilder {
         let parsed: toml::Value = toml::from_str(&text)
             .map_err(|e| Error::invalid("--config", path.display(), format!("not valid TOML: {e}")))?;
         let json = serde_json::to_value(parsed).map_err(|e| Error::Other(e.to_string()))?;
-        self.merge(&json);
+        self.merge_from(format!("--config {}", path.display()), &json);
         Ok(self)
     }
 
     /// Merges a JSON object over the current settings. A plugin whose name changes loses the
     /// config keys of the previous plugin, which would not fit the new one.
     pub fn merge(&mut self, patch: &Value) -> &mut Self {
+        self.merge_from("ConfigBuilder::merge", patch)
+    }
+
+    /// [`merge`](Self::merge), naming where the settings came from (e.g. "the command-line
+    /// flags") for the error about a setting that does not fit.
+    pub fn merge_from(&mut self, origin: impl Into<String>, patch: &Value) -> &mut Self {
         if let (Value::Object(base), Value::Object(p)) = (&mut self.value, patch) {
             for key in ["matcher", "scheduler", "arch", "augment"] {
                 let new_name = p
@@ -208,6 +218,10 @@ impl ConfigBuilder {
         let mut patch = patch.clone();
         normalise_plugin_shorthand(&mut patch);
         merge_json(&mut self.value, &patch);
+        self.layers.push(Layer {
+            origin: origin.into(),
+            patch,
+        });
         self
     }
 
@@ -228,14 +242,14 @@ impl ConfigBuilder {
             m.insert(key.to_string(), patch);
             patch = Value::Object(m);
         }
-        self.merge(&patch);
+        self.merge_from(format!("--set {assignment}"), &patch);
         Ok(self)
     }
 
-    /// The merged settings, checked against the schema (unknown keys are refused).
+    /// The merged settings, checked against the schema (unknown keys are refused); an error
+    /// names the key and the layer that set it.
     pub fn build(&self) -> Result<RunConfig> {
-        serde_json::from_value(self.value.clone())
-            .map_err(|e| Error::invalid("configuration", "(merged settings)", e.to_string()))
+        config_layers::deserialize(&self.value, &self.layers)
     }
 }
 
