@@ -144,6 +144,12 @@ fn impossible_settings_are_refused_before_any_work() {
     assert!(err.contains("lr_img") && err.contains("positive"), "{err}");
     let err = condense(&out, &["--set", "matcher.nonsense=3"]).unwrap_err();
     assert!(err.contains("nonsense"), "{err}");
+    // An untrained network is no evaluation (issue 13, item 8).
+    let err = condense(&dir.path().join("e"), &["--eval-epochs", "0"]).unwrap_err();
+    assert!(
+        err.contains("eval.epochs = 0") && err.contains("at least 1 epoch"),
+        "{err}"
+    );
 }
 
 #[test]
