@@ -18,6 +18,7 @@ use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
 use super::evaluation::{evaluate_on_archs, random_baseline};
+use super::notes::fit_to_dataset;
 use super::resolve::{resolve, ResolvedRun};
 use super::results::{median, print_table, write_results, CondensationSummary, Results};
 
@@ -136,6 +137,10 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         crate::enable_second_order_gradients();
     }
     let ds = load_dataset(&run.config, opts.quiet)?;
+    let notes = fit_to_dataset(&mut run, &ds)?;
+    if !opts.quiet {
+        notes.iter().for_each(|n| eprintln!("note: {n}"));
+    }
     let mut logger = FanOut(vec![
         Box::new(TensorBoardLogger::new(&run.out.join("tensorboard"))) as Box<dyn MetricLogger>
     ]);
@@ -217,6 +222,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         command: "condense".into(),
         dataset: ds.name.clone(),
         ipc: run.settings.ipc,
+        notes,
         evaluations,
         condensation: Some(summary),
     };
@@ -259,6 +265,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         command: "evaluate".into(),
         dataset: ds.name.clone(),
         ipc: syn.ipc,
+        notes: Vec::new(),
         evaluations,
         condensation: None,
     };
@@ -276,6 +283,7 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         command: "baseline".into(),
         dataset: ds.name.clone(),
         ipc: run.settings.ipc,
+        notes: Vec::new(),
         evaluations,
         condensation: None,
     };

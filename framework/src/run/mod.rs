@@ -4,6 +4,7 @@
 
 mod commands;
 mod evaluation;
+mod notes;
 mod resolve;
 mod results;
 
