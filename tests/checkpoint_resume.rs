@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use cafe_framework::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use cafe_framework::config::ConfigBuilder;
 use cafe_framework::run::{resume_condense, run_condense, RunOptions};
+use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::Error;
 use cafe_tests::read_json;
 use candle_core::Device;
@@ -117,6 +118,27 @@ fn resume_without_a_checkpoint_says_so() {
     run_condense(&config(&out, &["checkpoint_every=0"]), quiet()).unwrap();
     let err = resume_condense(&out, quiet()).unwrap_err().to_string();
     assert!(err.contains("checkpoint"), "{err}");
+}
+
+#[test]
+fn a_broken_checkpoint_or_synthetic_set_is_called_by_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join(CHECKPOINT_FILE);
+    std::fs::write(&broken, b"\x01\x02").unwrap();
+    let err = Checkpoint::load(&broken, &Device::Cpu).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("checkpoint {} is corrupt", broken.display())),
+        "{err}"
+    );
+    assert!(err.contains("delete it") && err.contains("--force"), "{err}");
+    assert!(!err.contains("dataset"), "{err}");
+
+    let err = SyntheticSet::load(&broken, &Device::Cpu).err().unwrap().to_string();
+    assert!(
+        err.starts_with("synthetic set ") && err.contains("cafe-lab condense"),
+        "{err}"
+    );
+    assert!(!err.contains("dataset"), "{err}");
 }
 
 #[test]

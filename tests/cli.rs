@@ -144,6 +144,82 @@ fn impossible_settings_are_refused_before_any_work() {
     assert!(err.contains("lr_img") && err.contains("positive"), "{err}");
     let err = condense(&out, &["--set", "matcher.nonsense=3"]).unwrap_err();
     assert!(err.contains("nonsense"), "{err}");
+    // An untrained network is no evaluation (issue 13, item 8).
+    let err = condense(&dir.path().join("e"), &["--eval-epochs", "0"]).unwrap_err();
+    assert!(
+        err.contains("eval.epochs = 0") && err.contains("at least 1 epoch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_io_error_states_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = |err: &str, cause: &str| {
+        assert_eq!(err.matches(cause).count(), 1, "'{cause}' not exactly once in: {err}");
+    };
+    let missing = dir.path().join("nonexistent.toml");
+    let err = condense(&dir.path().join("a"), &["--config", missing.to_str().unwrap()]).unwrap_err();
+    assert!(
+        err.contains("reading config file") && err.contains("nonexistent.toml"),
+        "{err}"
+    );
+    once(&err, "(os error 2)");
+
+    let err = cafe_lab_result(&[
+        "evaluate",
+        "--synthetic",
+        dir.path().join("nonexistent.safetensors").to_str().unwrap(),
+        "--out",
+        dir.path().join("b").to_str().unwrap(),
+        "--quiet",
+    ])
+    .unwrap_err();
+    assert!(err.contains("nonexistent.safetensors"), "{err}");
+    once(&err, "(os error 2)");
+
+    // An output folder below a plain file cannot be created.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let err = condense(&file.join("run"), &[]).unwrap_err();
+    assert!(err.contains("creating output directory"), "{err}");
+    once(&err, "(os error 20)");
+}
+
+#[test]
+fn a_setting_of_the_wrong_type_is_named_with_the_layer_that_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("run.toml");
+    let out = dir.path().join("o");
+    let out = out.to_str().unwrap();
+    // Without TINY, whose flags would override the file's values.
+    let file_err = |text: &str| {
+        std::fs::write(&toml, text).unwrap();
+        cafe_lab_result(&["--config", toml.to_str().unwrap(), "--out", out, "--quiet"]).unwrap_err()
+    };
+    let err = file_err("ipc = \"ten\"\n");
+    assert!(err.contains("invalid setting ipc = \"ten\""), "{err}");
+    assert!(err.contains("expected usize"), "{err}");
+    assert!(err.contains(&format!("set by --config {}", toml.display())), "{err}");
+    assert!(!err.contains("merged settings"), "{err}");
+
+    let err = file_err("[eval]\nepochs = \"many\"\n");
+    assert!(err.contains("invalid setting eval.epochs = \"many\""), "{err}");
+    assert!(err.contains("run.toml"), "{err}");
+    let err = file_err("lr_img_halve_at = [10, \"x\"]\n");
+    assert!(err.contains("lr_img_halve_at[1]"), "{err}");
+    let err = file_err("[eval]\nepoch = 3\n");
+    assert!(err.contains("eval.epoch") && err.contains("`epochs`"), "{err}");
+
+    // The file's bad value, overridden by --set, is no error; a bad --set is named as such.
+    std::fs::write(&toml, "ipc = \"ten\"\n").unwrap();
+    let mut b = cafe_framework::config::ConfigBuilder::default();
+    b.merge_toml_file(&toml).unwrap();
+    b.set("ipc=3").unwrap();
+    assert_eq!(b.build().unwrap().ipc, 3);
+    let err = condense(Path::new(out), &["--set", "eval.epochs=ten"]).unwrap_err();
+    assert!(err.contains("invalid setting eval.epochs = \"ten\""), "{err}");
+    assert!(err.contains("set by --set eval.epochs=ten"), "{err}");
 }
 
 #[test]

@@ -54,10 +54,11 @@ mod rand_free {
     }
 }
 
-/// Runs the CLI library with `args` (without the program name); returns its exit code as i32.
+/// Runs the CLI library with `args` (without the program name); returns 0 on success, 1 on any
+/// failure (the binary's own status, e.g. 130 when interrupted, is checked in cli/tests).
 pub fn cafe_lab(args: &[&str]) -> i32 {
     let code = cafe_cli::run_from(std::iter::once("cafe-lab").chain(args.iter().copied()));
-    // ExitCode has no accessor; compare against the two values run_from produces.
+    // ExitCode has no accessor: only success can be told apart.
     if code == std::process::ExitCode::SUCCESS {
         0
     } else {

@@ -46,8 +46,17 @@ where
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// 130 (128 + SIGINT, the shell's convention) for a run stopped by Ctrl-C, so that scripts can
+/// tell "interrupted, resumable" from "failed"; 1 for every other error.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<cafe_framework::Error>() {
+        Some(cafe_framework::Error::Interrupted { .. }) => ExitCode::from(130),
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -130,7 +139,7 @@ pub fn resolve_config_over(
     if let Some(path) = &common.config {
         builder.merge_toml_file(path)?;
     }
-    builder.merge(&args::flags_as_json(common, condense));
+    builder.merge_from("the command-line flags", &args::flags_as_json(common, condense));
     for assignment in &common.set {
         builder.set(assignment)?;
     }

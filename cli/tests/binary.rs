@@ -1,5 +1,6 @@
 //! The `cafe-lab` binary as a person meets it: progress output, Ctrl-C (SIGINT) writing a
-//! checkpoint that `--resume` continues, and refusals of bad settings before any work.
+//! checkpoint that `--resume` continues (exit status 130), refusals of bad settings before any
+//! work, and the notes on settings accepted although they do not do what they seem to say.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -79,7 +80,11 @@ fn ctrl_c_writes_a_checkpoint_and_resume_finishes_the_run() {
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "an interrupted run does not report success");
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "an interrupted run exits with 128 + SIGINT, as shells expect: {err}"
+    );
     assert!(
         err.contains("interrupted before iteration") && err.contains("--resume"),
         "{err}"
@@ -146,4 +151,57 @@ fn bad_plugin_settings_are_refused_naming_the_allowed_values() {
         assert!(!dir.path().join(i.to_string()).join("synthetic.safetensors").exists());
         assert!(started.elapsed() < Duration::from_secs(20), "refused before any work");
     }
+}
+
+#[test]
+fn a_batch_real_above_the_class_size_is_clamped_with_a_note_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = cafe_lab()
+        .args(TINY)
+        .args(["--iterations", "1", "--batch-real", "100000", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // shapes holds 500 training images in each class.
+    let note = "batch_real 100000 is more than the 500 images of each class";
+    assert_eq!(err.matches(note).count(), 1, "said once: {err}");
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join(name)).unwrap()).unwrap()
+    };
+    assert_eq!(
+        json("config.json")["batch_real"],
+        500,
+        "the value in effect is recorded"
+    );
+    assert!(json("results.json")["notes"][0].as_str().unwrap().contains(note));
+}
+
+#[test]
+fn zero_iterations_evaluate_the_initialisation_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = cafe_lab()
+        .args(TINY)
+        .args(["--iterations", "0", "--no-baseline", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("note: 0 iterations: nothing is condensed"), "{err}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("Note: 0 iterations"), "the table says it too: {table}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    assert!(
+        results["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("initialisation (random real images)"),
+        "{results}"
+    );
+    assert_eq!(results["condensation"]["iterations"], 0);
 }

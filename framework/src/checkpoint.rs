@@ -77,22 +77,22 @@ impl Checkpoint {
 
     /// Reads a checkpoint written by [`Checkpoint::save`].
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let corrupt = |message: String| Error::DatasetCorrupt {
+        let corrupt = |message: String| Error::CheckpointCorrupt {
             path: path.to_path_buf(),
             message,
         };
         let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading checkpoint {}", path.display()), e))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| corrupt(format!("not a checkpoint (safetensors header): {e}")))?;
-        let st =
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not a checkpoint: {e}")))?;
+            .map_err(|e| corrupt(format!("its safetensors header does not parse: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| corrupt(format!("its tensors do not parse: {e}")))?;
         let state_json = meta
             .metadata()
             .as_ref()
             .and_then(|m| m.get("state"))
-            .ok_or_else(|| corrupt("the checkpoint has no 'state' metadata".into()))?;
+            .ok_or_else(|| corrupt("it has no 'state' metadata".into()))?;
         let state: CheckpointState =
-            serde_json::from_str(state_json).map_err(|e| corrupt(format!("checkpoint state is not valid: {e}")))?;
+            serde_json::from_str(state_json).map_err(|e| corrupt(format!("its state is not valid: {e}")))?;
         let tensor = |name: &str| -> Result<Option<Tensor>> {
             match st.tensor(name) {
                 Ok(v) => {
@@ -106,7 +106,7 @@ impl Checkpoint {
                 Err(_) => Ok(None),
             }
         };
-        let images = tensor("images")?.ok_or_else(|| corrupt("the checkpoint has no 'images' tensor".into()))?;
+        let images = tensor("images")?.ok_or_else(|| corrupt("it has no 'images' tensor".into()))?;
         Ok(Self {
             images,
             velocity: tensor("velocity")?,

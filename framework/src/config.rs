@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::config_layers::{self, Layer};
 use crate::registry::merge_json;
 use crate::traits::matcher::Init;
 use crate::{Error, Result};
@@ -186,6 +187,8 @@ pub struct ConfigBuilder {
     /// Whether the protocol layer goes between base and user (not over a saved configuration,
     /// which already holds its protocol's settings).
     with_protocol: bool,
+    /// The user's layers merged so far, to say where a bad setting came from.
+    layers: Vec<Layer>,
 }
 
 impl Default for ConfigBuilder {
@@ -194,6 +197,7 @@ impl Default for ConfigBuilder {
             base: serde_json::to_value(RunConfig::default()).expect("RunConfig serialises"),
             user: Value::Object(Map::new()),
             with_protocol: true,
+            layers: Vec::new(),
         }
     }
 }
@@ -213,6 +217,7 @@ impl ConfigBuilder {
             base,
             user: Value::Object(Map::new()),
             with_protocol: false,
+            layers: Vec::new(),
         }
     }
 
@@ -223,13 +228,25 @@ impl ConfigBuilder {
         let parsed: toml::Value = toml::from_str(&text)
             .map_err(|e| Error::invalid("--config", path.display(), format!("not valid TOML: {e}")))?;
         let json = serde_json::to_value(parsed).map_err(|e| Error::Other(e.to_string()))?;
-        self.merge(&json);
+        self.merge_from(format!("--config {}", path.display()), &json);
         Ok(self)
     }
 
     /// Merges a JSON object over the user's settings so far (see [`merge_layer`]).
     pub fn merge(&mut self, patch: &Value) -> &mut Self {
+        self.merge_from("ConfigBuilder::merge", patch)
+    }
+
+    /// [`merge`](Self::merge), naming where the settings came from (e.g. "the command-line
+    /// flags") for the error about a setting that does not fit.
+    pub fn merge_from(&mut self, origin: impl Into<String>, patch: &Value) -> &mut Self {
         merge_layer(&mut self.user, patch);
+        let mut patch = patch.clone();
+        normalise_plugin_shorthand(&mut patch);
+        self.layers.push(Layer {
+            origin: origin.into(),
+            patch,
+        });
         self
     }
 
@@ -250,7 +267,7 @@ impl ConfigBuilder {
             m.insert(key.to_string(), patch);
             patch = Value::Object(m);
         }
-        self.merge(&patch);
+        self.merge_from(format!("--set {assignment}"), &patch);
         Ok(self)
     }
 
@@ -267,10 +284,10 @@ impl ConfigBuilder {
         Ok(value)
     }
 
-    /// The merged settings, checked against the schema (unknown keys are refused).
+    /// The merged settings, checked against the schema (unknown keys are refused); an error
+    /// names the key and the layer that set it.
     pub fn build(&self) -> Result<RunConfig> {
-        serde_json::from_value(self.merged()?)
-            .map_err(|e| Error::invalid("configuration", "(merged settings)", e.to_string()))
+        config_layers::deserialize(&self.merged()?, &self.layers)
     }
 }
 

@@ -9,12 +9,10 @@ pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An I/O operation failed. The cause is part of the message and deliberately not
+    /// `source()`: chain printers (anyhow's `{:#}`, the CLI's) would print it a second time.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: std::io::Error },
 
     /// A dataset file or directory is missing.
     #[error("dataset {dataset}: {message}")]
@@ -23,6 +21,24 @@ pub enum Error {
     /// A dataset file exists but is not what it should be (truncated, corrupt, wrong shape).
     #[error("dataset file {}: {message}", path.display())]
     DatasetCorrupt { path: PathBuf, message: String },
+
+    /// A checkpoint that cannot be read back. It is written atomically, so it was damaged or
+    /// changed after cafe-lab wrote it.
+    #[error(
+        "checkpoint {} is corrupt ({message}); the run cannot continue from it: delete it and \
+         start over (the original command with --force), or resume a copy of the run whose \
+         checkpoint is intact",
+        path.display()
+    )]
+    CheckpointCorrupt { path: PathBuf, message: String },
+
+    /// A synthetic set file (`evaluate --synthetic`) that is not one `condense` wrote.
+    #[error(
+        "synthetic set {} cannot be read ({message}): pass a synthetic.safetensors written by \
+         `cafe-lab condense`",
+        path.display()
+    )]
+    SyntheticCorrupt { path: PathBuf, message: String },
 
     /// A plugin name that is not registered; lists the valid names.
     #[error("unknown {kind} '{name}'; valid names: {}", valid.join(", "))]
@@ -74,10 +90,10 @@ impl Error {
     }
 
     /// Wraps an I/O error with what was being done.
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause,
         }
     }
 }

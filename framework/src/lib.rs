@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod config_layers;
 pub mod data;
 pub mod engine;
 pub mod error;

@@ -145,7 +145,7 @@ impl SyntheticSet {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let bytes =
             std::fs::read(path).map_err(|e| Error::io(format!("reading synthetic set {}", path.display()), e))?;
-        let corrupt = |message: String| Error::DatasetCorrupt {
+        let corrupt = |message: String| Error::SyntheticCorrupt {
             path: path.to_path_buf(),
             message,
         };

@@ -446,6 +446,42 @@ fn mnist_truncated_gz_stream() {
 }
 
 #[test]
+fn mnist_gz_inflating_past_its_header_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_mnist(tmp.path(), true);
+    // The header promises 3 images of 28x28 (2368 bytes in all); the stream holds 16 MiB more.
+    let path = tmp.path().join("train-images-idx3-ubyte.gz");
+    let mut bytes = idx_images(3, 28, 28, &[0; 3 * 784]);
+    bytes.resize(bytes.len() + (16 << 20), 0);
+    write(&path, &gzip(&bytes));
+    assert!(std::fs::metadata(&path).unwrap().len() < 100_000, "a small file");
+    let (p, message) = corrupt_err(load("mnist", &opts(tmp.path())));
+    assert_eq!(p, path);
+    assert!(message.contains("gzip stream inflates past"), "{message}");
+    assert!(
+        message.contains("its IDX header announces dimensions [3, 28, 28], 2368 bytes"),
+        "{message}"
+    );
+    // The same for a label file.
+    write_mnist(tmp.path(), true);
+    let labels = tmp.path().join("t10k-labels-idx1-ubyte.gz");
+    let mut bytes = idx_labels(&[7, 1]);
+    bytes.resize(bytes.len() + (16 << 20), 1);
+    write(&labels, &gzip(&bytes));
+    let (p, message) = corrupt_err(load("mnist", &opts(tmp.path())));
+    assert_eq!(p, labels);
+    assert!(message.contains("inflates past"), "{message}");
+
+    // A little past the header's size stays the precise "too long" of the IDX check.
+    write_mnist(tmp.path(), true);
+    let mut bytes = idx_labels(&[7, 1]);
+    bytes.extend_from_slice(&[0; 100]);
+    write(&labels, &gzip(&bytes));
+    let (_, message) = corrupt_err(load("mnist", &opts(tmp.path())));
+    assert!(message.contains("too long"), "{message}");
+}
+
+#[test]
 fn mnist_wrong_magic() {
     let tmp = tempfile::tempdir().unwrap();
     write_mnist(tmp.path(), false);
@@ -746,6 +782,29 @@ fn svhn_truncated_and_bad_zlib_mat() {
 }
 
 #[test]
+fn mat_compressed_element_inflating_past_its_declared_size_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mat = Mat { big_endian: false };
+    write_svhn(tmp.path(), &mat, true);
+    // A compressed y whose zlib stream goes on with 16 MiB of zeros after the element.
+    let y = svhn_y_double(&mat, &[10.0, 1.0, 9.0]);
+    let declared = y.len();
+    let mut inflated = y;
+    inflated.resize(inflated.len() + (16 << 20), 0);
+    let z = zlib(&inflated);
+    let mut element = mat.u32(15).to_vec();
+    element.extend_from_slice(&mat.u32(z.len() as u32));
+    element.extend_from_slice(&z);
+    let path = tmp.path().join("train_32x32.mat");
+    write(&path, &mat.file(&[svhn_x(&mat, 3), element], false));
+    assert!(std::fs::metadata(&path).unwrap().len() < 100_000, "a small file");
+    let (p, message) = corrupt_err(load("svhn", &opts(tmp.path())));
+    assert_eq!(p, path);
+    assert!(message.contains("zlib stream inflates past"), "{message}");
+    assert!(message.contains(&format!("declares {declared} bytes")), "{message}");
+}
+
+#[test]
 fn svhn_bad_contents() {
     let tmp = tempfile::tempdir().unwrap();
     let mat = Mat { big_endian: false };
@@ -910,7 +969,8 @@ fn cifar_archive_extracts_and_loads() {
         builder.into_inner().unwrap().finish().unwrap();
     }
     let data = tmp.path().join("data");
-    extract_tar_gz(&archive, &data).unwrap();
+    // 12 records of 3073 bytes, as written by write_cifar10.
+    extract_tar_gz(&archive, &data, 12 * 3073).unwrap();
     let ds = load("cifar10", &opts(&data)).unwrap();
     assert_eq!(ds.train.labels, labels);
 
@@ -920,10 +980,50 @@ fn cifar_archive_extracts_and_loads() {
         &bad,
         &gzip(b"this is not a tar archive at all, just text padded out to look long enough"),
     );
-    match extract_tar_gz(&bad, &tmp.path().join("out")) {
+    match extract_tar_gz(&bad, &tmp.path().join("out"), 1000) {
         Err(Error::DatasetCorrupt { path, .. }) => assert_eq!(path, bad),
         other => panic!("expected DatasetCorrupt, got {other:?}"),
     }
+}
+
+#[test]
+fn an_archive_inflating_past_its_canonical_contents_is_refused() {
+    // The bound of the real archives: their data files' record layouts.
+    let cifar10 = remote_files(DatasetKind::Cifar10)[0].extract;
+    assert_eq!(cifar10, Some(6 * 10_000 * 3073), "5 train batches and the test batch");
+    assert_eq!(remote_files(DatasetKind::Cifar100)[0].extract, Some(60_000 * 3074));
+
+    // 8 MiB of zeros (8 KiB compressed) where 1000 bytes of contents are expected.
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("bomb.tar.gz");
+    {
+        let file = std::fs::File::create(&archive).unwrap();
+        let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::best()));
+        let zeros = vec![0u8; 8 << 20];
+        let mut header = tar::Header::new_gnu();
+        header.set_size(zeros.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "cifar-10-batches-bin/data_batch_1.bin", zeros.as_slice())
+            .unwrap();
+        builder.into_inner().unwrap().finish().unwrap();
+    }
+    assert!(std::fs::metadata(&archive).unwrap().len() < 100_000);
+    let out = tmp.path().join("out");
+    match extract_tar_gz(&archive, &out, 1000) {
+        Err(Error::DatasetCorrupt { path, message }) => {
+            assert_eq!(path, archive);
+            assert!(message.contains("inflates past"), "{message}");
+            assert!(message.contains("should come to 1000 bytes"), "{message}");
+        }
+        other => panic!("expected DatasetCorrupt, got {other:?}"),
+    }
+    let written = out.join("cifar-10-batches-bin/data_batch_1.bin");
+    assert!(
+        std::fs::metadata(&written).map_or(0, |m| m.len()) <= 1000 + (1 << 20),
+        "extraction stopped at the bound"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

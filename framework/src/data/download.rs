@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 use md5::{Digest, Md5};
 
+use super::bounded::{Capped, MARGIN};
 use super::locate::corrupt;
 use super::DatasetKind;
 use crate::{Error, Result};
@@ -29,8 +30,10 @@ pub struct RemoteFile {
     pub md5: &'static str,
     /// Size in bytes, to tell the user what is coming; `None` where not known for certain.
     pub size: Option<u64>,
-    /// A `.tar.gz` to extract into the data folder once verified.
-    pub extract: bool,
+    /// A `.tar.gz` to extract into the data folder once verified: the size of its canonical
+    /// contents (the data files, from the dataset's record layout), which bounds how far its
+    /// tar stream is inflated.
+    pub extract: Option<u64>,
 }
 
 const MNIST: [RemoteFile; 4] = [
@@ -39,28 +42,28 @@ const MNIST: [RemoteFile; 4] = [
         path: "MNIST/raw/train-images-idx3-ubyte.gz",
         md5: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
         size: None,
-        extract: false,
+        extract: None,
     },
     RemoteFile {
         url: "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
         path: "MNIST/raw/train-labels-idx1-ubyte.gz",
         md5: "d53e105ee54ea40749a09fcbcd1e9432",
         size: None,
-        extract: false,
+        extract: None,
     },
     RemoteFile {
         url: "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz",
         path: "MNIST/raw/t10k-images-idx3-ubyte.gz",
         md5: "9fb629c4189551a2d022fa330f9573f3",
         size: None,
-        extract: false,
+        extract: None,
     },
     RemoteFile {
         url: "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz",
         path: "MNIST/raw/t10k-labels-idx1-ubyte.gz",
         md5: "ec29112dd5afa0611ce80d1b7f02629c",
         size: None,
-        extract: false,
+        extract: None,
     },
 ];
 
@@ -72,37 +75,45 @@ const FASHION_MNIST: [RemoteFile; 4] = [
         path: "FashionMNIST/raw/train-images-idx3-ubyte.gz",
         md5: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
         size: None,
-        extract: false,
+        extract: None,
     },
     RemoteFile {
         url: "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-labels-idx1-ubyte.gz",
         path: "FashionMNIST/raw/train-labels-idx1-ubyte.gz",
         md5: "25c81989df183df01b3e8a0aad5dffbe",
         size: None,
-        extract: false,
+        extract: None,
     },
     RemoteFile {
         url: "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-images-idx3-ubyte.gz",
         path: "FashionMNIST/raw/t10k-images-idx3-ubyte.gz",
         md5: "bef4ecab320f06d8554ea6380940ec79",
         size: None,
-        extract: false,
+        extract: None,
     },
     RemoteFile {
         url: "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/t10k-labels-idx1-ubyte.gz",
         path: "FashionMNIST/raw/t10k-labels-idx1-ubyte.gz",
         md5: "bb300cfdad3c16e7a12a480ee83cd310",
         size: None,
-        extract: false,
+        extract: None,
     },
 ];
+
+/// `data_batch_{1..5}.bin` and `test_batch.bin`: 6 x 10,000 records of 1 label byte and
+/// 3 x 32 x 32 pixels. The readme and label-name files beside them, and the tar headers, are a
+/// few KB that the extraction margin covers.
+const CIFAR10_CONTENTS: u64 = 6 * 10_000 * (1 + 3072);
+/// `train.bin` (50,000) and `test.bin` (10,000) records of 2 label bytes and 3 x 32 x 32
+/// pixels, plus the label-name files (as above).
+const CIFAR100_CONTENTS: u64 = 60_000 * (2 + 3072);
 
 const CIFAR10: [RemoteFile; 1] = [RemoteFile {
     url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
     path: "cifar-10-binary.tar.gz",
     md5: "c32a1d4ab5d03f1284b67883e8d87530",
     size: Some(170_052_171),
-    extract: true,
+    extract: Some(CIFAR10_CONTENTS),
 }];
 
 const CIFAR100: [RemoteFile; 1] = [RemoteFile {
@@ -110,7 +121,7 @@ const CIFAR100: [RemoteFile; 1] = [RemoteFile {
     path: "cifar-100-binary.tar.gz",
     md5: "03b5dce01913d631647c71ecec9e9cb8",
     size: Some(168_513_733),
-    extract: true,
+    extract: Some(CIFAR100_CONTENTS),
 }];
 
 const SVHN: [RemoteFile; 2] = [
@@ -119,14 +130,14 @@ const SVHN: [RemoteFile; 2] = [
         path: "train_32x32.mat",
         md5: "e26dedcc434d2e4c54c9b2d4a06d8373",
         size: Some(182_040_794),
-        extract: false,
+        extract: None,
     },
     RemoteFile {
         url: "http://ufldl.stanford.edu/housenumbers/test_32x32.mat",
         path: "test_32x32.mat",
         md5: "eb5a983be6a315427106f1b164d9cef3",
         size: Some(64_275_384),
-        extract: false,
+        extract: None,
     },
 ];
 
@@ -175,13 +186,27 @@ pub fn verify_checksum(path: &Path, expected: &str) -> Result<()> {
 }
 
 /// Extracts the `.tar.gz` at `archive` into `dest`. The `tar` crate refuses entries that would
-/// land outside `dest` (absolute paths, `..`).
-pub fn extract_tar_gz(archive: &Path, dest: &Path) -> Result<()> {
+/// land outside `dest` (absolute paths, `..`). The archive's contents should come to
+/// `contents_size` bytes; inflating stops with an error a margin past that, so a damaged or
+/// crafted archive cannot fill the disk.
+pub fn extract_tar_gz(archive: &Path, dest: &Path, contents_size: u64) -> Result<()> {
     let file = File::open(archive).map_err(|e| Error::io(format!("opening {}", archive.display()), e))?;
     std::fs::create_dir_all(dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
-    tar::Archive::new(GzDecoder::new(BufReader::new(file)))
-        .unpack(dest)
-        .map_err(|e| corrupt(archive, format!("cannot extract the tar.gz archive: {e}")))
+    let cap = contents_size.saturating_add(MARGIN);
+    let mut stream = Capped::new(GzDecoder::new(BufReader::new(file)), cap);
+    let unpacked = tar::Archive::new(&mut stream).unpack(dest);
+    if stream.overran() {
+        return Err(corrupt(
+            archive,
+            format!(
+                "the archive inflates past {cap} bytes while its contents should come to \
+                 {contents_size} bytes; it is damaged or was made to fill the disk: delete it (and \
+                 what was extracted from it in {}) and download it again",
+                dest.display()
+            ),
+        ));
+    }
+    unpacked.map_err(|e| corrupt(archive, format!("cannot extract the tar.gz archive: {e}")))
 }
 
 /// Fetches `url` into `dest` through `<dest>.part`, verifying the MD5 before the rename.
@@ -229,8 +254,8 @@ pub fn download(kind: DatasetKind, data_dir: &Path) -> Result<()> {
             eprintln!("downloading {}{size} to {}", file.url, dest.display());
             fetch(kind, file, &dest)?;
         }
-        if file.extract {
-            extract_tar_gz(&dest, data_dir)?;
+        if let Some(contents_size) = file.extract {
+            extract_tar_gz(&dest, data_dir, contents_size)?;
         }
     }
     Ok(())

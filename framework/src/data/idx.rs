@@ -3,11 +3,12 @@
 //!
 //! Magic 2051 (`0x00000803`: ubyte, 3 dimensions) = images `[n, rows, cols]`; magic 2049
 //! (`0x00000801`: ubyte, 1 dimension) = labels `[n]`. Every size in the header is checked
-//! against the real byte length before anything is allocated from it.
+//! against the real byte length before anything is allocated from it, and a gzipped file is
+//! inflated no further than its header announces.
 
 use std::path::Path;
 
-use super::locate::corrupt;
+use super::locate::{corrupt, read_maybe_gz};
 use crate::Result;
 
 /// Magic number of an IDX file of unsigned-byte images with 3 dimensions.
@@ -56,25 +57,54 @@ fn header<'a>(bytes: &'a [u8], path: &Path, magic: u32, what: &str, dims: usize)
     if bytes.len() < header_len {
         return Err(too_short());
     }
-    let sizes: Vec<u32> = (0..dims).map(|d| be_u32(bytes, 4 + 4 * d).unwrap_or(0)).collect();
-    // Saturating: a product of three u32 can exceed u64, and a huge claim must still compare
-    // as "larger than the file" rather than wrap around.
-    let payload = sizes.iter().fold(1u64, |acc, &s| acc.saturating_mul(u64::from(s)));
-    let expected = payload.saturating_add(header_len as u64);
+    let (sizes, expected) = announced(bytes, dims);
     let actual = bytes.len() as u64;
     if actual != expected {
-        let dims_text: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
         let problem = if actual < expected { "truncated" } else { "too long" };
         return Err(corrupt(
             path,
             format!(
-                "{problem}: the header announces {what} of dimensions [{}], i.e. {expected} bytes, \
+                "{problem}: the header announces {what} of dimensions {}, i.e. {expected} bytes, \
                  but the file holds {actual} bytes",
-                dims_text.join(", ")
+                dims_text(&sizes)
             ),
         ));
     }
     Ok((sizes, &bytes[header_len..]))
+}
+
+/// The `dims` sizes of a header that is known to be complete, and the file length they
+/// announce (header included).
+fn announced(bytes: &[u8], dims: usize) -> (Vec<u32>, u64) {
+    let sizes: Vec<u32> = (0..dims).map(|d| be_u32(bytes, 4 + 4 * d).unwrap_or(0)).collect();
+    // Saturating: a product of three u32 can exceed u64, and a huge claim must still compare
+    // as "larger than the file" rather than wrap around.
+    let payload = sizes.iter().fold(1u64, |acc, &s| acc.saturating_mul(u64::from(s)));
+    (sizes, payload.saturating_add(4 + 4 * dims as u64))
+}
+
+fn dims_text(sizes: &[u32]) -> String {
+    let text: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+    format!("[{}]", text.join(", "))
+}
+
+/// The bytes of an IDX file with `magic` and `dims` dimensions, plain or gzipped. A gzip stream
+/// may inflate only to what its header announces (plus a margin, see
+/// [`read_maybe_gz`]); a header that is short or has another magic announces only itself, and
+/// [`parse_images`] / [`parse_labels`] then say what is wrong with it.
+pub(crate) fn read(path: &Path, magic: u32, dims: usize) -> Result<Vec<u8>> {
+    let header_len = 4 + 4 * dims as u64;
+    read_maybe_gz(path, header_len, |head| {
+        if head.len() as u64 == header_len && be_u32(head, 0) == Some(magic) {
+            let (sizes, size) = announced(head, dims);
+            (
+                size,
+                format!("its IDX header announces dimensions {}", dims_text(&sizes)),
+            )
+        } else {
+            (head.len() as u64, "its IDX header is not valid".to_string())
+        }
+    })
 }
 
 /// Parses an image file; checks every image is `rows` x `cols`. Returns the image count and

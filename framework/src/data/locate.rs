@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
+use super::bounded::{read_capped, MARGIN};
 use super::DatasetKind;
 use crate::{Error, Result};
 
@@ -72,19 +73,38 @@ pub(crate) fn corrupt(path: &Path, message: impl Into<String>) -> Error {
 
 /// The whole content of `path`, gunzipped when it starts with the gzip magic bytes (the name
 /// is not trusted: some mirrors serve `.gz` names with plain content and vice versa).
-/// Decompression grows the buffer as data arrives, so memory follows the real content, never
-/// a size claimed by a header.
-pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+///
+/// A gzip stream is inflated in two steps: its first `head_len` bytes, from which
+/// `expected(head)` gives the size the content should have and where that size comes from
+/// (e.g. "its IDX header announces ..."), then the rest, refused past that size plus
+/// [`MARGIN`]. Memory grows as data arrives, so it follows the real content up to that bound.
+pub(crate) fn read_maybe_gz(
+    path: &Path,
+    head_len: u64,
+    expected: impl FnOnce(&[u8]) -> (u64, String),
+) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| corrupt(path, format!("not a valid gzip stream: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let invalid = |e: std::io::Error| corrupt(path, format!("not a valid gzip stream: {e}"));
+    let mut stream = MultiGzDecoder::new(raw.as_slice());
+    let mut out = Vec::new();
+    (&mut stream).take(head_len).read_to_end(&mut out).map_err(invalid)?;
+    let (size, origin) = expected(&out);
+    let cap = size.saturating_add(MARGIN);
+    let fitted = read_capped(&mut stream, cap.saturating_sub(out.len() as u64), &mut out).map_err(invalid)?;
+    if !fitted {
+        return Err(corrupt(
+            path,
+            format!(
+                "the gzip stream inflates past {cap} bytes while {origin}, {size} bytes; the file \
+                 is damaged or was made to exhaust memory: delete it and fetch the canonical file \
+                 again (e.g. with --download)"
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// The content of `path` (no decompression).

@@ -11,7 +11,8 @@
 //!   the low byte, complex bit 0x0800), dimensions (`miINT32`), name (`miINT8`), real part (any
 //!   numeric storage type, which may be narrower than the class: MATLAB stores a double array
 //!   of small integers as `miUINT8`), then an imaginary part if complex;
-//! - `miCOMPRESSED` (type 15) wraps a zlib stream holding such elements; it is not padded.
+//! - `miCOMPRESSED` (type 15) wraps a zlib stream holding such elements; it is not padded. It is
+//!   inflated no further than the tag inside declares (plus a margin).
 //!
 //! Every length is checked against the bytes that remain before it is used, and every error
 //! names the file, the offset and what was expected.
@@ -21,6 +22,7 @@ use std::path::Path;
 
 use flate2::read::ZlibDecoder;
 
+use super::bounded::{read_capped, MARGIN};
 use super::locate::{corrupt, read_file};
 use crate::{Error, Result};
 
@@ -112,13 +114,7 @@ pub fn parse_mat(bytes: &[u8], path: &Path, wanted: &[&str]) -> Result<Vec<MatAr
                 }
             }
             MI_COMPRESSED => {
-                let mut inflated = Vec::new();
-                ZlibDecoder::new(element.data).read_to_end(&mut inflated).map_err(|e| {
-                    corrupt(
-                        path,
-                        format!("compressed element at byte {start}: invalid zlib stream: {e}"),
-                    )
-                })?;
+                let inflated = top.inflate(element.data, start)?;
                 let mut stream = top.sub(&inflated, format!("compressed element at byte {start}"));
                 while stream.remaining() > 0 && !stream.only_padding_left() {
                     let inner = stream.element("a variable")?;
@@ -282,6 +278,42 @@ impl<'a, 'p> Reader<'a, 'p> {
             self.pos += pad.min(self.remaining());
         }
         Ok(Element { data_type, data })
+    }
+
+    /// Inflates the zlib stream of the miCOMPRESSED element at byte `start`. MATLAB compresses
+    /// one variable per element, so the stream should hold one element of the size its tag
+    /// declares (plus padding); inflating stops a [`MARGIN`] past that.
+    fn inflate(&self, data: &[u8], start: usize) -> Result<Vec<u8>> {
+        let invalid = |e: std::io::Error| {
+            corrupt(
+                self.path,
+                format!("compressed element at byte {start}: invalid zlib stream: {e}"),
+            )
+        };
+        let mut stream = ZlibDecoder::new(data);
+        let mut inflated = Vec::new();
+        (&mut stream).take(8).read_to_end(&mut inflated).map_err(invalid)?;
+        // A tag cut short, or in the small-element format, declares nothing more: the parser
+        // then reports what is wrong with it.
+        let tag = self.sub(&inflated, String::new());
+        let declared = if inflated.len() == 8 && tag.u32_at(0) >> 16 == 0 {
+            8 + u64::from(tag.u32_at(4))
+        } else {
+            inflated.len() as u64
+        };
+        let cap = declared.saturating_add(MARGIN);
+        if !read_capped(&mut stream, cap - inflated.len() as u64, &mut inflated).map_err(invalid)? {
+            return Err(corrupt(
+                self.path,
+                format!(
+                    "compressed element at byte {start}: the zlib stream inflates past {cap} bytes \
+                     while the element inside declares {declared} bytes (tag included); the file \
+                     is damaged or was made to exhaust memory: delete it and fetch the canonical \
+                     file again (e.g. with --download)"
+                ),
+            ));
+        }
+        Ok(inflated)
     }
 
     /// Parses the body of an miMATRIX element. Returns `None` for variables not in `wanted`,

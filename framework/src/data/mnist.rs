@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::locate::{corrupt, find_dir_with, read_maybe_gz, Found};
+use super::locate::{corrupt, find_dir_with, Found};
 use super::normalise::image_set_from_bytes;
 use super::{idx, Dataset, DatasetKind, ImageSet};
 use crate::Result;
@@ -55,9 +55,9 @@ pub(crate) fn hint(kind: DatasetKind) -> String {
 /// One split from its image and label files.
 fn load_split(kind: DatasetKind, images_path: &Path, labels_path: &Path) -> Result<ImageSet> {
     let shape = kind.shape();
-    let image_bytes = read_maybe_gz(images_path)?;
+    let image_bytes = idx::read(images_path, idx::IMAGES_MAGIC, 3)?;
     let (count, pixels) = idx::parse_images(&image_bytes, images_path, shape.height, shape.width)?;
-    let label_bytes = read_maybe_gz(labels_path)?;
+    let label_bytes = idx::read(labels_path, idx::LABELS_MAGIC, 1)?;
     let labels = idx::parse_labels(&label_bytes, labels_path, kind.classes())?;
     if labels.len() != count {
         return Err(corrupt(

@@ -4,6 +4,7 @@
 //! Everything is normalised once at load time, per channel: `x_norm = (x / 255 - mean) / std`,
 //! and kept as contiguous NCHW `f32`.
 
+mod bounded;
 mod cifar;
 mod dataset;
 pub mod download;

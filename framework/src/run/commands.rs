@@ -19,6 +19,7 @@ use crate::{Error, Result};
 
 use super::evaluation::{evaluate_on_archs, random_baseline};
 use super::metadata::set_metadata;
+use super::notes::fit_to_dataset;
 use super::resolve::{resolve, ResolvedRun};
 use super::results::{median, print_table, write_results, CondensationSummary, Results};
 
@@ -137,6 +138,10 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         crate::enable_second_order_gradients();
     }
     let ds = load_dataset(&run.config, opts.quiet)?;
+    let notes = fit_to_dataset(&mut run, &ds)?;
+    if !opts.quiet {
+        notes.iter().for_each(|n| eprintln!("note: {n}"));
+    }
     let mut logger = FanOut(vec![
         Box::new(TensorBoardLogger::new(&run.out.join("tensorboard"))) as Box<dyn MetricLogger>
     ]);
@@ -221,6 +226,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         command: "condense".into(),
         dataset: ds.name.clone(),
         ipc: run.settings.ipc,
+        notes,
         evaluations,
         condensation: Some(summary),
     };
@@ -266,10 +272,19 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
+    let mut notes = Vec::new();
+    if !syn.metadata.contains_key("config") {
+        notes.push(format!(
+            "{} carries no cafe-lab metadata: the dataset, matching augmentation and evaluation recipe \
+             came from the flags and the protocol's defaults",
+            synthetic.display()
+        ));
+    }
     let results = Results {
         command: "evaluate".into(),
         dataset: ds.name.clone(),
         ipc: syn.ipc,
+        notes,
         evaluations,
         condensation: None,
     };
@@ -287,6 +302,7 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         command: "baseline".into(),
         dataset: ds.name.clone(),
         ipc: run.settings.ipc,
+        notes: Vec::new(),
         evaluations,
         condensation: None,
     };

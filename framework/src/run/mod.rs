@@ -5,6 +5,7 @@
 mod commands;
 mod evaluation;
 mod metadata;
+mod notes;
 mod resolve;
 mod results;
 

@@ -172,6 +172,14 @@ fn validate_eval(config: &RunConfig) -> Result<()> {
             "at least one evaluation network is needed",
         ));
     }
+    if e.epochs == Some(0) {
+        return Err(Error::invalid(
+            "eval.epochs",
+            0,
+            "an untrained network is not an evaluation: train for at least 1 epoch (leave it \
+             unset for the papers' 300, or 1000 with DSA)",
+        ));
+    }
     if e.parallel == Some(0) {
         return Err(Error::invalid(
             "eval.parallel",

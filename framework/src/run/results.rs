@@ -15,6 +15,10 @@ pub struct Results {
     pub command: String,
     pub dataset: String,
     pub ipc: usize,
+    /// What the run did that its settings do not say (run/notes.rs), e.g. that nothing was
+    /// condensed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub evaluations: Vec<Evaluation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub condensation: Option<CondensationSummary>,
@@ -91,6 +95,9 @@ pub fn markdown_table(results: &Results) -> String {
             first.epochs,
             first.augment
         ));
+    }
+    for note in &results.notes {
+        out.push_str(&format!("\nNote: {note}.\n"));
     }
     out
 }
