@@ -28,6 +28,7 @@ pub use shape::ImageShape;
 pub use traits::{
     architecture::{Architecture, Mode, Network, NetworkOutput},
     augmenter::Augmenter,
+    family::{BuildNetwork, NetworkFamily},
     matcher::{Init, MatchContext, MatchOutput, Matcher, MatcherDefaults},
     scheduler::{BilevelLoop, IterationReport, ProbeDraw, Scheduler},
 };
