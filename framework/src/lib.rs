@@ -21,6 +21,7 @@ pub mod shape;
 pub mod synthetic;
 pub mod train;
 pub mod traits;
+pub mod trajectory;
 
 pub use error::{Error, Result};
 pub use rng::Rng;
