@@ -39,6 +39,10 @@ pub enum Command {
     /// Evaluate the random baseline: ipc random real images per class.
     #[command(args_override_self = true, allow_negative_numbers = true)]
     Baseline(BaselineArgs),
+    /// Train expert trajectories for trajectory matching (MTT's buffer.py): networks trained
+    /// on the real training set, their parameters saved after every epoch, one file each.
+    #[command(args_override_self = true)]
+    Experts(crate::experts::ExpertsArgs),
 }
 
 /// Flags shared by every command that loads data and evaluates.

@@ -2,6 +2,7 @@
 //! (one file with a `register_matcher!`) and calls [`run`] to get the whole CLI.
 
 mod args;
+mod experts;
 mod list;
 
 use std::process::ExitCode;
@@ -9,11 +10,13 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use cafe_framework::config::{ConfigBuilder, RunConfig};
 use cafe_framework::run::{evaluation_base, resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
+use cafe_framework::trajectory::{run_experts, ExpertsConfig};
 use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 pub use args::{Cli, Command, CommonArgs, CondenseArgs};
+pub use experts::ExpertsArgs;
 
 // Keep the built-in plugins linked into every binary that uses this library (CANDLE_NOTES 7).
 use cafe_plugins as _;
@@ -90,6 +93,10 @@ pub fn execute(cli: Cli) -> Result<()> {
                 config.ipc = ipc;
             }
             run_baseline(&config, options(&a.common))?;
+        }
+        Command::Experts(a) => {
+            let config = ExpertsConfig::from_overrides(&a.flags_as_json(), &a.set)?;
+            run_experts(&config, a.quiet)?;
         }
     }
     Ok(())

@@ -22,6 +22,7 @@ pub mod shape;
 pub mod synthetic;
 pub mod train;
 pub mod traits;
+pub mod trajectory;
 
 pub use error::{Error, Result};
 pub use rng::Rng;
@@ -29,6 +30,7 @@ pub use shape::ImageShape;
 pub use traits::{
     architecture::{Architecture, Mode, Network, NetworkOutput},
     augmenter::Augmenter,
+    family::{BuildNetwork, NetworkFamily},
     matcher::{Init, MatchContext, MatchOutput, Matcher, MatcherDefaults},
     scheduler::{BilevelLoop, IterationReport, ProbeDraw, Scheduler},
 };

@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::group_norm::{channel_affine, NORM_EPS};
 use super::init::constant_var;
+use super::param_source::ParamSource;
 use crate::{Error, Mode, Result};
 
 /// PyTorch's default momentum of the running statistics.
@@ -56,6 +57,19 @@ impl BatchNorm2d {
     /// In `Mode::Train`, when a channel has a single value (`n * h * w == 1`): its unbiased
     /// variance does not exist (PyTorch raises the same error).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_with(x, mode, &mut ParamSource::own())
+    }
+
+    /// [`BatchNorm2d::forward`] with the weight and bias taken from `params`. On given
+    /// parameters (`!params.is_own()`) `Mode::Train` normalises with the batch statistics as
+    /// always but leaves the running statistics alone: a functional pass (an unrolled MTT
+    /// student) must not change the network it borrows its structure from, and the
+    /// reference's student network, whose buffers its unroll does update, is discarded after
+    /// each iteration (mtt-distillation `distill.py` line 294) so nothing reads them.
+    /// `Mode::Eval` uses the network's running statistics either way: they are buffers, not
+    /// parameters (`reparam_module.py` lines 66-74 reparametrise parameters only).
+    pub fn forward_with(&self, x: &Tensor, mode: Mode, params: &mut ParamSource) -> Result<Tensor> {
+        let (weight, bias) = (params.take(&self.weight)?, params.take(&self.bias)?);
         let c = self.weight.dim(0)?;
         let (n, xc, h, w) = x.dims4()?;
         if xc != c {
@@ -79,7 +93,9 @@ impl BatchNorm2d {
                 let centered = x.broadcast_sub(&mean)?;
                 let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
                 let unbiased = (var.detach().flatten_all()? * (count as f64 / (count - 1) as f64))?;
-                self.update(&mean.detach().flatten_all()?, &unbiased)?;
+                if params.is_own() {
+                    self.update(&mean.detach().flatten_all()?, &unbiased)?;
+                }
                 centered.broadcast_mul(&(var + NORM_EPS)?.sqrt()?.recip()?)?
             }
             Mode::Eval => {
@@ -89,7 +105,7 @@ impl BatchNorm2d {
                 x.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?
             }
         };
-        channel_affine(&normalised, &self.weight, &self.bias)
+        channel_affine(&normalised, &weight, &bias)
     }
 
     /// `running = (1 - momentum) running + momentum batch`.

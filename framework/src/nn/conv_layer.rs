@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::conv::conv2d_with_bias;
 use super::init::{default_bound, uniform_var};
+use super::param_source::ParamSource;
 use crate::{Error, Result, Rng};
 
 /// Stride, padding and bias of a [`Conv2d`].
@@ -99,14 +100,14 @@ impl Conv2d {
     /// # Shapes
     /// `[n, in, h, w] -> [n, out, h', w']`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let bias = self.bias.as_ref().map(|b| b.as_tensor());
-        conv2d_with_bias(
-            x,
-            self.weight.as_tensor(),
-            bias,
-            self.config.stride,
-            self.config.padding,
-        )
+        self.forward_with(x, &mut ParamSource::own())
+    }
+
+    /// [`Conv2d::forward`] with the weight (and bias) taken from `params`.
+    pub fn forward_with(&self, x: &Tensor, params: &mut ParamSource) -> Result<Tensor> {
+        let weight = params.take(&self.weight)?;
+        let bias = self.bias.as_ref().map(|b| params.take(b)).transpose()?;
+        conv2d_with_bias(x, &weight, bias.as_ref(), self.config.stride, self.config.padding)
     }
 
     pub fn weight(&self) -> &Var {

@@ -10,6 +10,7 @@ use super::group_norm_op;
 use super::init::constant_var;
 use super::norm::activate_then_pool;
 use super::norm_act_op;
+use super::param_source::ParamSource;
 use crate::{Error, Result};
 
 /// PyTorch's default epsilon for GroupNorm, LayerNorm and BatchNorm.
@@ -58,13 +59,13 @@ pub fn group_normalize_with_tensor_ops(x: &Tensor, groups: usize, eps: f64) -> R
 }
 
 /// Scales and shifts each channel: `x * weight[c] + bias[c]` (a fused op on the CPU).
-pub(crate) fn channel_affine(x: &Tensor, weight: &Var, bias: &Var) -> Result<Tensor> {
+pub(crate) fn channel_affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if native(x) {
-        return channel_op::channel_affine(x, Some(weight.as_tensor()), Some(bias.as_tensor()));
+        return channel_op::channel_affine(x, Some(weight), Some(bias));
     }
     let c = weight.dim(0)?;
-    let x = x.broadcast_mul(&weight.as_tensor().reshape((1, c, 1, 1))?)?;
-    Ok(x.broadcast_add(&bias.as_tensor().reshape((1, c, 1, 1))?)?)
+    let x = x.broadcast_mul(&weight.reshape((1, c, 1, 1))?)?;
+    Ok(x.broadcast_add(&bias.reshape((1, c, 1, 1))?)?)
 }
 
 /// `nn.GroupNorm(groups, channels, eps=1e-5, affine=True)`: weight 1, bias 0 at start.
@@ -99,6 +100,12 @@ impl GroupNorm {
     /// # Shapes
     /// `[n, channels, h, w] -> [n, channels, h, w]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, &mut ParamSource::own())
+    }
+
+    /// [`GroupNorm::forward`] with the weight and bias taken from `params`.
+    pub fn forward_with(&self, x: &Tensor, params: &mut ParamSource) -> Result<Tensor> {
+        let (weight, bias) = (params.take(&self.weight)?, params.take(&self.bias)?);
         let c = self.weight.dim(0)?;
         if x.rank() != 4 || x.dim(1)? != c {
             return Err(Error::invalid(
@@ -107,7 +114,7 @@ impl GroupNorm {
                 format!("must be [n, {c}, h, w]"),
             ));
         }
-        channel_affine(&group_normalize(x, self.groups, NORM_EPS)?, &self.weight, &self.bias)
+        channel_affine(&group_normalize(x, self.groups, NORM_EPS)?, &weight, &bias)
     }
 
     /// `activation(self.forward(x))`, then 2x2 average pooling when `avg_pool`: one fused op
@@ -117,6 +124,18 @@ impl GroupNorm {
     /// # Shapes
     /// `[n, channels, h, w] -> [n, channels, h, w]`, or `[n, channels, h/2, w/2]` pooled.
     pub fn forward_activated(&self, x: &Tensor, activation: Activation, avg_pool: bool) -> Result<Tensor> {
+        self.forward_activated_with(x, activation, avg_pool, &mut ParamSource::own())
+    }
+
+    /// [`GroupNorm::forward_activated`] with the weight and bias taken from `params`; the
+    /// fused op differentiates to second order, so an unrolled student keeps it.
+    pub fn forward_activated_with(
+        &self,
+        x: &Tensor,
+        activation: Activation,
+        avg_pool: bool,
+        params: &mut ParamSource,
+    ) -> Result<Tensor> {
         let slope = match activation {
             Activation::Relu => Some(0.0),
             Activation::LeakyRelu => Some(LEAKY_RELU_SLOPE),
@@ -129,16 +148,11 @@ impl GroupNorm {
             _ => false,
         };
         match slope {
-            Some(slope) if native(x) && x.elem_count() > 0 && fits => norm_act_op::norm_act(
-                x,
-                self.weight.as_tensor(),
-                self.bias.as_tensor(),
-                self.groups,
-                NORM_EPS,
-                slope,
-                avg_pool,
-            ),
-            _ => activate_then_pool(&self.forward(x)?, activation, avg_pool),
+            Some(slope) if native(x) && x.elem_count() > 0 && fits => {
+                let (weight, bias) = (params.take(&self.weight)?, params.take(&self.bias)?);
+                norm_act_op::norm_act(x, &weight, &bias, self.groups, NORM_EPS, slope, avg_pool)
+            }
+            _ => activate_then_pool(&self.forward_with(x, params)?, activation, avg_pool),
         }
     }
 

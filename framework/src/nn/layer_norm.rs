@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::group_norm::{group_normalize, NORM_EPS};
 use super::init::constant_var;
+use super::param_source::ParamSource;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -27,6 +28,12 @@ impl LayerNorm {
     /// # Shapes
     /// `[n, c, h, w] -> [n, c, h, w]` with `(c, h, w)` the shape it was built for.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, &mut ParamSource::own())
+    }
+
+    /// [`LayerNorm::forward`] with the weight and bias taken from `params`.
+    pub fn forward_with(&self, x: &Tensor, params: &mut ParamSource) -> Result<Tensor> {
+        let (weight, bias) = (params.take(&self.weight)?, params.take(&self.bias)?);
         if x.rank() != 4 || x.dims()[1..] != *self.weight.dims() {
             return Err(Error::invalid(
                 "LayerNorm input",
@@ -36,8 +43,7 @@ impl LayerNorm {
         }
         // Normalising over (C, H, W) is group norm with a single group.
         let x = group_normalize(x, 1, NORM_EPS)?;
-        Ok(x.broadcast_mul(self.weight.as_tensor())?
-            .broadcast_add(self.bias.as_tensor())?)
+        Ok(x.broadcast_mul(&weight)?.broadcast_add(&bias)?)
     }
 
     /// Weight, then bias (PyTorch's order).

@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::init::{default_bound, uniform_var};
+use super::param_source::ParamSource;
 use crate::{Error, Result, Rng};
 
 /// `y = x W^T + b` with `weight` `[out, in]` and `bias` `[out]`.
@@ -31,7 +32,13 @@ impl Linear {
     /// # Shapes
     /// `[n, in] -> [n, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, want) = self.weight.dims2()?;
+        self.forward_with(x, &mut ParamSource::own())
+    }
+
+    /// [`Linear::forward`] with the weight and bias taken from `params`.
+    pub fn forward_with(&self, x: &Tensor, params: &mut ParamSource) -> Result<Tensor> {
+        let (weight, bias) = (params.take(&self.weight)?, params.take(&self.bias)?);
+        let (_, want) = weight.dims2()?;
         match x.dims() {
             &[_, got] if got == want => {}
             d => {
@@ -42,8 +49,7 @@ impl Linear {
                 ))
             }
         }
-        Ok(x.matmul(&self.weight.as_tensor().t()?)?
-            .broadcast_add(self.bias.as_tensor())?)
+        Ok(x.matmul(&weight.t()?)?.broadcast_add(&bias)?)
     }
 
     pub fn weight(&self) -> &Var {

@@ -18,6 +18,7 @@ pub mod layer_norm;
 pub mod linear;
 pub mod norm;
 mod norm_act_op;
+pub mod param_source;
 pub mod pool;
 pub mod pool_k;
 mod pool_op;
@@ -31,5 +32,6 @@ pub use group_norm::{group_normalize, group_normalize_with_tensor_ops, GroupNorm
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use norm::{Norm, NormKind};
+pub use param_source::ParamSource;
 pub use pool::{avg_pool2x2, avg_pool2x2_with_tensor_ops, max_pool2x2, max_pool2x2_with_tensor_ops, Pooling};
 pub use pool_k::{avg_pool_k, max_pool_k};

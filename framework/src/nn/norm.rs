@@ -3,6 +3,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use super::param_source::ParamSource;
 use super::{avg_pool2x2, Activation, BatchNorm2d, GroupNorm, LayerNorm};
 use crate::{Mode, Result};
 
@@ -62,11 +63,17 @@ impl Norm {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_with(x, mode, &mut ParamSource::own())
+    }
+
+    /// [`Norm::forward`] with the weight and bias taken from `params` (see
+    /// [`BatchNorm2d::forward_with`] for the running statistics).
+    pub fn forward_with(&self, x: &Tensor, mode: Mode, params: &mut ParamSource) -> Result<Tensor> {
         match self {
             Norm::None => Ok(x.clone()),
-            Norm::Batch(bn) => bn.forward(x, mode),
-            Norm::Layer(ln) => ln.forward(x),
-            Norm::Group(gn) => gn.forward(x),
+            Norm::Batch(bn) => bn.forward_with(x, mode, params),
+            Norm::Layer(ln) => ln.forward_with(x, params),
+            Norm::Group(gn) => gn.forward_with(x, params),
         }
     }
 
@@ -74,10 +81,22 @@ impl Norm {
     /// instance norm fuse the three into one op where they can ([`GroupNorm::forward_activated`]);
     /// the result is the same either way.
     pub fn forward_activated(&self, x: &Tensor, mode: Mode, activation: Activation, avg_pool: bool) -> Result<Tensor> {
+        self.forward_activated_with(x, mode, activation, avg_pool, &mut ParamSource::own())
+    }
+
+    /// [`Norm::forward_activated`] with the weight and bias taken from `params`.
+    pub fn forward_activated_with(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        activation: Activation,
+        avg_pool: bool,
+        params: &mut ParamSource,
+    ) -> Result<Tensor> {
         if let Norm::Group(gn) = self {
-            return gn.forward_activated(x, activation, avg_pool);
+            return gn.forward_activated_with(x, activation, avg_pool, params);
         }
-        activate_then_pool(&self.forward(x, mode)?, activation, avg_pool)
+        activate_then_pool(&self.forward_with(x, mode, params)?, activation, avg_pool)
     }
 
     /// Weight, then bias; none for `Norm::None`.

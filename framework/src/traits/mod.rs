@@ -3,5 +3,6 @@
 
 pub mod architecture;
 pub mod augmenter;
+pub mod family;
 pub mod matcher;
 pub mod scheduler;

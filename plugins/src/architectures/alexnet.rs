@@ -10,7 +10,7 @@
 //! - `embedding`: the flattened input of the classifier, `[n, 192 * 4 * 4]` for those inputs.
 
 use cafe_framework::nn::{Linear, NormKind};
-use cafe_framework::{register_architecture, Architecture, ImageShape, Network, Result, Rng};
+use cafe_framework::{register_architecture, Architecture, ImageShape, NetworkFamily, Result, Rng};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
@@ -24,32 +24,21 @@ pub struct AlexNetConfig {}
 
 /// An AlexNet variant: no norm (`alexnet`) or BatchNorm (`alexnetbn`) after each conv.
 #[derive(Debug, Clone, Copy)]
-struct AlexNetArchitecture {
+struct AlexNetVariant {
     /// The registered name, for messages.
     name: &'static str,
     norm: NormKind,
 }
 
-impl Architecture for AlexNetArchitecture {
-    fn build(
-        &self,
-        input: ImageShape,
-        classes: usize,
-        dtype: DType,
-        device: &Device,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Network>> {
-        Ok(Box::new(build(self, input, classes, dtype, device, rng)?))
-    }
-
-    fn uses_batch_norm(&self) -> bool {
-        self.norm == NormKind::BatchNorm
+impl AlexNetVariant {
+    fn architecture(self) -> Result<Box<dyn Architecture>> {
+        NetworkFamily::boxed(self, self.norm == NormKind::BatchNorm, build)
     }
 }
 
 /// The one builder behind both variants.
 fn build(
-    arch: &AlexNetArchitecture,
+    arch: &AlexNetVariant,
     input: ImageShape,
     classes: usize,
     dtype: DType,
@@ -90,10 +79,11 @@ register_architecture!(
     "DC's AlexNet for small images: 5 convs (128 192 256 192 192), 3 max pools, Linear classes",
     AlexNetConfig,
     |_: AlexNetConfig| -> Result<Box<dyn Architecture>> {
-        Ok(Box::new(AlexNetArchitecture {
+        AlexNetVariant {
             name: "alexnet",
             norm: NormKind::None,
-        }))
+        }
+        .architecture()
     }
 );
 
@@ -102,9 +92,10 @@ register_architecture!(
     "DC's AlexNetBN: AlexNet with BatchNorm after every conv",
     AlexNetConfig,
     |_: AlexNetConfig| -> Result<Box<dyn Architecture>> {
-        Ok(Box::new(AlexNetArchitecture {
+        AlexNetVariant {
             name: "alexnetbn",
             norm: NormKind::BatchNorm,
-        }))
+        }
+        .architecture()
     }
 );

@@ -4,7 +4,7 @@
 //! and the [conv -> norm -> ReLU] units with max pooling that make the features of LeNet,
 //! AlexNet and VGG.
 
-use cafe_framework::nn::{max_pool2x2, Activation, Conv2d, Conv2dConfig, Norm, NormKind};
+use cafe_framework::nn::{max_pool2x2, Activation, Conv2d, Conv2dConfig, Norm, NormKind, ParamSource};
 use cafe_framework::{Error, ImageShape, Mode, Result, Rng};
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -130,10 +130,11 @@ impl ConvUnit {
 
     /// # Shapes
     /// `[n, in, h, w] -> [n, channels, h', w']`.
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let z = self.conv.forward_with(x, params)?;
         // One fused op where the norm allows it (fewer activations kept for the backward pass).
         self.norm
-            .forward_activated(&self.conv.forward(x)?, mode, Activation::Relu, false)
+            .forward_activated_with(&z, mode, Activation::Relu, false, params)
     }
 
     /// Conv weight and bias, then norm weight and bias (PyTorch's `named_parameters` order).
@@ -217,11 +218,11 @@ impl ConvStack {
     ///
     /// # Shapes
     /// `[n, c, h, w] -> ([n, c', h', w'], one [n, c_i, h_i, w_i] per conv)`.
-    pub(crate) fn forward(&self, x: &Tensor, mode: Mode) -> Result<(Tensor, Vec<Tensor>)> {
+    pub(crate) fn forward(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<(Tensor, Vec<Tensor>)> {
         let mut features = Vec::with_capacity(self.stages.len());
         let mut x = x.clone();
         for stage in &self.stages {
-            let y = stage.unit.forward(&x, mode)?;
+            let y = stage.unit.forward(params, &x, mode)?;
             x = if stage.pool { max_pool2x2(&y)? } else { y.clone() };
             features.push(y);
         }
@@ -250,11 +251,11 @@ pub(crate) struct StackClassifier {
 }
 
 impl cafe_framework::Network for StackClassifier {
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<cafe_framework::NetworkOutput> {
+    fn forward_from(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<cafe_framework::NetworkOutput> {
         check_input(self.name, x, self.input)?;
-        let (x, block_features) = self.features.forward(x, mode)?;
+        let (x, block_features) = self.features.forward(params, x, mode)?;
         let embedding = x.flatten_from(1)?;
-        let logits = self.classifier.forward(&embedding)?;
+        let logits = self.classifier.forward_with(&embedding, params)?;
         Ok(cafe_framework::NetworkOutput {
             logits,
             embedding,

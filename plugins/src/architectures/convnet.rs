@@ -12,10 +12,10 @@
 use std::marker::PhantomData;
 
 use cafe_framework::nn::norm::DC_GROUP_NORM_GROUPS;
-use cafe_framework::nn::{Activation, Conv2d, Conv2dConfig, Linear, Norm, NormKind, Pooling};
+use cafe_framework::nn::{Activation, Conv2d, Conv2dConfig, Linear, Norm, NormKind, ParamSource, Pooling};
 use cafe_framework::registry::merge_json;
 use cafe_framework::{
-    register_architecture, Architecture, Error, ImageShape, Mode, Network, NetworkOutput, Result, Rng,
+    register_architecture, Architecture, Error, ImageShape, Mode, Network, NetworkFamily, NetworkOutput, Result, Rng,
 };
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -67,28 +67,7 @@ impl ConvNetConfig {
     /// The architecture these settings describe.
     pub fn architecture(self) -> Result<Box<dyn Architecture>> {
         self.validate()?;
-        Ok(Box::new(ConvNetArchitecture(self)))
-    }
-}
-
-/// A ConvNet family member with fixed settings.
-#[derive(Debug, Clone, Copy)]
-struct ConvNetArchitecture(ConvNetConfig);
-
-impl Architecture for ConvNetArchitecture {
-    fn build(
-        &self,
-        input: ImageShape,
-        classes: usize,
-        dtype: DType,
-        device: &Device,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Network>> {
-        Ok(Box::new(build(&self.0, input, classes, dtype, device, rng)?))
-    }
-
-    fn uses_batch_norm(&self) -> bool {
-        self.0.norm == NormKind::BatchNorm
+        NetworkFamily::boxed(self, self.norm == NormKind::BatchNorm, build)
     }
 }
 
@@ -176,7 +155,7 @@ impl ConvNet {
     /// The forward pass; `block_features` are collected only when `keep_features`. Without
     /// them, average pooling joins the fused norm-activation op, so a block keeps only its
     /// input and its pooled output for the backward pass (a fifth of its activations).
-    fn run(&self, x: &Tensor, mode: Mode, keep_features: bool) -> Result<NetworkOutput> {
+    fn run(&self, params: &mut ParamSource, x: &Tensor, mode: Mode, keep_features: bool) -> Result<NetworkOutput> {
         let expected = self.input;
         match x.dims() {
             &[_, c, h, w] if ImageShape::new(c, h, w) == expected => {}
@@ -192,9 +171,10 @@ impl ConvNet {
         let mut features = Vec::with_capacity(if keep_features { self.blocks.len() } else { 0 });
         let mut x = x.clone();
         for block in &self.blocks {
+            let z = block.conv.forward_with(&x, params)?;
             let y = block
                 .norm
-                .forward_activated(&block.conv.forward(&x)?, mode, self.activation, fuse_pool)?;
+                .forward_activated_with(&z, mode, self.activation, fuse_pool, params)?;
             if fuse_pool {
                 x = y;
             } else {
@@ -205,7 +185,7 @@ impl ConvNet {
             }
         }
         let embedding = x.flatten_from(1)?;
-        let logits = self.classifier.forward(&embedding)?;
+        let logits = self.classifier.forward_with(&embedding, params)?;
         Ok(NetworkOutput {
             logits,
             embedding,
@@ -215,16 +195,16 @@ impl ConvNet {
 }
 
 impl Network for ConvNet {
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
-        self.run(x, mode, true)
+    fn forward_from(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
+        self.run(params, x, mode, true)
     }
 
-    fn logits(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        Ok(self.run(x, mode, false)?.logits)
+    fn logits_from(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(self.run(params, x, mode, false)?.logits)
     }
 
-    fn embedding(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        Ok(self.run(x, mode, false)?.embedding)
+    fn embedding_from(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(self.run(params, x, mode, false)?.embedding)
     }
 
     fn parameters(&self) -> Vec<Var> {

@@ -11,8 +11,10 @@
 //!   `[n, 16, h, w]`.
 //! - `embedding`: the input of the last Linear, the 84 ReLU outputs, `[n, 84]`.
 
-use cafe_framework::nn::{relu, Linear, NormKind};
-use cafe_framework::{register_architecture, Architecture, ImageShape, Mode, Network, NetworkOutput, Result, Rng};
+use cafe_framework::nn::{relu, Linear, NormKind, ParamSource};
+use cafe_framework::{
+    register_architecture, Architecture, ImageShape, Mode, Network, NetworkFamily, NetworkOutput, Result, Rng,
+};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
@@ -23,42 +25,37 @@ use super::blocks::{check_classes, check_input, ConvStack, Layer, MapShape};
 #[serde(default, deny_unknown_fields)]
 pub struct LeNetConfig {}
 
-#[derive(Debug, Clone, Copy)]
-struct LeNetArchitecture;
-
-impl Architecture for LeNetArchitecture {
-    fn build(
-        &self,
-        input: ImageShape,
-        classes: usize,
-        dtype: DType,
-        device: &Device,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Network>> {
-        check_classes("lenet", classes)?;
-        let mut shape = MapShape::new("lenet", input)?;
-        // The reference pads 1-channel (MNIST-like, 28x28) input so that both dataset sizes
-        // reach the same 5x5 map.
-        let padding = if input.channels == 1 { 2 } else { 0 };
-        let conv = |channels, padding| Layer::Conv {
-            channels,
-            kernel: 5,
-            padding,
-        };
-        let layers = [conv(6, padding), Layer::MaxPool, conv(16, 0), Layer::MaxPool];
-        let features = ConvStack::new(&mut shape, &layers, NormKind::None, dtype, device, rng)?;
-        let flat = shape.current.numel();
-        let fc_1 = Linear::new(flat, 120, dtype, device, rng)?;
-        let fc_2 = Linear::new(120, 84, dtype, device, rng)?;
-        let fc_3 = Linear::new(84, classes, dtype, device, rng)?;
-        Ok(Box::new(LeNet {
-            features,
-            fc_1,
-            fc_2,
-            fc_3,
-            input,
-        }))
-    }
+fn build(
+    _: &LeNetConfig,
+    input: ImageShape,
+    classes: usize,
+    dtype: DType,
+    device: &Device,
+    rng: &mut Rng,
+) -> Result<LeNet> {
+    check_classes("lenet", classes)?;
+    let mut shape = MapShape::new("lenet", input)?;
+    // The reference pads 1-channel (MNIST-like, 28x28) input so that both dataset sizes
+    // reach the same 5x5 map.
+    let padding = if input.channels == 1 { 2 } else { 0 };
+    let conv = |channels, padding| Layer::Conv {
+        channels,
+        kernel: 5,
+        padding,
+    };
+    let layers = [conv(6, padding), Layer::MaxPool, conv(16, 0), Layer::MaxPool];
+    let features = ConvStack::new(&mut shape, &layers, NormKind::None, dtype, device, rng)?;
+    let flat = shape.current.numel();
+    let fc_1 = Linear::new(flat, 120, dtype, device, rng)?;
+    let fc_2 = Linear::new(120, 84, dtype, device, rng)?;
+    let fc_3 = Linear::new(84, classes, dtype, device, rng)?;
+    Ok(LeNet {
+        features,
+        fc_1,
+        fc_2,
+        fc_3,
+        input,
+    })
 }
 
 /// A built LeNet. `parameters()` order: conv_1, conv_2, fc_1, fc_2, fc_3, each weight then
@@ -73,13 +70,13 @@ struct LeNet {
 }
 
 impl Network for LeNet {
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
+    fn forward_from(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
         check_input("lenet", x, self.input)?;
-        let (x, block_features) = self.features.forward(x, mode)?;
+        let (x, block_features) = self.features.forward(params, x, mode)?;
         let flat = x.flatten_from(1)?;
-        let h1 = relu(&self.fc_1.forward(&flat)?)?;
-        let h2 = relu(&self.fc_2.forward(&h1)?)?;
-        let logits = self.fc_3.forward(&h2)?;
+        let h1 = relu(&self.fc_1.forward_with(&flat, params)?)?;
+        let h2 = relu(&self.fc_2.forward_with(&h1, params)?)?;
+        let logits = self.fc_3.forward_with(&h2, params)?;
         Ok(NetworkOutput {
             logits,
             embedding: h2,
@@ -99,5 +96,5 @@ register_architecture!(
     "lenet",
     "DC's LeNet: conv5 6, max pool, conv5 16, max pool, Linear 120, Linear 84, Linear classes (ReLU)",
     LeNetConfig,
-    |_: LeNetConfig| -> Result<Box<dyn Architecture>> { Ok(Box::new(LeNetArchitecture)) }
+    |config: LeNetConfig| -> Result<Box<dyn Architecture>> { NetworkFamily::boxed(config, false, build) }
 );

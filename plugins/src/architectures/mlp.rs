@@ -7,8 +7,10 @@
 //! - `block_features`: the two hidden layers after their ReLU, `[n, 128]` each.
 //! - `embedding`: the input of the last Linear, i.e. the second hidden layer, `[n, 128]`.
 
-use cafe_framework::nn::{relu, Linear};
-use cafe_framework::{register_architecture, Architecture, ImageShape, Mode, Network, NetworkOutput, Result, Rng};
+use cafe_framework::nn::{relu, Linear, ParamSource};
+use cafe_framework::{
+    register_architecture, Architecture, ImageShape, Mode, Network, NetworkFamily, NetworkOutput, Result, Rng,
+};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
@@ -22,30 +24,25 @@ const HIDDEN: usize = 128;
 #[serde(default, deny_unknown_fields)]
 pub struct MlpConfig {}
 
-#[derive(Debug, Clone, Copy)]
-struct MlpArchitecture;
-
-impl Architecture for MlpArchitecture {
-    fn build(
-        &self,
-        input: ImageShape,
-        classes: usize,
-        dtype: DType,
-        device: &Device,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Network>> {
-        check_classes("mlp", classes)?;
-        MapShape::new("mlp", input)?;
-        let fc_1 = Linear::new(input.numel(), HIDDEN, dtype, device, rng)?;
-        let fc_2 = Linear::new(HIDDEN, HIDDEN, dtype, device, rng)?;
-        let fc_3 = Linear::new(HIDDEN, classes, dtype, device, rng)?;
-        Ok(Box::new(Mlp {
-            fc_1,
-            fc_2,
-            fc_3,
-            input,
-        }))
-    }
+fn build(
+    _: &MlpConfig,
+    input: ImageShape,
+    classes: usize,
+    dtype: DType,
+    device: &Device,
+    rng: &mut Rng,
+) -> Result<Mlp> {
+    check_classes("mlp", classes)?;
+    MapShape::new("mlp", input)?;
+    let fc_1 = Linear::new(input.numel(), HIDDEN, dtype, device, rng)?;
+    let fc_2 = Linear::new(HIDDEN, HIDDEN, dtype, device, rng)?;
+    let fc_3 = Linear::new(HIDDEN, classes, dtype, device, rng)?;
+    Ok(Mlp {
+        fc_1,
+        fc_2,
+        fc_3,
+        input,
+    })
 }
 
 /// A built MLP. `parameters()` order: fc_1, fc_2, fc_3, each weight then bias.
@@ -58,11 +55,11 @@ struct Mlp {
 }
 
 impl Network for Mlp {
-    fn forward(&self, x: &Tensor, _mode: Mode) -> Result<NetworkOutput> {
+    fn forward_from(&self, params: &mut ParamSource, x: &Tensor, _mode: Mode) -> Result<NetworkOutput> {
         check_input("mlp", x, self.input)?;
-        let h1 = relu(&self.fc_1.forward(&x.flatten_from(1)?)?)?;
-        let h2 = relu(&self.fc_2.forward(&h1)?)?;
-        let logits = self.fc_3.forward(&h2)?;
+        let h1 = relu(&self.fc_1.forward_with(&x.flatten_from(1)?, params)?)?;
+        let h2 = relu(&self.fc_2.forward_with(&h1, params)?)?;
+        let logits = self.fc_3.forward_with(&h2, params)?;
         Ok(NetworkOutput {
             logits,
             embedding: h2.clone(),
@@ -82,5 +79,5 @@ register_architecture!(
     "mlp",
     "DC's MLP: flatten, Linear 128, ReLU, Linear 128, ReLU, Linear classes",
     MlpConfig,
-    |_: MlpConfig| -> Result<Box<dyn Architecture>> { Ok(Box::new(MlpArchitecture)) }
+    |config: MlpConfig| -> Result<Box<dyn Architecture>> { NetworkFamily::boxed(config, false, build) }
 );

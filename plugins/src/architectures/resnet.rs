@@ -24,8 +24,12 @@
 //! - `block_features`: the output of each of the 4 layers (after its last block's ReLU).
 //! - `embedding`: the flattened input of the classifier.
 
-use cafe_framework::nn::{avg_pool2x2, avg_pool_k, relu, Activation, Conv2d, Conv2dConfig, Linear, Norm, NormKind};
-use cafe_framework::{register_architecture, Architecture, ImageShape, Mode, Network, NetworkOutput, Result, Rng};
+use cafe_framework::nn::{
+    avg_pool2x2, avg_pool_k, relu, Activation, Conv2d, Conv2dConfig, Linear, Norm, NormKind, ParamSource,
+};
+use cafe_framework::{
+    register_architecture, Architecture, ImageShape, Mode, Network, NetworkFamily, NetworkOutput, Result, Rng,
+};
 use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +61,7 @@ enum Downsample {
 
 /// A ResNet variant.
 #[derive(Debug, Clone, Copy)]
-struct ResNetArchitecture {
+struct ResNetVariant {
     /// The registered name, for messages.
     name: &'static str,
     blocks: [usize; 4],
@@ -65,20 +69,9 @@ struct ResNetArchitecture {
     downsample: Downsample,
 }
 
-impl Architecture for ResNetArchitecture {
-    fn build(
-        &self,
-        input: ImageShape,
-        classes: usize,
-        dtype: DType,
-        device: &Device,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Network>> {
-        Ok(Box::new(build(self, input, classes, dtype, device, rng)?))
-    }
-
-    fn uses_batch_norm(&self) -> bool {
-        self.norm == NormKind::BatchNorm
+impl ResNetVariant {
+    fn architecture(self) -> Result<Box<dyn Architecture>> {
+        NetworkFamily::boxed(self, self.norm == NormKind::BatchNorm, build)
     }
 }
 
@@ -174,19 +167,22 @@ impl BasicBlock {
 
     /// # Shapes
     /// `[n, in_planes, h, w] -> [n, planes, h', w']`.
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let z = self.conv1.forward_with(x, params)?;
         let mut out = self
             .norm1
-            .forward_activated(&self.conv1.forward(x)?, mode, Activation::Relu, false)?;
+            .forward_activated_with(&z, mode, Activation::Relu, false, params)?;
         if self.pool {
             out = avg_pool2x2(&out)?;
         }
-        let out = self.norm2.forward(&self.conv2.forward(&out)?, mode)?;
+        let z = self.conv2.forward_with(&out, params)?;
+        let out = self.norm2.forward_with(&z, mode, params)?;
+        // Taken after the main path's, as `parameters()` lists them.
         let short = match &self.shortcut {
             None => x.clone(),
             Some((conv, norm)) => {
-                let s = conv.forward(x)?;
-                norm.forward(&if self.pool { avg_pool2x2(&s)? } else { s }, mode)?
+                let s = conv.forward_with(x, params)?;
+                norm.forward_with(&if self.pool { avg_pool2x2(&s)? } else { s }, mode, params)?
             }
         };
         relu(&(out + short)?)
@@ -223,7 +219,7 @@ struct ResNet {
 
 /// The one builder behind every ResNet variant.
 fn build(
-    arch: &ResNetArchitecture,
+    arch: &ResNetVariant,
     input: ImageShape,
     classes: usize,
     dtype: DType,
@@ -260,15 +256,16 @@ fn build(
 }
 
 impl Network for ResNet {
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
+    fn forward_from(&self, params: &mut ParamSource, x: &Tensor, mode: Mode) -> Result<NetworkOutput> {
         check_input(self.name, x, self.input)?;
+        let z = self.stem.forward_with(x, params)?;
         let mut out = self
             .stem_norm
-            .forward_activated(&self.stem.forward(x)?, mode, Activation::Relu, false)?;
+            .forward_activated_with(&z, mode, Activation::Relu, false, params)?;
         let mut features = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             for block in layer {
-                out = block.forward(&out, mode)?;
+                out = block.forward(params, &out, mode)?;
             }
             features.push(out.clone());
         }
@@ -276,7 +273,7 @@ impl Network for ResNet {
             out = avg_pool_k(&out, FINAL_POOL)?;
         }
         let embedding = out.flatten_from(1)?;
-        let logits = self.classifier.forward(&embedding)?;
+        let logits = self.classifier.forward_with(&embedding, params)?;
         Ok(NetworkOutput {
             logits,
             embedding,
@@ -301,12 +298,13 @@ macro_rules! resnet18 {
         register_architecture!($name, $description, ResNetConfig, |_: ResNetConfig| -> Result<
             Box<dyn Architecture>,
         > {
-            Ok(Box::new(ResNetArchitecture {
+            ResNetVariant {
                 name: $name,
                 blocks: RESNET18_BLOCKS,
                 norm: $norm,
                 downsample: $downsample,
-            }))
+            }
+            .architecture()
         });
     };
 }

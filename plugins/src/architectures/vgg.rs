@@ -13,7 +13,7 @@
 //! - `embedding`: the flattened input of the classifier, `[n, 512]` for 28x28 and 32x32 input.
 
 use cafe_framework::nn::{Linear, NormKind};
-use cafe_framework::{register_architecture, Architecture, ImageShape, Network, Result, Rng};
+use cafe_framework::{register_architecture, Architecture, ImageShape, NetworkFamily, Result, Rng};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
@@ -48,33 +48,22 @@ pub struct VggConfig {}
 
 /// A VGG variant: its layers and the norm after each conv.
 #[derive(Debug, Clone, Copy)]
-struct VggArchitecture {
+struct VggVariant {
     /// The registered name, for messages.
     name: &'static str,
     config: &'static [Entry],
     norm: NormKind,
 }
 
-impl Architecture for VggArchitecture {
-    fn build(
-        &self,
-        input: ImageShape,
-        classes: usize,
-        dtype: DType,
-        device: &Device,
-        rng: &mut Rng,
-    ) -> Result<Box<dyn Network>> {
-        Ok(Box::new(build(self, input, classes, dtype, device, rng)?))
-    }
-
-    fn uses_batch_norm(&self) -> bool {
-        self.norm == NormKind::BatchNorm
+impl VggVariant {
+    fn architecture(self) -> Result<Box<dyn Architecture>> {
+        NetworkFamily::boxed(self, self.norm == NormKind::BatchNorm, build)
     }
 }
 
 /// The one builder behind every VGG variant.
 fn build(
-    arch: &VggArchitecture,
+    arch: &VggVariant,
     input: ImageShape,
     classes: usize,
     dtype: DType,
@@ -112,11 +101,12 @@ register_architecture!(
     "DC's VGG11: 64 M 128 M 256 256 M 512 512 M 512 512 M (conv3, instance norm, ReLU), Linear classes",
     VggConfig,
     |_: VggConfig| -> Result<Box<dyn Architecture>> {
-        Ok(Box::new(VggArchitecture {
+        VggVariant {
             name: "vgg11",
             config: &VGG11,
             norm: NormKind::InstanceNorm,
-        }))
+        }
+        .architecture()
     }
 );
 
@@ -125,10 +115,11 @@ register_architecture!(
     "DC's VGG11BN: VGG11 with BatchNorm instead of instance norm",
     VggConfig,
     |_: VggConfig| -> Result<Box<dyn Architecture>> {
-        Ok(Box::new(VggArchitecture {
+        VggVariant {
             name: "vgg11bn",
             config: &VGG11,
             norm: NormKind::BatchNorm,
-        }))
+        }
+        .architecture()
     }
 );

@@ -1,0 +1,328 @@
+//! One expert's trajectory on disk: its parameters after every training epoch (epoch 0 = the
+//! initialisation) in one safetensors file, with string metadata that says what it is.
+//!
+//! Tensors are named `epoch_EEEE.param_PPP` (PPP in the order of `Network::parameters()`), f32
+//! whatever the network trained in. Metadata keys, all strings (JSON where structured):
+//! `format`, `cafe_lab_version`, `expert`, `dataset`, `image_shape`, `classes`, `arch`,
+//! `arch_config`, `settings` (every setting of the `experts` run), `seed`, `epochs`,
+//! `parameter_shapes`, `train_loss` and `test_accuracy` (one per trained epoch),
+//! `test_images`. safetensors keeps metadata in a hash map, so the order of the header's
+//! keys may differ between two writes of the same trajectory; the tensors do not.
+//!
+//! MTT's reference keeps ten experts per `replay_buffer_N.pt` (mtt-distillation `buffer.py`
+//! lines 101-107); one file per expert makes every finished expert durable on its own, which is
+//! what lets an interrupted `cafe-lab experts` resume.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::output::write_atomic;
+use crate::{Error, ImageShape, Result};
+
+/// The value of the `format` key of every expert file this version writes.
+pub const FORMAT: &str = "cafe-lab expert trajectory 1";
+
+/// The file of expert `index` in a store folder.
+pub fn expert_file(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("expert_{index:04}.safetensors"))
+}
+
+fn tensor_name(epoch: usize, param: usize) -> String {
+    format!("epoch_{epoch:04}.param_{param:03}")
+}
+
+/// What an expert file says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpertRecord {
+    pub expert: usize,
+    pub dataset: String,
+    pub image_shape: ImageShape,
+    pub classes: usize,
+    /// Registered architecture name and its fully resolved config.
+    pub arch: String,
+    pub arch_config: Value,
+    /// Every setting of the run that trained it (`ExpertsConfig` as JSON).
+    pub settings: Value,
+    pub seed: u64,
+    /// Trained epochs; the file holds `epochs + 1` parameter sets.
+    pub epochs: usize,
+    pub parameter_shapes: Vec<Vec<usize>>,
+    /// Mean training loss of each epoch.
+    pub train_loss: Vec<f64>,
+    /// Test accuracy (fraction) after each epoch.
+    pub test_accuracy: Vec<f64>,
+    pub test_images: usize,
+    pub cafe_lab_version: String,
+}
+
+/// What a consumer of trajectories needs them to fit: the dataset and the network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrajectoryKey {
+    pub dataset: String,
+    pub image_shape: ImageShape,
+    pub classes: usize,
+    pub arch: String,
+    pub arch_config: Value,
+    pub parameter_shapes: Vec<Vec<usize>>,
+}
+
+/// The record's fields stored as plain strings; every other field is JSON text.
+const TEXT_FIELDS: [&str; 3] = ["dataset", "arch", "cafe_lab_version"];
+
+impl ExpertRecord {
+    fn to_metadata(&self) -> Result<HashMap<String, String>> {
+        let Value::Object(fields) =
+            serde_json::to_value(self).map_err(|e| Error::Other(format!("expert metadata: {e}")))?
+        else {
+            return Err(Error::Other("expert metadata: the record is not a JSON object".into()));
+        };
+        let mut meta: HashMap<String, String> = fields
+            .into_iter()
+            .map(|(key, value)| match value {
+                Value::String(text) if TEXT_FIELDS.contains(&key.as_str()) => (key, text),
+                other => (key, other.to_string()),
+            })
+            .collect();
+        meta.insert("format".into(), FORMAT.into());
+        Ok(meta)
+    }
+
+    fn from_metadata(path: &Path, meta: &HashMap<String, String>) -> Result<Self> {
+        let corrupt = |message: String| Error::DatasetCorrupt {
+            path: path.to_path_buf(),
+            message,
+        };
+        match meta.get("format") {
+            Some(f) if f == FORMAT => {}
+            Some(f) => {
+                return Err(corrupt(format!(
+                    "expert trajectory format '{f}'; this cafe-lab reads '{FORMAT}'"
+                )))
+            }
+            None => return Err(corrupt("not an expert trajectory: no 'format' metadata".into())),
+        }
+        let mut fields = serde_json::Map::new();
+        for (key, text) in meta.iter().filter(|(k, _)| *k != "format") {
+            let value = if TEXT_FIELDS.contains(&key.as_str()) {
+                Value::String(text.clone())
+            } else {
+                serde_json::from_str(text).map_err(|e| corrupt(format!("metadata '{key}' = {text}: {e}")))?
+            };
+            fields.insert(key.clone(), value);
+        }
+        serde_json::from_value(Value::Object(fields)).map_err(|e| corrupt(format!("expert metadata: {e}")))
+    }
+
+    /// What this trajectory fits.
+    pub fn key(&self) -> TrajectoryKey {
+        TrajectoryKey {
+            dataset: self.dataset.clone(),
+            image_shape: self.image_shape,
+            classes: self.classes,
+            arch: self.arch.clone(),
+            arch_config: self.arch_config.clone(),
+            parameter_shapes: self.parameter_shapes.clone(),
+        }
+    }
+
+    /// Refuses a trajectory that does not fit `want`, naming what differs and how to get one
+    /// that fits.
+    pub fn check_fits(&self, path: &Path, want: &TrajectoryKey) -> Result<()> {
+        let have = self.key();
+        let mut differences = Vec::new();
+        if have.dataset != want.dataset {
+            differences.push(format!("dataset {} (wanted {})", have.dataset, want.dataset));
+        }
+        if have.image_shape != want.image_shape || have.classes != want.classes {
+            differences.push(format!(
+                "images {} in {} classes (wanted {} in {})",
+                have.image_shape, have.classes, want.image_shape, want.classes
+            ));
+        }
+        if have.arch != want.arch || have.arch_config != want.arch_config {
+            differences.push(format!(
+                "architecture {} {} (wanted {} {})",
+                have.arch, have.arch_config, want.arch, want.arch_config
+            ));
+        }
+        if differences.is_empty() && have.parameter_shapes != want.parameter_shapes {
+            differences.push(format!(
+                "parameter shapes {:?} (wanted {:?})",
+                have.parameter_shapes, want.parameter_shapes
+            ));
+        }
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid(
+            "expert trajectory",
+            path.display(),
+            format!(
+                "it does not fit this run: {}; train experts for it with `cafe-lab experts --dataset {} --arch {}` \
+                 (and the same --set arch.KEY=VALUE settings)",
+                differences.join("; "),
+                want.dataset,
+                want.arch
+            ),
+        ))
+    }
+
+    /// Reads only the metadata of the expert file at `path` (not its tensors).
+    pub fn read(path: &Path) -> Result<Self> {
+        let io = |e| Error::io(format!("reading expert trajectory {}", path.display()), e);
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut len = [0u8; 8];
+        file.read_exact(&mut len).map_err(io)?;
+        let len = u64::from_le_bytes(len);
+        // safetensors' own limit on the header size.
+        if len > 100_000_000 {
+            return Err(Error::DatasetCorrupt {
+                path: path.to_path_buf(),
+                message: format!("not a safetensors file (header of {len} bytes)"),
+            });
+        }
+        let mut header = vec![0u8; len as usize];
+        file.read_exact(&mut header).map_err(io)?;
+        let header: Value = serde_json::from_slice(&header).map_err(|e| Error::DatasetCorrupt {
+            path: path.to_path_buf(),
+            message: format!("not a safetensors file (header is not JSON: {e})"),
+        })?;
+        let meta: HashMap<String, String> = header
+            .get("__metadata__")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::DatasetCorrupt {
+                path: path.to_path_buf(),
+                message: format!("metadata is not a map of strings: {e}"),
+            })?
+            .unwrap_or_default();
+        Self::from_metadata(path, &meta)
+    }
+}
+
+/// One expert: its record and its parameters after every epoch.
+#[derive(Debug, Clone)]
+pub struct ExpertTrajectory {
+    pub record: ExpertRecord,
+    /// `epochs[e][p]`: parameter `p` after epoch `e` (0: initialisation).
+    epochs: Vec<Vec<Tensor>>,
+}
+
+impl ExpertTrajectory {
+    /// A trajectory of `epochs` parameter sets (the first the initialisation), each with the
+    /// record's parameter shapes.
+    pub fn new(record: ExpertRecord, epochs: Vec<Vec<Tensor>>) -> Result<Self> {
+        if epochs.len() != record.epochs + 1 {
+            return Err(Error::Other(format!(
+                "expert {}: {} parameter sets for {} epochs (want epochs + 1, the first the initialisation)",
+                record.expert,
+                epochs.len(),
+                record.epochs
+            )));
+        }
+        for (e, set) in epochs.iter().enumerate() {
+            let shapes: Vec<Vec<usize>> = set.iter().map(|t| t.dims().to_vec()).collect();
+            if shapes != record.parameter_shapes {
+                return Err(Error::Other(format!(
+                    "expert {}: epoch {e} has parameter shapes {shapes:?}, the record says {:?}",
+                    record.expert, record.parameter_shapes
+                )));
+            }
+        }
+        Ok(Self { record, epochs })
+    }
+
+    /// Number of trained epochs (`epoch(0..=epochs())` exist).
+    pub fn epochs(&self) -> usize {
+        self.record.epochs
+    }
+
+    /// The parameters after epoch `e` (0: initialisation), in the order of
+    /// `Network::parameters()`, f32.
+    pub fn epoch(&self, e: usize) -> Result<&[Tensor]> {
+        self.epochs.get(e).map(Vec::as_slice).ok_or_else(|| {
+            Error::invalid(
+                "expert epoch",
+                e,
+                format!(
+                    "expert {} holds epochs 0..={} (0 is the initialisation)",
+                    self.record.expert, self.record.epochs
+                ),
+            )
+        })
+    }
+
+    /// Writes the trajectory to `path` atomically (a crash leaves no partial expert file).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut names = Vec::new();
+        let mut data = Vec::new();
+        for (e, set) in self.epochs.iter().enumerate() {
+            for (p, t) in set.iter().enumerate() {
+                let bytes: Vec<u8> = t
+                    .to_dtype(DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                names.push((tensor_name(e, p), t.dims().to_vec()));
+                data.push(bytes);
+            }
+        }
+        let views = names
+            .iter()
+            .zip(&data)
+            .map(|((name, shape), bytes)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .map(|view| (name.clone(), view))
+                    .map_err(|e| Error::Other(format!("expert tensor {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(views, &Some(self.record.to_metadata()?))
+            .map_err(|e| Error::Other(format!("serialising expert {}: {e}", self.record.expert)))?;
+        write_atomic(path, &bytes)
+    }
+
+    /// Reads an expert file written by [`ExpertTrajectory::save`], its tensors on `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let record = ExpertRecord::read(path)?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading expert trajectory {}", path.display()), e))?;
+        let corrupt = |message: String| Error::DatasetCorrupt {
+            path: path.to_path_buf(),
+            message,
+        };
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not safetensors: {e}")))?;
+        let mut epochs = Vec::with_capacity(record.epochs + 1);
+        for e in 0..=record.epochs {
+            let mut set = Vec::with_capacity(record.parameter_shapes.len());
+            for (p, shape) in record.parameter_shapes.iter().enumerate() {
+                let name = tensor_name(e, p);
+                let view = st
+                    .tensor(&name)
+                    .map_err(|err| corrupt(format!("tensor {name}: {err}")))?;
+                if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape.as_slice() {
+                    return Err(corrupt(format!(
+                        "tensor {name} is {:?} {:?}, the metadata says F32 {shape:?}",
+                        view.dtype(),
+                        view.shape()
+                    )));
+                }
+                let values: Vec<f32> = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                set.push(Tensor::from_vec(values, shape.as_slice(), device)?);
+            }
+            epochs.push(set);
+        }
+        Self::new(record, epochs)
+    }
+}
