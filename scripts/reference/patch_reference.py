@@ -36,14 +36,19 @@ _HARNESS_FLAGS = (
     "    parser.add_argument('--harness_epoch_eval', type=int, default=0, help='cafe-lab harness: "
     "if > 0, overrides the evaluation epochs that the evaluation block sets')\n"
     "    parser.add_argument('--harness_final_eval_only', type=int, default=0, help='cafe-lab harness: "
-    "1 evaluates only at the last iteration')\n"
+    "1 evaluates only at the last iteration, 2 at iteration 0 and the last')\n"
     "    parser.add_argument('--harness_seed', type=int, default=-1, help='cafe-lab harness: "
     "seed numpy and torch at start (networks are still seeded from the clock by get_network)')\n"
 )
 _CAFE_PROBE_FLAG = (
     "    parser.add_argument('--harness_probe', type=int, default=128, help='cafe-lab harness: "
     "real images per class in the accuracy watchers probe (reference: 128)')\n"
+    "    parser.add_argument('--harness_max_steps', type=int, default=0, help='cafe-lab harness: "
+    "if > 0, caps the outer steps of an iteration and the epochs of an inner loop (reference: no cap)')\n"
 )
+_UPDATE_NETWORK = "                ''' update network '''\n"
+_TEST_EPOCH = ("                    epoch('test', trainloader, net, optimizer_net, criterion, args, "
+               "aug=True if args.dsa else False)\n")
 _SEED = (
     "    if args.harness_seed >= 0:\n"
     "        np.random.seed(args.harness_seed)\n"
@@ -51,7 +56,8 @@ _SEED = (
 )
 _FINAL_ONLY = (
     "    if args.harness_final_eval_only:\n"
-    "        eval_it_pool = [args.Iteration]\n"
+    "        eval_it_pool = [args.Iteration] if args.harness_final_eval_only == 1 else [0, args.Iteration]\n"
+    "        print('harness: eval_it_pool', eval_it_pool)\n"
 )
 _EPOCH_OVERRIDE = (
     "                    if args.harness_epoch_eval > 0:\n"
@@ -140,7 +146,9 @@ def _harness_patches(repo, path, epoch_override):
               "--harness_final_eval_only 1 evaluates only at the last iteration. Upstream "
               "evaluates at 0, 500, 1000, ... (DC/DSA), 0, 2000, ... (DM), 0, 100, ... (CAFE): "
               "at reduced iteration counts that is only iteration 0 (np.arange(0, It+1, 500) "
-              "holds no later point), and the final set would never be evaluated."),
+              "holds no later point), and the final set would never be evaluated. "
+              "--harness_final_eval_only 2 evaluates at 0 and at the last iteration: with --init "
+              "real, iteration 0 evaluates a random real subset, i.e. the random baseline."),
     ]
     if epoch_override:
         patches.append(Patch(
@@ -183,6 +191,18 @@ PATCHES = (
               "            print('harness: iteration %d outer %d inner %d' % (it, harness_outer, harness_inner), "
               "flush=True)\n            loss_avg /= (num_classes * args.outer_loop)\n", 1, "harness",
               "(prints the counters)"),
+        Patch("cafe", "distill.py", _UPDATE_NETWORK,
+              "                if args.harness_max_steps > 0 and harness_outer >= args.harness_max_steps:\n"
+              "                    break\n" + _UPDATE_NETWORK, 1, "harness",
+              "--harness_max_steps N: the outer loop also ends after N outer steps (checked after the "
+              "lambda_1 rule, as cafe-lab's scheduler.max_outer_steps). Upstream has no cap: its "
+              "watchers need at least 10 steps (and 10 epochs) per loop and a loop may run long, "
+              "which does not fit a CPU budget of minutes."),
+        Patch("cafe", "distill.py", _TEST_EPOCH,
+              "                    if args.harness_max_steps > 0 and pop_inner_cnt >= args.harness_max_steps:\n"
+              "                        break\n" + _TEST_EPOCH, 1, "harness",
+              "(the same cap on the epochs of one inner loop, after the lambda_2 rule, as cafe-lab's "
+              "scheduler.max_inner_epochs; pop_inner_cnt counts the epochs of the current loop)"),
         Patch("cafe", "distill.py",
               ".reshape(args.batch_real * 10, 3, 32, 32)",
               ".reshape(args.batch_real * num_classes, channel, im_size[0], im_size[1])", 1, "compat",

@@ -76,28 +76,32 @@ def method_spec(method, args):
     if args.seed is not None:
         common_lab += ["--seed", str(args.seed)]
     E = ["--harness_epoch_eval", str(args.eval_epochs)]
+
+    def init_for(published):
+        return published if args.init == "default" else args.init
+
     if method == "dc":
         # main.py --method DC (init noise, lr_img 0.1 are its defaults); evaluation: get_daparam
         # gives 'none' for FashionMNIST + ConvNet.
         return dict(repo="dc", script="main.py", eval_augment="none",
-                    ref_args=common_ref + E + ["--method", "DC", "--init", "noise", "--lr_img", "0.1"],
+                    ref_args=common_ref + E + ["--method", "DC", "--init", init_for("noise"), "--lr_img", "0.1"],
                     lab_args=common_lab + ["--matcher", "gradient", "--scheduler", "fixed", "--augment", "none",
-                                           "--init", "noise", "--lr-img", "0.1", "--eval-augment", "none"])
+                                           "--init", init_for("noise"), "--lr-img", "0.1", "--eval-augment", "none"])
     if method == "dsa":
         # README: --init real --method DSA --dsa_strategy color_crop_cutout_flip_scale_rotate.
         return dict(repo="dc", script="main.py", eval_augment="dsa",
-                    ref_args=common_ref + E + ["--method", "DSA", "--init", "real", "--lr_img", "0.1",
+                    ref_args=common_ref + E + ["--method", "DSA", "--init", init_for("real"), "--lr_img", "0.1",
                                                "--dsa_strategy", FULL_DSA],
                     lab_args=common_lab + ["--matcher", "gradient", "--scheduler", "fixed", "--augment", "dsa",
-                                           "--init", "real", "--lr-img", "0.1", "--eval-augment", "dsa"])
+                                           "--init", init_for("real"), "--lr-img", "0.1", "--eval-augment", "dsa"])
     if method == "dm":
         # README: main_DM.py --dsa_strategy color_crop_cutout_flip_scale_rotate --init real --lr_img 1.
         # DM evaluates with DSA (args.dsa) for --epoch_eval_train epochs.
         return dict(repo="dc", script="main_DM.py", eval_augment="dsa",
-                    ref_args=common_ref + ["--epoch_eval_train", str(args.eval_epochs), "--init", "real",
+                    ref_args=common_ref + ["--epoch_eval_train", str(args.eval_epochs), "--init", init_for("real"),
                                            "--lr_img", "1", "--dsa_strategy", FULL_DSA],
                     lab_args=common_lab + ["--matcher", "distribution", "--scheduler", "none", "--augment", "dsa",
-                                           "--init", "real", "--lr-img", "1", "--eval-augment", "dsa"])
+                                           "--init", init_for("real"), "--lr-img", "1", "--eval-augment", "dsa"])
     if method in ("cafe", "cafe-dsa"):
         # run.sh: distill.py --dataset CIFAR10 --model ConvNet --ipc 10 (init noise, lr_img 0.1,
         # lambda_1 0.04, lambda_2 0.03 are its defaults). The watchers' probe: --cafe-probe per class.
@@ -107,11 +111,12 @@ def method_spec(method, args):
                      "--set", f"scheduler.max_outer_steps={args.cafe_max_steps}",
                      "--set", f"scheduler.max_inner_epochs={args.cafe_max_steps}"]
         return dict(repo="cafe", script="distill.py", eval_augment="dsa" if dsa else "none",
-                    ref_args=common_ref + E + ["--method", "DSA" if dsa else "DC", "--init", "noise",
-                                               "--lr_img", "0.1", "--harness_probe", probe]
+                    ref_args=common_ref + E + ["--method", "DSA" if dsa else "DC", "--init", init_for("noise"),
+                                               "--lr_img", "0.1", "--harness_probe", probe,
+                                               "--harness_max_steps", str(args.cafe_max_steps)]
                     + (["--dsa_strategy", FULL_DSA] if dsa else []),
                     lab_args=common_lab + ["--matcher", "cafe", "--scheduler", "dynamic",
-                                           "--augment", "dsa" if dsa else "none", "--init", "noise",
+                                           "--augment", "dsa" if dsa else "none", "--init", init_for("noise"),
                                            "--lr-img", "0.1", "--eval-augment", "dsa" if dsa else "none"]
                     + lab_sched)
     raise ValueError(method)
@@ -180,11 +185,39 @@ def stats(accs):
     return mean, math.sqrt(sum((a - mean) ** 2 for a in accs) / n)
 
 
-def ref_accuracies(text, expected):
-    accs = [float(x) for x in re.findall(r"Evaluate_\d+: .*test acc = ([0-9.]+)", text)]
-    if len(accs) != expected:
-        fail(f"expected {expected} evaluation lines from the reference, found {len(accs)}")
-    return accs
+def ref_evaluations(text, expected):
+    """The reference's evaluations, by iteration: {iteration: [test accuracy of each network]}.
+    Each evaluation block starts with '... iteration = I' and holds one 'Evaluate_NN: ... test
+    acc = X' line per network."""
+    blocks = {}
+    current = None
+    for line in text.splitlines():
+        m = re.search(r"model_eval = \S+, iteration = (\d+)", line)
+        if m:
+            current = int(m.group(1))
+            blocks[current] = []
+            continue
+        m = re.search(r"Evaluate_\d+: .*test acc = ([0-9.]+)", line)
+        if m and current is not None:
+            blocks[current].append(float(m.group(1)))
+    for it, accs in blocks.items():
+        if len(accs) != expected:
+            fail(f"expected {expected} evaluation lines from the reference at iteration {it}, found {len(accs)}")
+    if not blocks:
+        fail("the reference printed no evaluation")
+    return blocks
+
+
+def load_cache(path):
+    if os.path.exists(path):
+        with open(path) as fh:
+            return json.load(fh)
+    return {}
+
+
+def save_cache(path, cache):
+    with open(path, "w") as fh:
+        json.dump(cache, fh, indent=1)
 
 
 def lab_eval(results_path, set_name):
@@ -213,16 +246,35 @@ def run_method(method, args, env, data_root, work, baselines):
     row = dict(method=method, ipc=args.ipc, reference_revision=revision, patches=len(applied),
                reference_command=None, cafe_lab_command=None)
 
-    # Reference: condensation + evaluation of the final set.
-    ref_cmd = [args.python, spec["script"], "--data_path", data_root, "--save_path", "result"] + spec["ref_args"]
+    # Reference: condensation + evaluation of the final set. With --init real the reference
+    # also evaluates iteration 0, its initial set: a random real subset, i.e. the random baseline
+    # with the reference's own sampling and evaluation (no second process, no second data load).
+    init = spec["ref_args"][spec["ref_args"].index("--init") + 1]
+    ref_args = list(spec["ref_args"])
+    if init == "real":
+        ref_args[ref_args.index("--harness_final_eval_only") + 1] = "2"
+    ref_cmd = [args.python, spec["script"], "--data_path", data_root, "--save_path", "result"] + ref_args
     row["reference_command"] = " ".join(ref_cmd)
     print(f"[{tag}] reference {spec['script']} ...", flush=True)
     wall, text = run_logged(ref_cmd, scratch, env, os.path.join(logs, f"{tag}-reference.log"), args.threads)
-    row["reference"] = dict(accuracies=ref_accuracies(text, args.eval_nets), wall_s=round(wall, 1))
+    blocks = ref_evaluations(text, args.eval_nets)
+    if args.iterations not in blocks:
+        fail(f"the reference did not evaluate iteration {args.iterations}")
+    row["reference"] = dict(accuracies=blocks[args.iterations], wall_s=round(wall, 1))
+    loops = [(int(o), int(i)) for o, i in re.findall(r"harness: iteration \d+ outer (\d+) inner (\d+)", text)]
+    if loops:
+        # CAFE's dynamic loops (distill.py runs Iteration+1 iterations; the last one after the
+        # final evaluation, so it is left out as cafe-lab does not run it).
+        loops = loops[: args.iterations]
+        row["reference"]["outer_steps"] = [o for o, _ in loops]
+        row["reference"]["inner_epochs"] = [i for _, i in loops]
 
-    # Reference: random baseline (cached per repo and evaluation settings).
-    key = ("ref", spec["repo"], spec["eval_augment"], args.ipc)
-    if key not in baselines:
+    # Reference: random baseline. From iteration 0 with --init real; else ref_random_baseline.py,
+    # cached on disk per evaluation settings (evaluate_synset is the same code in both repos).
+    key = f"ref|{spec['eval_augment']}|ipc{args.ipc}|nets{args.eval_nets}|ep{args.eval_epochs}|seed{args.seed}"
+    if init == "real" and 0 in blocks:
+        baselines[key] = dict(accuracies=blocks[0], wall_s=None, source=f"{spec['script']} iteration 0")
+    elif key not in baselines:
         cmd = [args.python, os.path.join(HERE, "ref_random_baseline.py"), "--dataset", "FashionMNIST",
                "--data_path", data_root, "--ipc", str(args.ipc), "--num_eval", str(args.eval_nets),
                "--epoch_eval_train", str(args.eval_epochs), "--aug", spec["eval_augment"]]
@@ -231,7 +283,8 @@ def run_method(method, args, env, data_root, work, baselines):
         print(f"[{tag}] reference random baseline ...", flush=True)
         wall, text = run_logged(cmd, scratch, env, os.path.join(logs, f"{tag}-reference-random.log"), args.threads)
         last = json.loads(text.strip().splitlines()[-1])
-        baselines[key] = dict(accuracies=last["accuracies"], wall_s=round(wall, 1))
+        baselines[key] = dict(accuracies=last["accuracies"], wall_s=round(wall, 1), source="ref_random_baseline.py")
+        save_cache(os.path.join(work, "baselines.json"), baselines)
     row["reference_random"] = baselines[key]
 
     # cafe-lab: condensation + evaluation of the synthetic set.
@@ -244,7 +297,7 @@ def run_method(method, args, env, data_root, work, baselines):
     accs, res = lab_eval(os.path.join(out, "results.json"), "synthetic")
     row["cafe_lab"] = dict(accuracies=accs, wall_s=round(wall, 1), condensation=res.get("condensation"))
 
-    key = ("lab", spec["eval_augment"], args.ipc)
+    key = f"lab|{spec['eval_augment']}|ipc{args.ipc}|nets{args.eval_nets}|ep{args.eval_epochs}|seed{args.seed}"
     if key not in baselines:
         bout = os.path.join(work, "cafe-lab", f"random-{spec['eval_augment']}-ipc{args.ipc}")
         cmd = [args.cafe_bin, "baseline", "--dataset", "fashion-mnist", "--arch", "convnet",
@@ -256,7 +309,8 @@ def run_method(method, args, env, data_root, work, baselines):
         print(f"[{tag}] cafe-lab random baseline ...", flush=True)
         wall, _ = run_logged(cmd, HERE, env, os.path.join(logs, f"{tag}-cafe-lab-random.log"), args.threads)
         baselines[key] = dict(accuracies=lab_eval(os.path.join(bout, "results.json"), "random")[0],
-                              wall_s=round(wall, 1))
+                              wall_s=round(wall, 1), source="cafe-lab baseline")
+        save_cache(os.path.join(work, "baselines.json"), baselines)
     row["cafe_lab_random"] = baselines[key]
 
     for side in ("reference", "reference_random", "cafe_lab", "cafe_lab_random"):
@@ -301,10 +355,15 @@ def main():
                     help="evaluation epochs E for both sides (the reference then trains E+1 epochs)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads of each side (OMP/MKL/RAYON)")
     ap.add_argument("--seed", type=int, default=0, help="seed of both sides (the RNGs differ)")
+    ap.add_argument("--init", default="default", choices=["default", "real", "noise"],
+                    help="initialisation of the synthetic set, both sides (default: the published one: "
+                         "DC noise, DSA real, DM real, CAFE noise)")
     ap.add_argument("--cafe-probe", type=int, default=128,
                     help="CAFE: real images per class in the accuracy-watcher probe (reference 128)")
     ap.add_argument("--cafe-max-steps", type=int, default=100,
-                    help="CAFE: cafe-lab's caps on outer steps and inner epochs (the reference has none)")
+                    help="CAFE: cap on the outer steps of an iteration and on the epochs of an inner loop, "
+                         "both sides (cafe-lab's scheduler.max_outer_steps / max_inner_epochs, default 100; "
+                         "the reference gets it through --harness_max_steps, upstream has no cap)")
     ap.add_argument("--dc-repo", help="checkout of VICO-UoE/DatasetCondensation (DC, DSA, DM)")
     ap.add_argument("--cafe-repo", help="checkout of kaiwang960112/CAFE")
     ap.add_argument("--cafe-bin", default=os.path.join(HERE, "..", "..", "target", "release", "cafe-lab"),
@@ -337,7 +396,7 @@ def main():
     env["PYTHONWARNINGS"] = "ignore"
 
     methods = ["dc", "dm", "cafe", "dsa"] if args.method == "all" else [args.method]
-    rows, baselines = [], {}
+    rows, baselines = [], load_cache(os.path.join(args.work, "baselines.json"))
     for m in methods:
         rows.append(run_method(m, args, env, data_root, args.work, baselines))
         print_table(rows[-1:], args)
