@@ -171,6 +171,8 @@ def run_logged(cmd, cwd, env, log_path, threads):
         log.flush()
         proc = subprocess.run(["nice", "-n", "10"] + cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     wall = time.time() - start
+    with open(log_path, "a") as log:
+        log.write(f"# exit {proc.returncode}, wall {wall:.1f} s\n")
     with open(log_path) as fh:
         text = fh.read()
     if proc.returncode != 0:
@@ -327,19 +329,53 @@ def pct(side):
     return f"{100 * side['mean']:.2f} +- {100 * side['std']:.2f}"
 
 
-def print_table(rows, args):
-    print()
-    print(f"Fashion-MNIST, ConvNet, iterations {args.iterations}, batch_real {args.batch_real}, "
-          f"{args.eval_nets} eval nets x {args.eval_epochs} epochs, {args.threads} threads")
-    head = ("| method | ipc | reference % | cafe-lab % | diff (pp) | within noise | reference random % | "
-            "cafe-lab random % | wall ref / lab (s) |")
-    print(head)
-    print("|" + "---|" * 9)
-    for r in rows:
-        print(f"| {r['method']} | {r['ipc']} | {pct(r['reference'])} | {pct(r['cafe_lab'])} | "
+def row_settings(row, settings):
+    """A row's settings: the ones saved with it, else those of its --json file."""
+    keys = ("iterations", "batch_real", "eval_nets", "eval_epochs", "threads", "seed", "init",
+            "cafe_probe", "cafe_max_steps")
+    return {k: row.get("settings", {}).get(k, settings.get(k)) for k in keys}
+
+
+def loops(row):
+    """CAFE's dynamic loops: total outer steps / inner epochs of the reference and of cafe-lab."""
+    ref = row["reference"]
+    cond = row["cafe_lab"].get("condensation") or {}
+    if "outer_steps" not in ref:
+        return ""
+    return (f"outer {sum(ref['outer_steps'])} / {cond.get('outer_steps_total', '?')}, "
+            f"inner {sum(ref['inner_epochs'])} / {cond.get('inner_epochs_total', '?')}")
+
+
+def wall(side):
+    return "-" if side.get("wall_s") is None else f"{side['wall_s']:.0f}"
+
+
+def print_table(rows, settings_list):
+    """Markdown table of `rows`, each with its settings (a list of the same length)."""
+    print("| method | ipc | iterations | batch_real | eval nets x epochs | reference % | cafe-lab % | "
+          "diff (pp) | within noise | reference random % | cafe-lab random % | wall ref / lab (s) | "
+          "CAFE loops, ref / lab |")
+    print("|" + "---|" * 13)
+    for r, st in zip(rows, settings_list):
+        st = row_settings(r, st)
+        extra = loops(r)
+        print(f"| {r['method']} | {r['ipc']} | {st['iterations']} | {st['batch_real']} | "
+              f"{st['eval_nets']} x {st['eval_epochs']} | {pct(r['reference'])} | {pct(r['cafe_lab'])} | "
               f"{100 * r['difference']:+.2f} | {'yes' if r['within_noise'] else 'NO'} | "
               f"{pct(r['reference_random'])} | {pct(r['cafe_lab_random'])} | "
-              f"{r['reference']['wall_s']:.0f} / {r['cafe_lab']['wall_s']:.0f} |")
+              f"{wall(r['reference'])} / {wall(r['cafe_lab'])} | {extra or '-'} |")
+
+
+def report(paths):
+    """Prints the table of the rows saved by earlier runs (--json files)."""
+    rows, settings = [], []
+    for p in paths:
+        with open(p) as fh:
+            data = json.load(fh)
+        for r in data["rows"]:
+            rows.append(r)
+            settings.append(data["settings"])
+    print_table(rows, settings)
 
 
 def main():
@@ -375,7 +411,12 @@ def main():
     ap.add_argument("--work", default=os.path.join(HERE, "..", "..", "runs", "reference"),
                     help="scratch copies, data layout, logs and cafe-lab outputs")
     ap.add_argument("--json", help="write the rows (accuracies, commands, wall times, versions) here")
+    ap.add_argument("--report", nargs="+", metavar="JSON",
+                    help="only print the table of earlier runs' --json files, and exit")
     args = ap.parse_args()
+    if args.report:
+        report(args.report)
+        return
 
     args.cafe_bin = os.path.abspath(args.cafe_bin)
     args.work = os.path.abspath(args.work)
@@ -397,15 +438,20 @@ def main():
 
     methods = ["dc", "dm", "cafe", "dsa"] if args.method == "all" else [args.method]
     rows, baselines = [], load_cache(os.path.join(args.work, "baselines.json"))
+    settings = {k: v for k, v in vars(args).items()}
     for m in methods:
-        rows.append(run_method(m, args, env, data_root, args.work, baselines))
-        print_table(rows[-1:], args)
+        row = run_method(m, args, env, data_root, args.work, baselines)
+        row["settings"] = row_settings({}, settings)
+        rows.append(row)
+        print()
+        print_table(rows[-1:], [settings])
     if len(rows) > 1:
-        print_table(rows, args)
+        print()
+        print_table(rows, [settings] * len(rows))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as fh:
-            json.dump(dict(settings={k: v for k, v in vars(args).items()}, versions=versions, rows=rows), fh, indent=2)
+            json.dump(dict(settings=settings, versions=versions, rows=rows), fh, indent=2)
         print(f"wrote {args.json}")
 
 
