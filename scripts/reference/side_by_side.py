@@ -163,8 +163,32 @@ def prepare_data(data_dir, work):
     return os.path.join(work, "data")
 
 
-def run_logged(cmd, cwd, env, log_path, threads):
-    """Runs `cmd` under nice, output to `log_path`; returns (wall seconds, output text)."""
+REUSE = False  # set by --reuse
+
+
+def reusable(cmd, log_path, done_marker):
+    """(wall seconds or None, text) of an earlier run of exactly `cmd` that completed, else None."""
+    if not (REUSE and os.path.exists(log_path)):
+        return None
+    with open(log_path) as fh:
+        text = fh.read()
+    lines = text.splitlines()
+    if not lines or lines[0] != "$ " + " ".join(cmd):
+        return None
+    m = re.search(r"^# exit (\d+), wall ([0-9.]+) s$", text, re.M)
+    if m:
+        return (float(m.group(2)), text) if m.group(1) == "0" else None
+    # A log written before the exit line existed: complete if it reached its last output.
+    return (None, text) if done_marker and re.search(done_marker, text) else None
+
+
+def run_logged(cmd, cwd, env, log_path, threads, done_marker=None):
+    """Runs `cmd` under nice, output to `log_path`; returns (wall seconds, output text).
+    With --reuse, a completed earlier run of the same command is read back instead."""
+    earlier = reusable(cmd, log_path, done_marker)
+    if earlier:
+        print(f"  reusing {log_path}", flush=True)
+        return earlier
     start = time.time()
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -237,17 +261,24 @@ def run_method(method, args, env, data_root, work, baselines):
     if not repo_path:
         fail(f"--method {method} needs --{spec['repo']}-repo (a checkout of "
              f"{'VICO-UoE/DatasetCondensation' if spec['repo'] == 'dc' else 'kaiwang960112/CAFE'})")
-    scratch = os.path.join(work, "scratch", f"{method}-ipc{args.ipc}")
-    try:
-        revision, applied = patch_reference.make_scratch_copy(spec["repo"], repo_path, scratch)
-    except patch_reference.PatchError as e:
-        fail(str(e))
     logs = os.path.join(work, "logs")
     os.makedirs(logs, exist_ok=True)
     tag = f"{method}-ipc{args.ipc}"
-    row = dict(method=method, ipc=args.ipc, reference_revision=revision, patches=len(applied),
-               reference_command=None, cafe_lab_command=None)
-
+    row = dict(method=method, ipc=args.ipc, reference_command=None, cafe_lab_command=None)
+    if args.sides == "lab":
+        run_lab_side(spec, args, env, work, baselines, tag, logs, row)
+        return None
+    # A fresh patched copy, unless --reuse reads back a run whose copy must stay as it is (a
+    # reference process may still be running in it).
+    scratch = os.path.join(work, "scratch", f"{method}-ipc{args.ipc}")
+    try:
+        if REUSE and os.path.isdir(scratch):
+            revision = patch_reference._revision(repo_path)
+        else:
+            revision, _ = patch_reference.make_scratch_copy(spec["repo"], repo_path, scratch)
+    except patch_reference.PatchError as e:
+        fail(str(e))
+    row["reference_revision"] = revision
     # Reference: condensation + evaluation of the final set. With --init real the reference
     # also evaluates iteration 0, its initial set: a random real subset, i.e. the random baseline
     # with the reference's own sampling and evaluation (no second process, no second data load).
@@ -258,11 +289,12 @@ def run_method(method, args, env, data_root, work, baselines):
     ref_cmd = [args.python, spec["script"], "--data_path", data_root, "--save_path", "result"] + ref_args
     row["reference_command"] = " ".join(ref_cmd)
     print(f"[{tag}] reference {spec['script']} ...", flush=True)
-    wall, text = run_logged(ref_cmd, scratch, env, os.path.join(logs, f"{tag}-reference.log"), args.threads)
+    wall, text = run_logged(ref_cmd, scratch, env, os.path.join(logs, f"{tag}-reference.log"), args.threads,
+                            done_marker=r"Final Results")
     blocks = ref_evaluations(text, args.eval_nets)
     if args.iterations not in blocks:
         fail(f"the reference did not evaluate iteration {args.iterations}")
-    row["reference"] = dict(accuracies=blocks[args.iterations], wall_s=round(wall, 1))
+    row["reference"] = dict(accuracies=blocks[args.iterations], wall_s=None if wall is None else round(wall, 1))
     loops = [(int(o), int(i)) for o, i in re.findall(r"harness: iteration \d+ outer (\d+) inner (\d+)", text)]
     if loops:
         # CAFE's dynamic loops (distill.py runs Iteration+1 iterations; the last one after the
@@ -276,6 +308,8 @@ def run_method(method, args, env, data_root, work, baselines):
     key = f"ref|{spec['eval_augment']}|ipc{args.ipc}|nets{args.eval_nets}|ep{args.eval_epochs}|seed{args.seed}"
     if init == "real" and 0 in blocks:
         baselines[key] = dict(accuracies=blocks[0], wall_s=None, source=f"{spec['script']} iteration 0")
+    elif key not in baselines and args.no_reference_baseline:
+        baselines[key] = None
     elif key not in baselines:
         cmd = [args.python, os.path.join(HERE, "ref_random_baseline.py"), "--dataset", "FashionMNIST",
                "--data_path", data_root, "--ipc", str(args.ipc), "--num_eval", str(args.eval_nets),
@@ -287,9 +321,24 @@ def run_method(method, args, env, data_root, work, baselines):
         last = json.loads(text.strip().splitlines()[-1])
         baselines[key] = dict(accuracies=last["accuracies"], wall_s=round(wall, 1), source="ref_random_baseline.py")
         save_cache(os.path.join(work, "baselines.json"), baselines)
-    row["reference_random"] = baselines[key]
+    row["reference_random"] = baselines[key] and dict(baselines[key])
 
-    # cafe-lab: condensation + evaluation of the synthetic set.
+    run_lab_side(spec, args, env, work, baselines, tag, logs, row)
+
+    for side in ("reference", "reference_random", "cafe_lab", "cafe_lab_random"):
+        if row[side] is None:
+            continue
+        m, s = stats(row[side]["accuracies"])
+        row[side]["mean"], row[side]["std"] = m, s
+    diff = row["cafe_lab"]["mean"] - row["reference"]["mean"]
+    noise = 2 * math.sqrt(row["cafe_lab"]["std"] ** 2 + row["reference"]["std"] ** 2)
+    row["difference"] = diff
+    row["within_noise"] = abs(diff) <= noise
+    return row
+
+
+def run_lab_side(spec, args, env, work, baselines, tag, logs, row):
+    """cafe-lab: condensation + evaluation of the synthetic set, then its random baseline."""
     out = os.path.join(work, "cafe-lab", tag)
     lab_cmd = [args.cafe_bin] + spec["lab_args"] + ["--data-dir", args.data_dir, "--out", out, "--force",
                                                     "--no-baseline", "-q"]
@@ -301,7 +350,8 @@ def run_method(method, args, env, data_root, work, baselines):
 
     key = f"lab|{spec['eval_augment']}|ipc{args.ipc}|nets{args.eval_nets}|ep{args.eval_epochs}|seed{args.seed}"
     if key not in baselines:
-        bout = os.path.join(work, "cafe-lab", f"random-{spec['eval_augment']}-ipc{args.ipc}")
+        bout = os.path.join(work, "cafe-lab", f"random-{spec['eval_augment']}-ipc{args.ipc}-"
+                            f"{args.eval_nets}x{args.eval_epochs}-seed{args.seed}")
         cmd = [args.cafe_bin, "baseline", "--dataset", "fashion-mnist", "--arch", "convnet",
                "--data-dir", args.data_dir, "--ipc", str(args.ipc), "--eval-nets", str(args.eval_nets),
                "--eval-epochs", str(args.eval_epochs), "--eval-augment", spec["eval_augment"],
@@ -313,19 +363,12 @@ def run_method(method, args, env, data_root, work, baselines):
         baselines[key] = dict(accuracies=lab_eval(os.path.join(bout, "results.json"), "random")[0],
                               wall_s=round(wall, 1), source="cafe-lab baseline")
         save_cache(os.path.join(work, "baselines.json"), baselines)
-    row["cafe_lab_random"] = baselines[key]
-
-    for side in ("reference", "reference_random", "cafe_lab", "cafe_lab_random"):
-        m, s = stats(row[side]["accuracies"])
-        row[side]["mean"], row[side]["std"] = m, s
-    diff = row["cafe_lab"]["mean"] - row["reference"]["mean"]
-    noise = 2 * math.sqrt(row["cafe_lab"]["std"] ** 2 + row["reference"]["std"] ** 2)
-    row["difference"] = diff
-    row["within_noise"] = abs(diff) <= noise
-    return row
+    row["cafe_lab_random"] = dict(baselines[key])
 
 
 def pct(side):
+    if side is None:
+        return "not run"
     return f"{100 * side['mean']:.2f} +- {100 * side['std']:.2f}"
 
 
@@ -411,6 +454,14 @@ def main():
     ap.add_argument("--work", default=os.path.join(HERE, "..", "..", "runs", "reference"),
                     help="scratch copies, data layout, logs and cafe-lab outputs")
     ap.add_argument("--json", help="write the rows (accuracies, commands, wall times, versions) here")
+    ap.add_argument("--reuse", action="store_true",
+                    help="read back the logs of completed earlier runs of exactly the same commands "
+                         "(in --work/logs) instead of running them again")
+    ap.add_argument("--no-reference-baseline", action="store_true",
+                    help="skip ref_random_baseline.py (needed only with --init noise) when CPU time is short")
+    ap.add_argument("--sides", default="both", choices=["both", "lab"],
+                    help="lab: run only cafe-lab's side (logs for a later --reuse run), e.g. while the "
+                         "slower reference runs elsewhere")
     ap.add_argument("--report", nargs="+", metavar="JSON",
                     help="only print the table of earlier runs' --json files, and exit")
     args = ap.parse_args()
@@ -418,6 +469,8 @@ def main():
         report(args.report)
         return
 
+    global REUSE
+    REUSE = args.reuse
     args.cafe_bin = os.path.abspath(args.cafe_bin)
     args.work = os.path.abspath(args.work)
     args.data_dir = os.path.abspath(args.data_dir)
@@ -441,6 +494,8 @@ def main():
     settings = {k: v for k, v in vars(args).items()}
     for m in methods:
         row = run_method(m, args, env, data_root, args.work, baselines)
+        if row is None:
+            continue
         row["settings"] = row_settings({}, settings)
         rows.append(row)
         print()
