@@ -107,7 +107,8 @@ def method_spec(method, args):
         # lambda_1 0.04, lambda_2 0.03 are its defaults). The watchers' probe: --cafe-probe per class.
         dsa = method == "cafe-dsa"
         probe = str(args.cafe_probe)
-        lab_sched = ["--set", f"scheduler.probe_per_class={probe}", "--set", "scheduler.reference_probe=true",
+        lab_sched = ["--set", f"scheduler.probe_per_class={probe}", "--set", "scheduler.probe=fresh",
+                     "--set", "scheduler.probe_value=reference",
                      "--set", f"scheduler.max_outer_steps={args.cafe_max_steps}",
                      "--set", f"scheduler.max_inner_epochs={args.cafe_max_steps}"]
         return dict(repo="cafe", script="distill.py", eval_augment="dsa" if dsa else "none",
