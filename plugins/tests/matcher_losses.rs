@@ -154,6 +154,11 @@ fn matcher(name: &str, config: serde_json::Value) -> Box<dyn Matcher> {
 }
 
 fn compute(m: &dyn Matcher, s: &Setup) -> (f64, Tensor) {
+    compute_sampling(m, s, &s.real)
+}
+
+/// [`compute`] with `fresh_real` drawn from `sampler`.
+fn compute_sampling(m: &dyn Matcher, s: &Setup, sampler: &dyn RealSampler) -> (f64, Tensor) {
     let seeds = vec![0; s.real.len()];
     let ctx = MatchContext {
         network: s.net.as_ref(),
@@ -162,7 +167,7 @@ fn compute(m: &dyn Matcher, s: &Setup) -> (f64, Tensor) {
         ipc: s.ipc,
         augmenter: s.none.as_ref(),
         seeds: &seeds,
-        fresh_real: &s.real,
+        fresh_real: sampler,
     };
     let out = m.compute(&ctx).unwrap();
     (out.loss, out.gradient)
@@ -273,17 +278,7 @@ fn batch_norm_statistics_come_from_fresh_unaugmented_real_images() {
             asked: Default::default(),
         };
         let m = matcher("gradient", json!({"bn_real_per_class": 4}));
-        let seeds = vec![0; s.real.len()];
-        let ctx = MatchContext {
-            network: s.net.as_ref(),
-            real: &s.real,
-            synthetic: &s.synthetic,
-            ipc: s.ipc,
-            augmenter: s.none.as_ref(),
-            seeds: &seeds,
-            fresh_real: &sampler,
-        };
-        m.compute(&ctx).unwrap();
+        compute_sampling(m.as_ref(), &s, &sampler);
         assert_eq!(*sampler.asked.borrow(), expected, "{norm}");
     }
 }
