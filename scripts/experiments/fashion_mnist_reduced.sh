@@ -3,9 +3,13 @@
 # Each condense run also evaluates the `random` baseline with the same evaluation settings and
 # the same networks' seeds, so every results.json holds both. Needs dataset-fashion-mnist.
 #   scripts/experiments/fashion_mnist_reduced.sh [OUT_DIR]
+# Since session 4 every matcher brings its paper's protocol (plugins/protocols/): DM matches
+# and evaluates with DSA, CAFE's probes are fresh, evaluation follows the reference's recipe.
+# The numbers of sessions 1-3 were made before that; add `--protocol none` to a command to
+# repeat its old defaults.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -p cafe-cli
+cargo build --release --workspace
 B=target/release/cafe-lab
 OUT=${1:-runs/experiments}
 mkdir -p "$OUT"
