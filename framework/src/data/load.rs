@@ -56,6 +56,25 @@ pub fn load(name: &str, options: &LoadOptions) -> Result<Dataset> {
     }
 }
 
+/// [`load`], then (unless `quiet`) one line on stderr saying what was loaded and how long it
+/// took: what every command prints before its work.
+pub fn load_announced(name: &str, options: &LoadOptions, quiet: bool) -> Result<Dataset> {
+    let start = std::time::Instant::now();
+    let ds = load(name, options)?;
+    if !quiet {
+        eprintln!(
+            "dataset {}: {} train / {} test images of {}, {} classes ({:.1} s)",
+            ds.name,
+            ds.train.len(),
+            ds.test.len(),
+            ds.train.shape,
+            ds.classes,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ds)
+}
+
 fn find(kind: DatasetKind, data_dir: &Path) -> Found {
     match kind {
         DatasetKind::Mnist | DatasetKind::FashionMnist => mnist::find(kind, data_dir),

@@ -22,4 +22,4 @@ mod svhn;
 pub use dataset::Dataset;
 pub use image_set::ImageSet;
 pub use kind::DatasetKind;
-pub use load::{dataset_names, load, LoadOptions, DEFAULT_DATA_DIR};
+pub use load::{dataset_names, load, load_announced, LoadOptions, DEFAULT_DATA_DIR};

@@ -50,27 +50,15 @@ fn prepare_out(out: &Path, force: bool) -> Result<()> {
 }
 
 fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
-    let start = Instant::now();
-    let ds = data::load(
+    data::load_announced(
         &config.dataset,
         &LoadOptions {
             data_dir: config.data_dir.clone(),
             download: config.download,
             seed: config.seed,
         },
-    )?;
-    if !quiet {
-        eprintln!(
-            "dataset {}: {} train / {} test images of {}, {} classes ({:.1} s)",
-            ds.name,
-            ds.train.len(),
-            ds.test.len(),
-            ds.train.shape,
-            ds.classes,
-            start.elapsed().as_secs_f64()
-        );
-    }
-    Ok(ds)
+        quiet,
+    )
 }
 
 /// `cafe-lab condense`: condenses, saves the set, evaluates it beside the random baseline.

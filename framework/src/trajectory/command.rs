@@ -1,7 +1,6 @@
 //! `cafe-lab experts`: resolves the settings, loads the dataset and trains the expert store.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use candle_core::DType;
 use serde_json::Value;
@@ -37,14 +36,14 @@ pub fn run_experts(config: &ExpertsConfig, quiet: bool) -> Result<ExpertsSummary
     let (arch, arch_choice) = build::<dyn Architecture>(&config.arch)?;
     let (augmenter, augment_choice) = build::<dyn Augmenter>(&config.augment)?;
     let device = parse_device(&config.device)?;
-    let start = Instant::now();
-    let ds = data::load(
+    let ds = data::load_announced(
         &config.dataset,
         &LoadOptions {
             data_dir: config.data_dir.clone(),
             download: config.download,
             seed: config.seed,
         },
+        quiet,
     )?;
     let out = config
         .out
@@ -57,17 +56,6 @@ pub fn run_experts(config: &ExpertsConfig, quiet: bool) -> Result<ExpertsSummary
         out: Some(out.clone()),
         ..config.clone()
     };
-    if !quiet {
-        eprintln!(
-            "dataset {}: {} train / {} test images of {}, {} classes ({:.1} s)",
-            ds.name,
-            ds.train.len(),
-            ds.test.len(),
-            ds.shape(),
-            ds.classes,
-            start.elapsed().as_secs_f64()
-        );
-    }
     // The parameter shapes, from a throwaway network (its weights do not matter).
     let probe = arch.build(ds.shape(), ds.classes, DType::F32, &device, &mut rng_from_seed(0))?;
     let key = TrajectoryKey {
