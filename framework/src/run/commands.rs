@@ -10,6 +10,7 @@ use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::config::RunConfig;
 use crate::data::{self, Dataset, LoadOptions};
 use crate::engine::{condense, RunControl};
+use crate::evaluate::Evaluation;
 use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
 use crate::output::{save_grid_png, write_json};
 use crate::progress::Progress;
@@ -17,7 +18,7 @@ use crate::synthetic::SyntheticSet;
 use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
-use super::evaluation::{evaluate_on_archs, random_baseline};
+use super::evaluation::{evaluate_on_archs, random_baseline, TrainingSet};
 use super::metadata::set_metadata;
 use super::notes::fit_to_dataset;
 use super::resolve::{resolve, ResolvedRun};
@@ -135,7 +136,8 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     ]);
     let total = run.settings.iterations;
     let started = Instant::now();
-    let bar = Progress::new("condense", total, opts.quiet, run.config.log_every);
+    let resumed_at = resume.as_ref().map_or(0, |ck| ck.state.next_iteration);
+    let bar = Progress::new("condense", total, opts.quiet, run.config.log_every).resumed_after(resumed_at);
     let mut progress = |it: usize, r: &IterationReport, secs: f64| {
         let capped = if r.capped { " (capped)" } else { "" };
         let message = format!(
@@ -176,7 +178,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     )?;
     bar.finish();
     let seconds_total = started.elapsed().as_secs_f64();
-    outcome.synthetic.metadata = set_metadata(&run)?;
+    outcome.synthetic.metadata = set_metadata(&run, &outcome.synthetic)?;
     let syn = &outcome.synthetic;
     syn.save(&run.out.join("synthetic.safetensors"))?;
     save_grid_png(
@@ -202,7 +204,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         inner_loops_capped_total: reports.iter().map(|r| r.inner_loops_capped).sum(),
         per_iteration: reports.clone(),
     };
-    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &syn.images_detached(), &syn.labels, opts.quiet)?;
+    let mut evaluations = evaluate_synthetic(&run, &ds, syn, opts.quiet)?;
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
@@ -219,6 +221,20 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         condensation: Some(summary),
     };
     publish(&run.out, results, opts.quiet)
+}
+
+/// Evaluates a synthetic set on every evaluation architecture, with its learned step size and
+/// soft labels when it has them.
+fn evaluate_synthetic(run: &ResolvedRun, ds: &Dataset, syn: &SyntheticSet, quiet: bool) -> Result<Vec<Evaluation>> {
+    let images = syn.images_detached();
+    let targets = syn.training_targets();
+    let set = TrainingSet {
+        name: "synthetic",
+        images: &images,
+        targets: &targets,
+        lr: syn.learned_lr()?,
+    };
+    evaluate_on_archs(run, ds, &set, quiet)
 }
 
 /// The end of every command: results.json and evaluations.md in `out`, the table on stdout.
@@ -256,7 +272,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
     run.settings.ipc = syn.ipc;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
-    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &syn.images_detached(), &syn.labels, opts.quiet)?;
+    let mut evaluations = evaluate_synthetic(&run, &ds, &syn, opts.quiet)?;
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }

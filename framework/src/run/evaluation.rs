@@ -138,15 +138,40 @@ pub fn eval_recipes(config: &RunConfig) -> Result<Vec<EvalRecipe>> {
         .collect()
 }
 
-/// Evaluates `images` on every evaluation architecture of the run.
+/// What the evaluation networks train on: images, their targets (hard labels `[n]`, or
+/// soft-label logits `[n, classes]`) and, for a set that learned one, its step size, which
+/// replaces `eval.lr` as MTT evaluates (mtt-distillation `distill.py:212`).
+pub(crate) struct TrainingSet<'a> {
+    pub name: &'a str,
+    pub images: &'a Tensor,
+    pub targets: &'a Tensor,
+    pub lr: Option<f64>,
+}
+
+impl<'a> TrainingSet<'a> {
+    /// Images with hard labels, trained at `eval.lr`.
+    pub fn labelled(name: &'a str, images: &'a Tensor, labels: &'a Tensor) -> Self {
+        Self {
+            name,
+            images,
+            targets: labels,
+            lr: None,
+        }
+    }
+}
+
+/// Evaluates `set` on every evaluation architecture of the run.
 pub(crate) fn evaluate_on_archs(
     run: &ResolvedRun,
     ds: &Dataset,
-    set_name: &str,
-    images: &Tensor,
-    labels: &Tensor,
+    set: &TrainingSet,
     quiet: bool,
 ) -> Result<Vec<Evaluation>> {
+    let set_name = set.name;
+    let eval_config = crate::config::EvalConfig {
+        lr: set.lr.unwrap_or(run.config.eval.lr),
+        ..run.config.eval.clone()
+    };
     let mut archs: Vec<(String, Box<dyn Architecture>)> = Vec::new();
     for name in eval_arch_names(&run.config)? {
         if name == run.config.arch.name.to_ascii_lowercase() {
@@ -174,7 +199,7 @@ pub(crate) fn evaluate_on_archs(
             classes: ds.classes,
             shape: ds.train.shape,
             test: &ds.test,
-            config: &run.config.eval,
+            config: &eval_config,
             augmenter: augmenter.as_ref(),
             augment_name: &augment_name,
             epochs: eval_epochs(&run.config, augmenter.as_ref()),
@@ -182,7 +207,7 @@ pub(crate) fn evaluate_on_archs(
             seed: crate::rng::derive_seed(run.settings.seed, &[crate::engine::EVAL_STREAM]),
             on_network: Some(&report),
         };
-        let ev = evaluate_set(&setup, set_name, images, labels)?;
+        let ev = evaluate_set(&setup, set_name, set.images, set.targets)?;
         bar.finish();
         if !quiet {
             eprintln!(
@@ -202,5 +227,5 @@ pub(crate) fn random_baseline(run: &ResolvedRun, ds: &Dataset, quiet: bool) -> R
     let idx = random_real_subset(&ds.train, ds.classes, run.settings.ipc, &mut rng)?;
     let (images, _) = ds.train.to_tensor(&idx, &run.device)?;
     let labels = class_major_labels(ds.classes, run.settings.ipc, &run.device)?;
-    evaluate_on_archs(run, ds, "random", &images, &labels, quiet)
+    evaluate_on_archs(run, ds, &TrainingSet::labelled("random", &images, &labels), quiet)
 }
