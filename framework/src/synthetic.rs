@@ -18,7 +18,7 @@ use crate::traits::matcher::Init;
 use crate::{Error, ImageShape, Result, Rng};
 
 /// The name of a learned step size (a scalar): evaluation trains with it as its learning rate,
-/// as MTT evaluates with `args.lr_net = syn_lr.item()` (mtt-distillation `distill.py:212`).
+/// as MTT evaluates with `args.lr_net = syn_lr.item()` (mtt-distillation `distill.py:210`).
 pub const LEARNED_LR: &str = "lr";
 /// The name of learned soft labels, logits `[N, classes]`: evaluation trains against
 /// `softmax(label_logits)` with the soft cross-entropy (DATM `distill/DATM.py:255-262, 370`).

@@ -140,7 +140,7 @@ pub fn eval_recipes(config: &RunConfig) -> Result<Vec<EvalRecipe>> {
 
 /// What the evaluation networks train on: images, their targets (hard labels `[n]`, or
 /// soft-label logits `[n, classes]`) and, for a set that learned one, its step size, which
-/// replaces `eval.lr` as MTT evaluates (mtt-distillation `distill.py:212`).
+/// replaces `eval.lr` as MTT evaluates (mtt-distillation `distill.py:210`).
 pub(crate) struct TrainingSet<'a> {
     pub name: &'a str,
     pub images: &'a Tensor,

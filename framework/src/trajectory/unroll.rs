@@ -3,13 +3,13 @@
 //! `a` on minibatches of the synthetic set,
 //! `w_{i+1} = w_i - a * grad_w CE(f(w_i, x_i), y_i)`, and the loss is how far it lands from the
 //! expert `M` epochs later, relative to how far the expert itself moved:
-//! `L = ||w_T - w*||^2 / ||w_0 - w*||^2` (mtt-distillation `distill.py:326-368`; the reference
+//! `L = ||w_T - w*||^2 / ||w_0 - w*||^2` (mtt-distillation `distill.py:324-386`; the reference
 //! divides both by the parameter count, which cancels). Its gradient reaches the pixels, the
 //! step size and (when the set learns them) the soft labels through every step.
 //!
 //! Three ways to get that gradient, one result:
 //! - [`Unroll::Graph`]: the reference's way, one autograd graph through all `T` steps
-//!   (`create_graph=True` at each, `distill.py:346`). Memory grows with `T`, and candle's
+//!   (`create_graph=True` at each, `distill.py:368`). Memory grows with `T`, and candle's
 //!   backward re-walks the whole history at every step's gradient, so time grows as `T^2`.
 //! - [`Unroll::Reverse`]: the same exact gradient with memory constant in `T`, by reverse-mode
 //!   by hand. Keep only `w_0..w_T` (parameter-sized, as TESLA does); then for `i = T-1..0`, with
@@ -73,7 +73,7 @@ pub struct Student<'a> {
     /// The step size, a one-element tensor (`[]` or `[1]`).
     pub lr: &'a Var,
     /// Applied to each minibatch with the step's seed, each image its own parameters (MTT's
-    /// `DiffAugment(x, strategy, param)` with `Siamese=False`, `distill.py:338-339`).
+    /// `DiffAugment(x, strategy, param)` with `Siamese=False`, `distill.py:359`).
     pub augmenter: &'a dyn Augmenter,
 }
 
@@ -135,7 +135,7 @@ impl Student<'_> {
     }
 
     /// The cross-entropy of the student at parameters `params` on a minibatch, in train mode
-    /// (`student_net.train()`, `distill.py:288`).
+    /// (`student_net.train()`, `distill.py:301`).
     fn loss(&self, params: &[Tensor], x: &Tensor, y: &Tensor) -> Result<Tensor> {
         classification_loss(&self.network.logits_with(params, x, Mode::Train)?, y)
     }

@@ -29,35 +29,35 @@ use rand::seq::SliceRandom;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-/// The matcher's settings; defaults are `distill.py`'s argument defaults (lines 428-451).
+/// The matcher's settings; defaults are `distill.py`'s argument defaults (lines 417-471).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrajectoryConfig {
     /// The expert store (what `cafe-lab experts` wrote). Unset: `experts/<dataset>-<arch>`,
     /// where `cafe-lab experts` writes by default.
     pub experts: Option<PathBuf>,
-    /// Use only the first this many experts (`--max_experts`, `distill.py:458`); unset: all.
+    /// Use only the first this many experts (`--max_experts`, `distill.py:471`); unset: all.
     pub max_experts: Option<usize>,
-    /// Student steps per matching step (`--syn_steps 20`, `distill.py:449`).
+    /// Student steps per matching step (`--syn_steps 20`, `distill.py:456`).
     pub syn_steps: usize,
-    /// How many expert epochs after the start the target is (`--expert_epochs 3`, `distill.py:448`).
+    /// How many expert epochs after the start the target is (`--expert_epochs 3`, `distill.py:455`).
     pub expert_epochs: usize,
     /// The start epoch is drawn from `0..max_start_epoch` (`--max_start_epoch 25`,
-    /// `distill.py:450`; `np.random.randint(0, max_start_epoch)`, `distill.py:316`, never the
+    /// `distill.py:457`; `np.random.randint(0, max_start_epoch)`, `distill.py:324`, never the
     /// bound itself).
     pub max_start_epoch: usize,
     /// Images per student step; unset: the whole set (`--batch_syn None` ->
-    /// `num_classes * ipc`, `distill.py:78-79`).
+    /// `num_classes * ipc`, `distill.py:74-75`).
     pub batch_syn: Option<usize>,
     /// The step size's initial value (`syn_lr = lr_teacher`, `distill.py:118`; `--lr_teacher
-    /// 0.01`, `distill.py:433`. The reference's `--lr_init` is never read).
+    /// 0.01`, `distill.py:435`. The reference's `--lr_init` is never read).
     pub lr_teacher: f64,
     /// Learn the step size (MTT). False keeps `lr_teacher` fixed and evaluation uses `eval.lr`.
     pub learn_lr: bool,
-    /// The step size's learning rate (`--lr_lr 1e-5`, `distill.py:431`).
+    /// The step size's learning rate (`--lr_lr 1e-5`, `distill.py:434`).
     pub lr_lr: f64,
     /// The step size optimiser's momentum (`SGD([syn_lr], lr=lr_lr, momentum=0.5)`,
-    /// `distill.py:137`).
+    /// `distill.py:139`).
     pub momentum_lr: f64,
     /// How the gradient through the unroll is computed: `reverse` (exact, memory constant in
     /// syn_steps; the default), `graph` (exact, the reference's one graph), `tesla` (TESLA's
@@ -75,7 +75,7 @@ pub struct TrajectoryConfig {
     /// `DATM.py:556`); unset: always.
     pub label_loss_threshold: Option<f64>,
     /// Which epoch of the first expert initialises the soft labels; unset: its last
-    /// (`buffer[0][-1]`, `DATM.py:310`).
+    /// (`buffer[0][-1]`, `DATM.py:315`).
     pub label_expert_epoch: Option<usize>,
 }
 
@@ -164,7 +164,7 @@ pub struct Trajectory {
 
 impl Trajectory {
     /// The expert of `iteration`: the reference walks its buffer in a shuffled order and
-    /// reshuffles after each pass (`distill.py:296-312`); here each pass over the store has its
+    /// reshuffles after each pass (`distill.py:307-322`); here each pass over the store has its
     /// own order drawn from the run's seed, so a resumed run visits the same experts.
     fn expert_for(&self, iteration: usize) -> &ExpertTrajectory {
         let n = self.experts.len();
@@ -175,7 +175,7 @@ impl Trajectory {
     }
 
     /// The minibatches of one unroll: `randperm(N)` split into `batch_syn` chunks, taken from
-    /// the end of the list and redrawn when it runs out (`distill.py:328-334`); each with an
+    /// the end of the list and redrawn when it runs out (`distill.py:343-348`); each with an
     /// augmentation seed.
     fn steps(&self, n: usize, rng: &mut cafe_framework::Rng, device: &candle_core::Device) -> Result<Vec<StudentStep>> {
         let batch = self.config.batch_syn.unwrap_or(n).min(n);
@@ -197,7 +197,7 @@ impl Trajectory {
     }
 
     /// The soft labels' initial logits: the first expert's predictions on the initial images,
-    /// in eval mode (DATM `DATM.py:304-318`, the `pix_init == "real"` branch).
+    /// in eval mode (DATM `DATM.py:309-319`, the `pix_init == "real"` branch).
     fn initial_label_logits(
         &self,
         ctx: &PrepareContext,
@@ -327,9 +327,9 @@ impl Matcher for Trajectory {
 
     fn defaults(&self) -> MatcherDefaults {
         MatcherDefaults {
-            lr_img: 1000.0,   // distill.py:429 --lr_img 1000
-            init: Init::Real, // distill.py:438 --pix_init real
-            iterations: 5000, // distill.py:428 --Iteration 5000
+            lr_img: 1000.0,   // distill.py:433 --lr_img 1000
+            init: Init::Real, // distill.py:443 --pix_init real
+            iterations: 5000, // distill.py:431 --Iteration 5000
             needs_second_order: true,
         }
     }
