@@ -137,6 +137,17 @@ pub struct MatchOutput {
 impl MatchOutput {
     /// Backpropagates a scalar `loss` to the synthetic set; the usual way to finish `compute`.
     pub fn from_loss(loss: &Tensor, synthetic: &Var, terms: Vec<(String, f64)>) -> Result<Self> {
+        Self::reading(loss, synthetic, &[], terms)
+    }
+
+    /// [`MatchOutput::from_loss`] that also reads the gradient of every learned extra of `ctx`
+    /// (zero for one the loss does not reach).
+    pub fn from_loss_with_learned(loss: &Tensor, ctx: &MatchContext, terms: Vec<(String, f64)>) -> Result<Self> {
+        Self::reading(loss, ctx.synthetic, ctx.learned, terms)
+    }
+
+    /// Backpropagates `loss` and reads the gradients of the pixels and of `learned`.
+    fn reading(loss: &Tensor, synthetic: &Var, learned: &[Learned], terms: Vec<(String, f64)>) -> Result<Self> {
         let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
             return Err(crate::Error::NonFinite(format!(
@@ -145,28 +156,6 @@ impl MatchOutput {
         }
         // The gradient is only read: no graph of the backward pass is needed, even when the
         // loss itself is written in gradients (those were built with theirs).
-        let grads = crate::nn::first_order(|| loss.backward())?;
-        let gradient = match grads.get(synthetic.as_tensor()) {
-            Some(g) => g.detach(),
-            None => synthetic.as_tensor().zeros_like()?,
-        };
-        Ok(Self {
-            loss: value,
-            terms,
-            gradient,
-            learned: Vec::new(),
-        })
-    }
-
-    /// [`MatchOutput::from_loss`] that also reads the gradient of every learned extra of `ctx`
-    /// (zero for one the loss does not reach).
-    pub fn from_loss_with_learned(loss: &Tensor, ctx: &MatchContext, terms: Vec<(String, f64)>) -> Result<Self> {
-        let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        if !value.is_finite() {
-            return Err(crate::Error::NonFinite(format!(
-                "matching loss is {value}; lower the image learning rate (--lr-img) or check the data"
-            )));
-        }
         let grads = crate::nn::first_order(|| loss.backward())?;
         let read = |v: &Var| -> Result<Tensor> {
             Ok(match grads.get(v.as_tensor()) {
@@ -177,9 +166,8 @@ impl MatchOutput {
         Ok(Self {
             loss: value,
             terms,
-            gradient: read(ctx.synthetic)?,
-            learned: ctx
-                .learned
+            gradient: read(synthetic)?,
+            learned: learned
                 .iter()
                 .map(|l| Ok((l.name.clone(), read(&l.var)?)))
                 .collect::<Result<_>>()?,
