@@ -43,6 +43,8 @@ pub enum Command {
     /// on the real training set, their parameters saved after every epoch, one file each.
     #[command(args_override_self = true)]
     Experts(crate::experts::ExpertsArgs),
+    /// One table (markdown) and one standalone HTML page with plots across run folders.
+    Report(crate::report::ReportArgs),
 }
 
 /// Flags shared by every command that loads data and evaluates.
@@ -88,6 +90,10 @@ pub struct CommonArgs {
     /// Skip the random-subset baseline evaluation.
     #[arg(long)]
     pub no_baseline: bool,
+    /// DD-Ranking's fair metrics: also evaluate the whole training set and both sets with and
+    /// without augmentation; hard-label recovery, improvement over random, LRS and ARS.
+    #[arg(long)]
+    pub metrics: bool,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Output directory (default runs/<dataset>-<matcher>-<scheduler>-ipc<N>-seed<S>).
@@ -149,6 +155,13 @@ pub struct CondenseArgs {
     /// ignored.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+    /// Repeat the whole condensation K times, with seeds S..S+K-1 (S from --seed), each in
+    /// OUT/seed<S>/; OUT/results.json holds mean, std and 95 % CI over all networks of all runs.
+    #[arg(long, value_name = "K", conflicts_with_all = ["seeds", "resume"])]
+    pub runs: Option<usize>,
+    /// Repeat the whole condensation once per seed of this list (see --runs).
+    #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+    pub seeds: Vec<u64>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -211,6 +224,7 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put_eval("mode", common.eval_mode.as_ref().map(|v| json!(v)));
     put_eval("test_limit", common.test_limit.map(|v| json!(v)));
     put_eval("baseline", common.no_baseline.then_some(json!(false)));
+    put_eval("metrics", common.metrics.then_some(json!(true)));
     if !eval.is_empty() {
         m.insert("eval".into(), Value::Object(eval));
     }

@@ -76,6 +76,21 @@ pub struct EvalConfig {
     /// networks): one at a time used 1.74 cores; two side by side took 1.2x longer (allocator
     /// contention: 8x the system time) and 2.2x the peak memory.
     pub parallel: Option<usize>,
+    /// DD-Ranking's fair metrics (`--metrics`, see `metrics::ddranking`): also evaluates the
+    /// whole training set, and both sets with and without augmentation.
+    pub metrics: bool,
+    /// w of the label-robust score (DD-Ranking's `lrs_lambda`, 0.5).
+    pub lrs_weight: f64,
+    /// g of the augmentation-robust score (DD-Ranking's `ars_lambda`, 0.5).
+    pub ars_weight: f64,
+    /// Networks trained on the whole training set for the metrics (None: `nets`); with fewer
+    /// than `nets`, their mean stands for every run.
+    pub whole_nets: Option<usize>,
+    /// Epochs of the whole-set networks (None: the recipe's, as DD-Ranking's "same recipe").
+    pub whole_epochs: Option<usize>,
+    /// A known whole-set accuracy (a fraction) instead of training on the whole set, as
+    /// DD-Ranking's `REAL_DATA_ACC_CACHE` (`hard_label.py:363-367`).
+    pub whole_accuracy: Option<f64>,
 }
 
 impl Default for EvalConfig {
@@ -95,6 +110,12 @@ impl Default for EvalConfig {
             test_limit: None,
             baseline: true,
             parallel: None,
+            metrics: false,
+            lrs_weight: 0.5,
+            ars_weight: 0.5,
+            whole_nets: None,
+            whole_epochs: None,
+            whole_accuracy: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod evaluate;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod nn;
 pub mod output;
 pub mod progress;

@@ -18,10 +18,12 @@ use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
 use super::evaluation::{evaluate_on_archs, random_baseline};
+use super::fair_metrics::fair_metrics;
 use super::metadata::set_metadata;
 use super::notes::fit_to_dataset;
 use super::resolve::{resolve, ResolvedRun};
-use super::results::{median, print_table, write_results, CondensationSummary, Results};
+use super::results::{median, peak_rss_mib, print_table, write_results, CondensationSummary, Results};
+use crate::metrics::storage_of_safetensors;
 
 /// How a run talks to the person running it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,7 +38,7 @@ pub struct RunOptions {
 }
 
 /// Refuses to overwrite a non-empty output directory unless forced.
-fn prepare_out(out: &Path, force: bool) -> Result<()> {
+pub(super) fn prepare_out(out: &Path, force: bool) -> Result<()> {
     if let Ok(mut entries) = std::fs::read_dir(out) {
         if entries.next().is_some() && !force {
             return Err(Error::invalid(
@@ -202,10 +204,12 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         inner_loops_capped_total: reports.iter().map(|r| r.inner_loops_capped).sum(),
         per_iteration: reports.clone(),
     };
-    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &syn.images_detached(), &syn.labels, opts.quiet)?;
+    let images = syn.images_detached();
+    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &images, &syn.labels, opts.quiet)?;
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
+    let metrics = fair_metrics(&run, &ds, (&images, &syn.labels), &mut evaluations, opts.quiet)?;
     for ev in &evaluations {
         logger.scalar(&format!("eval/{}/{}", ev.set, ev.arch), 0, ev.mean);
     }
@@ -217,6 +221,10 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         notes,
         evaluations,
         condensation: Some(summary),
+        metrics,
+        storage: Some(storage_of_safetensors(&run.out.join("synthetic.safetensors"))?),
+        seconds: Some(started.elapsed().as_secs_f64()),
+        peak_rss_mib: peak_rss_mib(),
     };
     publish(&run.out, results, opts.quiet)
 }
@@ -239,6 +247,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         let dir = synthetic.parent().unwrap_or(Path::new("."));
         config.out = Some(dir.join(format!("evaluate-seed{}", config.seed)));
     }
+    let started = Instant::now();
     let mut run = resolve(&config)?;
     // The set first: a missing or broken file is refused before the dataset is loaded.
     let syn = SyntheticSet::load(synthetic, &run.device)?;
@@ -256,10 +265,12 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
     run.settings.ipc = syn.ipc;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
-    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &syn.images_detached(), &syn.labels, opts.quiet)?;
+    let images = syn.images_detached();
+    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &images, &syn.labels, opts.quiet)?;
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
+    let metrics = fair_metrics(&run, &ds, (&images, &syn.labels), &mut evaluations, opts.quiet)?;
     let mut notes = Vec::new();
     if !syn.metadata.contains_key("config") {
         notes.push(format!(
@@ -275,12 +286,17 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         notes,
         evaluations,
         condensation: None,
+        metrics,
+        storage: Some(storage_of_safetensors(synthetic)?),
+        seconds: Some(started.elapsed().as_secs_f64()),
+        peak_rss_mib: peak_rss_mib(),
     };
     publish(&run.out, results, opts.quiet)
 }
 
 /// `cafe-lab baseline`: the random real subset alone.
 pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
+    let started = Instant::now();
     let run = resolve(config)?;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
@@ -292,7 +308,9 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         ipc: run.settings.ipc,
         notes: Vec::new(),
         evaluations,
-        condensation: None,
+        seconds: Some(started.elapsed().as_secs_f64()),
+        peak_rss_mib: peak_rss_mib(),
+        ..Results::default()
     };
     publish(&run.out, results, opts.quiet)
 }

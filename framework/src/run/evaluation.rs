@@ -147,11 +147,38 @@ pub(crate) fn evaluate_on_archs(
     labels: &Tensor,
     quiet: bool,
 ) -> Result<Vec<Evaluation>> {
+    let target = EvalTarget {
+        config: &run.config,
+        seed: run.settings.seed,
+        device: &run.device,
+        quiet,
+    };
+    evaluate_on_archs_with(&target, ds, set_name, images, labels)
+}
+
+/// Where and how [`evaluate_on_archs_with`] evaluates: a configuration (possibly a variant of
+/// the run's, e.g. another augmentation), the run's seed and device.
+pub(crate) struct EvalTarget<'a> {
+    pub config: &'a RunConfig,
+    pub seed: u64,
+    pub device: &'a candle_core::Device,
+    pub quiet: bool,
+}
+
+/// Evaluates `images` on every evaluation architecture of `target.config`.
+pub(crate) fn evaluate_on_archs_with(
+    target: &EvalTarget,
+    ds: &Dataset,
+    set_name: &str,
+    images: &Tensor,
+    labels: &Tensor,
+) -> Result<Vec<Evaluation>> {
+    let (config, quiet) = (target.config, target.quiet);
     let mut archs: Vec<(String, Box<dyn Architecture>)> = Vec::new();
-    for name in eval_arch_names(&run.config)? {
-        if name == run.config.arch.name.to_ascii_lowercase() {
+    for name in eval_arch_names(config)? {
+        if name == config.arch.name.to_ascii_lowercase() {
             // The condensation architecture keeps its configuration (e.g. a set width).
-            let (arch, _, plugin) = build_plugin::<dyn Architecture>(&run.config.arch)?;
+            let (arch, _, plugin) = build_plugin::<dyn Architecture>(&config.arch)?;
             archs.push((plugin.name.to_string(), arch));
         } else {
             let plugin = find::<dyn Architecture>(&name)?;
@@ -160,26 +187,26 @@ pub(crate) fn evaluate_on_archs(
     }
     let mut out = Vec::new();
     for (name, arch) in &archs {
-        let bar = Progress::new(&format!("eval {set_name} on {name}"), run.config.eval.nets, quiet, 1);
+        let bar = Progress::new(&format!("eval {set_name} on {name}"), config.eval.nets, quiet, 1);
         // Networks may finish out of order when they train side by side: count completions.
         let done = std::sync::atomic::AtomicUsize::new(0);
         let report = |_k: usize, acc: f64| {
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             bar.step(n, &format!("last test accuracy {:.2} %", 100.0 * acc))
         };
-        let (augmenter, augment_name) = eval_augmenter_for(&run.config, name)?;
+        let (augmenter, augment_name) = eval_augmenter_for(config, name)?;
         let setup = EvalSetup {
             arch: arch.as_ref(),
             arch_name: name,
             classes: ds.classes,
             shape: ds.train.shape,
             test: &ds.test,
-            config: &run.config.eval,
+            config: &config.eval,
             augmenter: augmenter.as_ref(),
             augment_name: &augment_name,
-            epochs: eval_epochs(&run.config, augmenter.as_ref()),
-            device: &run.device,
-            seed: crate::rng::derive_seed(run.settings.seed, &[crate::engine::EVAL_STREAM]),
+            epochs: eval_epochs(config, augmenter.as_ref()),
+            device: target.device,
+            seed: crate::rng::derive_seed(target.seed, &[crate::engine::EVAL_STREAM]),
             on_network: Some(&report),
         };
         let ev = evaluate_set(&setup, set_name, images, labels)?;
@@ -198,9 +225,15 @@ pub(crate) fn evaluate_on_archs(
 
 /// The `random` baseline: `ipc` random real images per class, evaluated like a synthetic set.
 pub(crate) fn random_baseline(run: &ResolvedRun, ds: &Dataset, quiet: bool) -> Result<Vec<Evaluation>> {
+    let (images, labels) = random_subset(run, ds)?;
+    evaluate_on_archs(run, ds, "random", &images, &labels, quiet)
+}
+
+/// The baseline's images and labels: `ipc` random real images per class, class-major.
+pub(crate) fn random_subset(run: &ResolvedRun, ds: &Dataset) -> Result<(Tensor, Tensor)> {
     let mut rng = sub_rng(run.settings.seed, &[crate::engine::BASELINE_STREAM]);
     let idx = random_real_subset(&ds.train, ds.classes, run.settings.ipc, &mut rng)?;
     let (images, _) = ds.train.to_tensor(&idx, &run.device)?;
     let labels = class_major_labels(ds.classes, run.settings.ipc, &run.device)?;
-    evaluate_on_archs(run, ds, "random", &images, &labels, quiet)
+    Ok((images, labels))
 }
