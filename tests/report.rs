@@ -31,7 +31,7 @@ const TINY: [&str; 16] = [
 ];
 
 /// The runs shared by the tests: `dm2` (2 repeated condensations, ipc 2, with the metrics) and
-/// `dm1` (one, ipc 1), made once.
+/// `dm1` (one, ipc 1, with a validation curve), made once.
 fn fixture() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -44,7 +44,7 @@ fn fixture() -> &'static Path {
             cafe_lab_result(&args).unwrap_or_else(|e| panic!("run {name}: {e}"));
         };
         run("dm2", &["--ipc", "2", "--runs", "2", "--metrics"]);
-        run("dm1", &["--ipc", "1"]);
+        run("dm1", &["--ipc", "1", "--eval-every", "1", "--val-per-class", "20"]);
         dir
     })
 }
@@ -229,10 +229,10 @@ fn report_page_renders_in_headless_chromium() {
     // What the browser built: the DOM after the page's load handler ran.
     let dom = headless(&browser, &html, &["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
-    // 3 plots (no run recorded a validation curve), 3 grids (2 seeds + 1), 2 table rows: each
-    // plot with a laid-out size, each grid decoded as an image.
+    // 4 plots, 3 grids (2 seeds + 1), 2 table rows: each plot with a laid-out size, each grid
+    // decoded as an image.
     assert!(
-        dom.contains("rendered: 3 of 3 plots, 3 of 3 grids, 2 table rows"),
+        dom.contains("rendered: 4 of 4 plots, 3 of 3 grids, 2 table rows"),
         "render check: {}",
         dom.split("render-check\">")
             .nth(1)
@@ -242,13 +242,13 @@ fn report_page_renders_in_headless_chromium() {
             .unwrap_or("")
     );
     for text in [
+        "validation accuracy during condensation",
         "test accuracy per architecture",
         "test accuracy per class",
         "matching loss",
         "random subset",
         "disk",
         "two-dots",
-        "condense with --eval-every",
     ] {
         assert!(dom.contains(text), "the page shows no '{text}'");
     }

@@ -94,6 +94,18 @@ pub struct CommonArgs {
     /// without augmentation; hard-label recovery, improvement over random, LRS and ARS.
     #[arg(long)]
     pub metrics: bool,
+    /// Evaluate the set every N iterations (and at the last) with a few networks on a
+    /// validation split held out of the training set: the curve goes to TensorBoard and
+    /// results.json. The test set is used by the final evaluation only.
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+    /// Which set is kept: final (default) or best-val (best validation accuracy; needs
+    /// --eval-every).
+    #[arg(long, value_parser = ["final", "best-val"])]
+    pub select: Option<String>,
+    /// Images per class held out of the training set for validation (default 50).
+    #[arg(long, value_name = "N")]
+    pub val_per_class: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Output directory (default runs/<dataset>-<matcher>-<scheduler>-ipc<N>-seed<S>).
@@ -225,6 +237,9 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put_eval("test_limit", common.test_limit.map(|v| json!(v)));
     put_eval("baseline", common.no_baseline.then_some(json!(false)));
     put_eval("metrics", common.metrics.then_some(json!(true)));
+    put_eval("every", common.eval_every.map(|v| json!(v)));
+    put_eval("select", common.select.as_ref().map(|v| json!(v)));
+    put_eval("val_per_class", common.val_per_class.map(|v| json!(v)));
     if !eval.is_empty() {
         m.insert("eval".into(), Value::Object(eval));
     }

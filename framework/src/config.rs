@@ -91,6 +91,18 @@ pub struct EvalConfig {
     /// A known whole-set accuracy (a fraction) instead of training on the whole set, as
     /// DD-Ranking's `REAL_DATA_ACC_CACHE` (`hard_label.py:363-367`).
     pub whole_accuracy: Option<f64>,
+    /// Evaluate the set on the validation split every this many iterations and at the last
+    /// (`--eval-every`; 0: never).
+    pub every: usize,
+    /// Which set is kept (`--select`): `final`, or `best-val` (best validation accuracy).
+    pub select: String,
+    /// Images per class held out of the training set as the validation split when `every` > 0
+    /// (`--val-per-class`).
+    pub val_per_class: usize,
+    /// Networks trained at each evaluation during condensation.
+    pub during_nets: usize,
+    /// Their epochs (None: the recipe's).
+    pub during_epochs: Option<usize>,
 }
 
 impl Default for EvalConfig {
@@ -116,6 +128,11 @@ impl Default for EvalConfig {
             whole_nets: None,
             whole_epochs: None,
             whole_accuracy: None,
+            every: 0,
+            select: "final".into(),
+            val_per_class: 50,
+            during_nets: 2,
+            during_epochs: None,
         }
     }
 }

@@ -23,6 +23,7 @@ use super::metadata::set_metadata;
 use super::notes::fit_to_dataset;
 use super::resolve::{resolve, ResolvedRun};
 use super::results::{median, peak_rss_mib, print_table, write_results, CondensationSummary, Results};
+use super::validation::{seal_test_set, DuringEval};
 use crate::metrics::storage_of_safetensors;
 
 /// How a run talks to the person running it.
@@ -127,7 +128,9 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     if run.components.matcher.defaults().needs_second_order {
         crate::enable_second_order_gradients();
     }
-    let ds = load_dataset(&run.config, opts.quiet)?;
+    let mut ds = load_dataset(&run.config, opts.quiet)?;
+    // The validation split leaves the training set before anything else reads it.
+    let mut during = DuringEval::prepare(&run, &mut ds, opts.quiet)?;
     let notes = fit_to_dataset(&mut run, &ds)?;
     if !opts.quiet {
         notes.iter().for_each(|n| eprintln!("note: {n}"));
@@ -158,15 +161,23 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
             run.out.display()
         );
     }
+    let mut hook = |done: usize, syn: &SyntheticSet, logger: &mut dyn MetricLogger| match during.as_mut() {
+        Some(d) => d.after_iteration(done, syn, logger),
+        None => Ok(()),
+    };
     let control = RunControl {
         checkpoint_path: Some(run.out.join(CHECKPOINT_FILE)),
         checkpoint_every: run.config.checkpoint_every,
         resume,
         interrupt: opts.interrupt,
         log_images_every: run.config.log_images_every,
+        after_iteration: Some(&mut hook),
     };
     let config_text = serde_json::to_string_pretty(&run.resolved_json).unwrap_or_default();
     logger.text("config", 0, &format!("```\n{config_text}\n```"));
+    // Nothing reads the test set until the final evaluation: it is sealed (emptied) for the
+    // condensation and the evaluations during it (tests/selection.rs proves it).
+    let test = seal_test_set(&mut ds);
     let mut outcome = condense(
         &ds,
         &mut run.components,
@@ -176,7 +187,21 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         &mut progress,
         control,
     )?;
+    ds.test = test;
     bar.finish();
+    let selection = match during.as_mut() {
+        Some(d) => Some(d.select(&outcome.synthetic, outcome.reports.len())?),
+        None => None,
+    };
+    if let (Some(s), false) = (&selection, opts.quiet) {
+        eprintln!(
+            "keeping the set of iteration {} ({}{})",
+            s.iteration,
+            s.rule,
+            s.validation_accuracy
+                .map_or(String::new(), |a| format!(", validation accuracy {:.2} %", 100.0 * a))
+        );
+    }
     let seconds_total = started.elapsed().as_secs_f64();
     outcome.synthetic.metadata = set_metadata(&run)?;
     let syn = &outcome.synthetic;
@@ -225,6 +250,8 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         storage: Some(storage_of_safetensors(&run.out.join("synthetic.safetensors"))?),
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        validation_curve: during.map(|d| d.curve).unwrap_or_default(),
+        selection,
     };
     publish(&run.out, results, opts.quiet)
 }
@@ -290,6 +317,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         storage: Some(storage_of_safetensors(synthetic)?),
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        ..Results::default()
     };
     publish(&run.out, results, opts.quiet)
 }

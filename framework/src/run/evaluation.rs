@@ -88,7 +88,7 @@ pub fn reference_eval_augment(config: &RunConfig, arch: &str) -> PluginChoice {
 
 /// The augmentation that trains the evaluation networks of `arch`, with a name for the
 /// records: `eval.augment` when set, else [`reference_eval_augment`].
-fn eval_augmenter_for(config: &RunConfig, arch: &str) -> Result<(Box<dyn Augmenter>, String)> {
+pub(crate) fn eval_augmenter_for(config: &RunConfig, arch: &str) -> Result<(Box<dyn Augmenter>, String)> {
     let choice = match &config.eval.augment {
         Some(choice) => choice.clone(),
         None => reference_eval_augment(config, arch),
@@ -104,7 +104,7 @@ fn eval_augmenter_for(config: &RunConfig, arch: &str) -> Result<(Box<dyn Augment
 /// Evaluation epochs: `eval.epochs`, else `eval.epochs_augmented` when the networks train with
 /// augmentation and `eval.epochs_plain` otherwise (DatasetCondensation `main.py:120-123`: 1000 and
 /// 300; CAFE `distill.py:189-193`: 1000 and 600).
-fn eval_epochs(config: &RunConfig, augmenter: &dyn Augmenter) -> usize {
+pub(crate) fn eval_epochs(config: &RunConfig, augmenter: &dyn Augmenter) -> usize {
     config.eval.epochs.unwrap_or(if augmenter.is_identity() {
         config.eval.epochs_plain
     } else {

@@ -10,6 +10,7 @@ mod notes;
 mod repeat;
 mod resolve;
 mod results;
+mod validation;
 
 pub use commands::{resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
 pub use evaluation::{eval_mode_archs, eval_recipes, reference_eval_augment, EvalRecipe};
@@ -21,3 +22,4 @@ pub use repeat::{
 };
 pub use resolve::{parse_device, resolve, ResolvedRun};
 pub use results::{markdown_table, metrics_table, peak_rss_mib, print_table, CondensationSummary, Results};
+pub use validation::{Selection, ValPoint, SELECT_RULES};

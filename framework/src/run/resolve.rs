@@ -201,6 +201,7 @@ fn validate_eval(config: &RunConfig) -> Result<()> {
             "a learning rate must be a positive finite number",
         ));
     }
+    super::validation::validate_during(config)?;
     if e.metrics && !e.baseline {
         return Err(Error::invalid(
             "eval.metrics",

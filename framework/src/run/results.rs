@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use crate::evaluate::Evaluation;
 use crate::metrics::{FairMetrics, Storage};
+
+use super::validation::{Selection, ValPoint};
 use crate::output::{write_atomic, write_json};
 use crate::traits::scheduler::IterationReport;
 use crate::Result;
@@ -35,6 +37,12 @@ pub struct Results {
     /// Peak resident memory of the process so far (Linux `VmHWM`), MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// Validation accuracy during condensation (`--eval-every`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub validation_curve: Vec<ValPoint>,
+    /// Which set was kept (`--select`), when the run evaluated during condensation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<Selection>,
 }
 
 /// The peak resident memory of this process (Linux `/proc/self/status` `VmHWM`) in MiB; None
@@ -120,6 +128,15 @@ pub fn markdown_table(results: &Results) -> String {
     }
     if !results.metrics.is_empty() {
         out.push_str(&metrics_table(&results.metrics));
+    }
+    if let Some(s) = &results.selection {
+        let acc = s
+            .validation_accuracy
+            .map_or(String::new(), |a| format!(", validation accuracy {:.2} %", 100.0 * a));
+        out.push_str(&format!(
+            "\nKept the set of iteration {} ({}{acc}; validation split of {} images per class).\n",
+            s.iteration, s.rule, s.val_per_class
+        ));
     }
     if let Some(storage) = &results.storage {
         out.push_str(&format!(
