@@ -106,6 +106,16 @@ pub struct CommonArgs {
     /// Images per class held out of the training set for validation (default 50).
     #[arg(long, value_name = "N")]
     pub val_per_class: Option<usize>,
+    /// Soft-label evaluation: a teacher trained on the real training set (or --kd-teacher)
+    /// labels each augmented batch; students learn its outputs at --kd-temperature.
+    #[arg(long)]
+    pub kd: bool,
+    /// Temperature of the soft labels (default 1, DD-Ranking's).
+    #[arg(long, value_name = "T")]
+    pub kd_temperature: Option<f64>,
+    /// A teacher.safetensors written by an earlier --kd run, instead of training one.
+    #[arg(long, value_name = "FILE")]
+    pub kd_teacher: Option<PathBuf>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Output directory (default runs/<dataset>-<matcher>-<scheduler>-ipc<N>-seed<S>).
@@ -240,6 +250,9 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put_eval("every", common.eval_every.map(|v| json!(v)));
     put_eval("select", common.select.as_ref().map(|v| json!(v)));
     put_eval("val_per_class", common.val_per_class.map(|v| json!(v)));
+    put_eval("kd", common.kd.then_some(json!(true)));
+    put_eval("kd_temperature", common.kd_temperature.map(|v| json!(v)));
+    put_eval("kd_teacher", common.kd_teacher.as_ref().map(|v| json!(v)));
     if !eval.is_empty() {
         m.insert("eval".into(), Value::Object(eval));
     }

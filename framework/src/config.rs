@@ -103,6 +103,15 @@ pub struct EvalConfig {
     pub during_nets: usize,
     /// Their epochs (None: the recipe's).
     pub during_epochs: Option<usize>,
+    /// Soft-label evaluation (`--kd`): students trained on the set with a teacher's
+    /// temperature-softened outputs (`evaluate_kd`).
+    pub kd: bool,
+    /// The temperature T (`--kd-temperature`; DD-Ranking's demo configuration: 1).
+    pub kd_temperature: f64,
+    /// A teacher file (`teacher.safetensors` of an earlier run) instead of training one.
+    pub kd_teacher: Option<PathBuf>,
+    /// Epochs of the teacher trained on the real training set (None: the recipe's).
+    pub kd_teacher_epochs: Option<usize>,
 }
 
 impl Default for EvalConfig {
@@ -133,6 +142,10 @@ impl Default for EvalConfig {
             val_per_class: 50,
             during_nets: 2,
             during_epochs: None,
+            kd: false,
+            kd_temperature: 1.0,
+            kd_teacher: None,
+            kd_teacher_epochs: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
+pub mod evaluate_kd;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

@@ -19,6 +19,7 @@ use crate::{Error, Result};
 
 use super::evaluation::{evaluate_on_archs, random_baseline};
 use super::fair_metrics::fair_metrics;
+use super::kd::kd_evaluations;
 use super::metadata::set_metadata;
 use super::notes::fit_to_dataset;
 use super::resolve::{resolve, ResolvedRun};
@@ -235,6 +236,8 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
     let metrics = fair_metrics(&run, &ds, (&images, &syn.labels), &mut evaluations, opts.quiet)?;
+    let (kd_evaluations, kd) = kd_evaluations(&run, &ds, &images, opts.quiet)?;
+    evaluations.extend(kd_evaluations);
     for ev in &evaluations {
         logger.scalar(&format!("eval/{}/{}", ev.set, ev.arch), 0, ev.mean);
     }
@@ -252,6 +255,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         peak_rss_mib: peak_rss_mib(),
         validation_curve: during.map(|d| d.curve).unwrap_or_default(),
         selection,
+        kd,
     };
     publish(&run.out, results, opts.quiet)
 }
@@ -298,6 +302,8 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
     let metrics = fair_metrics(&run, &ds, (&images, &syn.labels), &mut evaluations, opts.quiet)?;
+    let (kd_evaluations, kd) = kd_evaluations(&run, &ds, &images, opts.quiet)?;
+    evaluations.extend(kd_evaluations);
     let mut notes = Vec::new();
     if !syn.metadata.contains_key("config") {
         notes.push(format!(
@@ -317,6 +323,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         storage: Some(storage_of_safetensors(synthetic)?),
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        kd,
         ..Results::default()
     };
     publish(&run.out, results, opts.quiet)

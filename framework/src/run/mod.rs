@@ -5,6 +5,7 @@
 mod commands;
 mod evaluation;
 mod fair_metrics;
+mod kd;
 mod metadata;
 mod notes;
 mod repeat;
@@ -15,6 +16,7 @@ mod validation;
 pub use commands::{resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
 pub use evaluation::{eval_mode_archs, eval_recipes, reference_eval_augment, EvalRecipe};
 pub use fair_metrics::WHOLE_SET;
+pub use kd::{KdSummary, TEACHER_FILE};
 pub use metadata::{evaluation_base, set_metadata, SET_FORMAT};
 pub use repeat::{
     aggregate, is_repeated_run, repeat_seeds, repeat_table, run_repeated, Aggregate, RepeatResults, RunEntry,

@@ -234,6 +234,27 @@ fn validate_eval(config: &RunConfig) -> Result<()> {
             "the whole-set reference needs at least one network trained at least one epoch",
         ));
     }
+    if e.kd && !(e.kd_temperature.is_finite() && e.kd_temperature > 0.0) {
+        return Err(Error::invalid(
+            "eval.kd_temperature",
+            e.kd_temperature,
+            "a distillation temperature must be a positive finite number (DD-Ranking's demo: 1)",
+        ));
+    }
+    if e.kd_teacher_epochs == Some(0) {
+        return Err(Error::invalid(
+            "eval.kd_teacher_epochs",
+            0,
+            "train the teacher at least one epoch",
+        ));
+    }
+    if let Some(t) = e.kd_teacher.as_ref().filter(|t| !t.is_file()) {
+        return Err(Error::invalid(
+            "eval.kd_teacher",
+            t.display(),
+            "no such file; give the teacher.safetensors of a run made with --kd",
+        ));
+    }
     if e.test_limit == Some(0) {
         return Err(Error::invalid("eval.test_limit", 0, "test on at least one image"));
     }

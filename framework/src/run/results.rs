@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::evaluate::Evaluation;
 use crate::metrics::{FairMetrics, Storage};
 
+use super::kd::KdSummary;
 use super::validation::{Selection, ValPoint};
 use crate::output::{write_atomic, write_json};
 use crate::traits::scheduler::IterationReport;
@@ -43,6 +44,10 @@ pub struct Results {
     /// Which set was kept (`--select`), when the run evaluated during condensation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selection: Option<Selection>,
+    /// The soft-label evaluation's teacher and temperature (`--kd`); its students are the
+    /// `synthetic-kd` and `random-kd` evaluations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kd: Option<KdSummary>,
 }
 
 /// The peak resident memory of this process (Linux `/proc/self/status` `VmHWM`) in MiB; None
@@ -128,6 +133,17 @@ pub fn markdown_table(results: &Results) -> String {
     }
     if !results.metrics.is_empty() {
         out.push_str(&metrics_table(&results.metrics));
+    }
+    if let Some(kd) = &results.kd {
+        out.push_str(&format!(
+            "\nSoft labels (-kd sets): teacher {} ({}, {} epochs on {} images), test accuracy {:.2} %, temperature {}.\n",
+            kd.teacher.arch,
+            kd.teacher.source,
+            kd.teacher.epochs,
+            kd.teacher.train_images,
+            100.0 * kd.teacher.accuracy,
+            kd.temperature
+        ));
     }
     if let Some(s) = &results.selection {
         let acc = s
