@@ -274,6 +274,10 @@ fn publish(out: &Path, results: Results, quiet: bool) -> Result<Results> {
 /// `out`, the results go beside the file, in `evaluate-seed<S>/`.
 pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> Result<Results> {
     let mut config = config.clone();
+    // Evaluation during condensation belongs to the run that made the set (its saved
+    // settings may carry it); there is no condensation here.
+    config.eval.every = 0;
+    config.eval.select = "final".into();
     if config.out.is_none() {
         let dir = synthetic.parent().unwrap_or(Path::new("."));
         config.out = Some(dir.join(format!("evaluate-seed{}", config.seed)));
@@ -332,7 +336,10 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
 /// `cafe-lab baseline`: the random real subset alone.
 pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
     let started = Instant::now();
-    let run = resolve(config)?;
+    let mut config = config.clone();
+    config.eval.every = 0;
+    config.eval.select = "final".into();
+    let run = resolve(&config)?;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
     let ds = load_dataset(&run.config, opts.quiet)?;
