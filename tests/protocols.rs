@@ -43,7 +43,7 @@ fn every_protocol_parses_resolves_and_cites_a_reference_line_for_each_setting() 
     cafe_plugins::link();
     let all = protocols().unwrap();
     let names: Vec<&str> = all.keys().map(String::as_str).collect();
-    assert_eq!(names, ["cafe", "cafe-dsa", "dc", "dm", "dsa"]);
+    assert_eq!(names, ["cafe", "cafe-dsa", "dc", "dm", "dsa", "mtt"]);
     for name in names {
         let config = config_of(&["--protocol", name]);
         assert_eq!(config.protocol.as_deref(), Some(name));
@@ -53,7 +53,8 @@ fn every_protocol_parses_resolves_and_cites_a_reference_line_for_each_setting() 
     // reference `file.ext:line` (the whole point of the files).
     let cites = |s: &str| {
         s.split(|c: char| c.is_whitespace() || c == '(' || c == ',').any(|w| {
-            (w.contains(".py:") || w.contains(".md:") || w.contains(".sh:")) && w.chars().any(|c| c.is_ascii_digit())
+            (w.contains(".py:") || w.contains(".md:") || w.contains(".sh:") || w.contains(".yaml:"))
+                && w.chars().any(|c| c.is_ascii_digit())
         })
     };
     for source in cafe_framework::inventory::iter::<ProtocolSource> {

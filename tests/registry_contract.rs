@@ -1,13 +1,16 @@
 //! Contract tests over every registered plugin: a plugin is tested the day it is registered.
-//! Names, lookups, and for each matcher: finite non-negative loss, a gradient of the synthetic
-//! set's shape that reaches the pixels, determinism; each scheduler drives a loop; each
+//! Names, lookups, and for each matcher (prepared as the engine prepares it): finite
+//! non-negative loss, a gradient of the synthetic set's shape that reaches the pixels, a gradient
+//! for each learned extra it declares and none it did not, determinism; each scheduler drives a loop; each
 //! augmenter keeps shapes and is deterministic under a seed.
 
+use cafe_framework::data::Dataset;
 use cafe_framework::registry::{find, names, plugins};
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_framework::traits::matcher::{Init, MatchContext};
+use cafe_framework::traits::matcher::{Init, MatchContext, PrepareContext};
 use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport, ProbeDraw};
+use cafe_framework::trajectory::{expert_file, ExpertRecord, ExpertTrajectory};
 use cafe_framework::{Architecture, Augmenter, Error, ImageShape, Matcher, Scheduler};
 use cafe_tests::blob_dataset;
 use candle_core::{DType, Device, Tensor};
@@ -29,7 +32,10 @@ fn every_kind_lists_its_plugins_sorted_and_unique() {
     }
     // The full sorted lists this build must offer: a plugin that silently fails to link
     // (CANDLE_NOTES 7) or a new one registered without a test shows up here.
-    assert_eq!(names::<dyn Matcher>().unwrap(), ["cafe", "distribution", "gradient"]);
+    assert_eq!(
+        names::<dyn Matcher>().unwrap(),
+        ["cafe", "distribution", "gradient", "trajectory"]
+    );
     assert_eq!(names::<dyn Scheduler>().unwrap(), ["dynamic", "fixed", "none"]);
     assert_eq!(names::<dyn Augmenter>().unwrap(), ["dc", "dsa", "none"]);
     assert_eq!(
@@ -127,13 +133,38 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
         .unwrap()
         .instantiate(&serde_json::Value::Null)
         .unwrap();
+    let arch_config = json!({"width": 8, "depth": 2});
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("experts");
+    write_expert_store(&store, &ds, arch.as_ref(), &arch_config);
+    // Settings that a matcher needs to run at all on this tiny case.
+    let config_of = |name: &str| match name {
+        "trajectory" => json!({"experts": store, "max_start_epoch": 2, "expert_epochs": 1, "syn_steps": 2}),
+        _ => serde_json::Value::Null,
+    };
     for (name, plugin) in plugins::<dyn Matcher>().unwrap() {
-        let matcher = plugin.instantiate(&serde_json::Value::Null).unwrap();
+        let mut matcher = plugin.instantiate(&config_of(name)).unwrap();
         if matcher.defaults().needs_second_order {
             cafe_framework::enable_second_order_gradients();
         }
         let mut rng = rng_from_seed(3);
-        let syn = SyntheticSet::initialise(&ds, 2, Init::Noise, &Device::Cpu, &mut rng).unwrap();
+        let mut syn = SyntheticSet::initialise(&ds, 2, Init::Noise, &Device::Cpu, &mut rng).unwrap();
+        let specs = matcher
+            .prepare(&PrepareContext {
+                dataset: &ds,
+                arch: arch.as_ref(),
+                arch_name: "convnet",
+                arch_config: &arch_config,
+                images: &syn.images_detached(),
+                labels: &syn.labels,
+                ipc: 2,
+                device: &Device::Cpu,
+                seed: 9,
+            })
+            .unwrap_or_else(|e| panic!("{name}: prepare: {e}"));
+        for spec in &specs {
+            syn.add_learned(&spec.name, &spec.initial).unwrap();
+        }
         let net = arch.build(shape, 3, DType::F32, &Device::Cpu, &mut rng).unwrap();
         let by_class = ds.train.class_indices(3);
         let real: Vec<Tensor> = by_class
@@ -145,7 +176,12 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
             network: net.as_ref(),
             real: &real,
             synthetic: &syn.images,
+            labels: &syn.labels,
+            learned: &syn.learned,
             ipc: 2,
+            classes: 3,
+            iteration: 0,
+            step_seed: 5,
             augmenter: none.as_ref(),
             seeds: &seeds,
             fresh_real: &real,
@@ -161,6 +197,52 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
             g.iter().any(|v| *v != 0.0),
             "{name}: the gradient does not reach the synthetic pixels"
         );
+        let returned: Vec<&str> = a.learned.iter().map(|(n, _)| n.as_str()).collect();
+        let declared: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(returned, declared, "{name}: gradients of learned extras");
+        for ((n, grad), spec) in a.learned.iter().zip(&specs) {
+            assert_eq!(grad.dims(), spec.initial.dims(), "{name}: gradient shape of {n}");
+        }
+    }
+}
+
+/// A store of two experts of `arch` on `ds`, each three epochs of parameters that drift (what
+/// `cafe-lab experts` would write, without the training: the contract is about shapes).
+fn write_expert_store(dir: &std::path::Path, ds: &Dataset, arch: &dyn Architecture, arch_config: &serde_json::Value) {
+    let mut rng = rng_from_seed(21);
+    for k in 0..2 {
+        let net = arch
+            .build(ds.train.shape, ds.classes, DType::F32, &Device::Cpu, &mut rng)
+            .unwrap();
+        let start: Vec<Tensor> = net.parameters().iter().map(|p| p.as_tensor().detach()).collect();
+        let epochs: Vec<Vec<Tensor>> = (0..4)
+            .map(|e| {
+                start
+                    .iter()
+                    .map(|p| (p + (e as f64) * 0.01 * (k as f64 + 1.0)).unwrap())
+                    .collect()
+            })
+            .collect();
+        let record = ExpertRecord {
+            expert: k,
+            dataset: ds.name.clone(),
+            image_shape: ds.train.shape,
+            classes: ds.classes,
+            arch: "convnet".into(),
+            arch_config: arch_config.clone(),
+            settings: json!({}),
+            seed: 21,
+            epochs: 3,
+            parameter_shapes: start.iter().map(|t| t.dims().to_vec()).collect(),
+            train_loss: vec![1.0; 3],
+            test_accuracy: vec![0.5; 3],
+            test_images: 1,
+            cafe_lab_version: "test".into(),
+        };
+        ExpertTrajectory::new(record, epochs)
+            .unwrap()
+            .save(&expert_file(dir, k))
+            .unwrap();
     }
 }
 

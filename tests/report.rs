@@ -116,7 +116,7 @@ fn repeated_runs_pool_every_network_of_every_run() {
 }
 
 #[test]
-fn repeat_flags_are_checked() {
+fn repeat_and_metrics_flags_are_checked() {
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
     let e = cafe_lab_result(&["--runs", "2", "--seeds", "3,4", "--out", o]).unwrap_err();
@@ -125,6 +125,11 @@ fn repeat_flags_are_checked() {
     assert!(e.contains("each run needs its own seed"), "{e}");
     let e = cafe_lab_result(&["--runs", "0", "--out", o]).unwrap_err();
     assert!(e.contains("at least one"), "{e}");
+    // The metrics compare with the random subset, and their weights are fractions.
+    let e = cafe_lab_result(&["--metrics", "--no-baseline", "--out", o]).unwrap_err();
+    assert!(e.contains("drop --no-baseline"), "{e}");
+    let e = cafe_lab_result(&["--metrics", "--set", "eval.lrs_weight=1.5", "--out", o]).unwrap_err();
+    assert!(e.contains("eval.lrs_weight") && e.contains("[0, 1]"), "{e}");
 }
 
 #[test]

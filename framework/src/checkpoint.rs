@@ -2,7 +2,7 @@
 //!
 //! Every random draw of an iteration comes from a stream derived from (seed, iteration), so
 //! there is no generator state to save: the synthetic set, the image optimiser's momentum, the
-//! (possibly halved) image learning rate, the iteration counters, the scheduler's own state and
+//! (possibly halved) image learning rate, the learned extras with their momentum, the iteration counters, the scheduler's own state and
 //! the per-iteration records are enough. One safetensors file holds it all (the tensors, and
 //! the rest as JSON in its metadata), written atomically, so a crash leaves either the old or
 //! the new checkpoint, never half of one.
@@ -30,6 +30,18 @@ pub struct CheckpointState {
     pub reports: Vec<IterationReport>,
     pub seconds_per_iteration: Vec<f64>,
     pub scheduler_state: serde_json::Value,
+    /// Names of the learned extras, in order (their tensors are `learned.<name>` and
+    /// `learned_velocity.<name>`). Absent in checkpoints from before learned extras.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub learned: Vec<String>,
+}
+
+/// A learned extra of the synthetic set (e.g. MTT's step size) and its optimiser's momentum.
+#[derive(Debug, Clone)]
+pub struct LearnedCheckpoint {
+    pub name: String,
+    pub value: Tensor,
+    pub velocity: Option<Tensor>,
 }
 
 /// A checkpoint: the synthetic images, the momentum buffer, and the state.
@@ -37,6 +49,7 @@ pub struct CheckpointState {
 pub struct Checkpoint {
     pub images: Tensor,
     pub velocity: Option<Tensor>,
+    pub learned: Vec<LearnedCheckpoint>,
     pub state: CheckpointState,
 }
 
@@ -52,23 +65,31 @@ fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
 impl Checkpoint {
     /// Writes the checkpoint to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let images = f32_bytes(&self.images)?;
-        let velocity = self.velocity.as_ref().map(f32_bytes).transpose()?;
-        let mut views = vec![(
-            "images".to_string(),
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, self.images.dims().to_vec(), &images)
-                .map_err(|e| Error::Other(format!("checkpoint images: {e}")))?,
-        )];
-        if let (Some(v), Some(bytes)) = (&self.velocity, &velocity) {
-            views.push((
-                "velocity".to_string(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, v.dims().to_vec(), bytes)
-                    .map_err(|e| Error::Other(format!("checkpoint velocity: {e}")))?,
-            ));
+        let mut named: Vec<(String, &Tensor)> = vec![("images".to_string(), &self.images)];
+        if let Some(v) = &self.velocity {
+            named.push(("velocity".to_string(), v));
         }
+        for l in &self.learned {
+            named.push((format!("learned.{}", l.name), &l.value));
+            if let Some(v) = &l.velocity {
+                named.push((format!("learned_velocity.{}", l.name), v));
+            }
+        }
+        let data = named.iter().map(|(_, t)| f32_bytes(t)).collect::<Result<Vec<_>>>()?;
+        let views = named
+            .iter()
+            .zip(&data)
+            .map(|((name, t), bytes)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.dims().to_vec(), bytes)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|e| Error::Other(format!("checkpoint {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut state = self.state.clone();
+        state.learned = self.learned.iter().map(|l| l.name.clone()).collect();
         // One metadata key only: safetensors keeps metadata in a HashMap, and a single key
         // serialises the same way every time.
-        let state = serde_json::to_string(&self.state).map_err(|e| Error::Other(e.to_string()))?;
+        let state = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
         let metadata = HashMap::from([("state".to_string(), state)]);
         let bytes = safetensors::serialize(views, &Some(metadata))
             .map_err(|e| Error::Other(format!("serialising checkpoint: {e}")))?;
@@ -107,9 +128,22 @@ impl Checkpoint {
             }
         };
         let images = tensor("images")?.ok_or_else(|| corrupt("it has no 'images' tensor".into()))?;
+        let learned = state
+            .learned
+            .iter()
+            .map(|name| {
+                Ok(LearnedCheckpoint {
+                    name: name.clone(),
+                    value: tensor(&format!("learned.{name}"))?
+                        .ok_or_else(|| corrupt(format!("it names learned tensor '{name}' but does not hold it")))?,
+                    velocity: tensor(&format!("learned_velocity.{name}"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             images,
             velocity: tensor("velocity")?,
+            learned,
             state,
         })
     }

@@ -35,6 +35,12 @@ pub struct Evaluation {
     /// Test accuracy of each class (fractions), averaged over the networks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_class: Vec<f64>,
+    /// The networks' starting learning rate: `eval.lr`, or the step size the set learned (MTT).
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// True when the networks trained against the set's learned soft labels.
+    #[serde(default)]
+    pub soft_labels: bool,
 }
 
 impl Evaluation {
@@ -116,7 +122,8 @@ fn train_and_test_network(
 /// Trains `config.nets` fresh networks (`config.parallel` at a time) on `images`/`labels` and tests them.
 ///
 /// # Shapes
-/// `images`: `[n, c, h, w]` f32 in normalised space; `labels`: `[n]` u32.
+/// `images`: `[n, c, h, w]` f32 in normalised space; `labels`: `[n]` u32, or soft-label logits
+/// `[n, classes]` (trained with the soft cross-entropy, `train::soft_cross_entropy`).
 pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: &Tensor) -> Result<Evaluation> {
     let cfg = setup.config;
     if cfg.nets == 0 {
@@ -170,5 +177,7 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
         epochs: setup.epochs,
         augment: setup.augment_name.to_string(),
         per_class,
+        lr: Some(cfg.lr),
+        soft_labels: labels.rank() == 2,
     })
 }

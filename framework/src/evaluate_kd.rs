@@ -149,6 +149,9 @@ pub fn evaluate_set_kd(
         epochs: setup.epochs,
         augment: setup.augment_name.to_string(),
         per_class,
+        lr: Some(cfg.lr),
+        // The teacher's outputs, not soft labels learned with the set.
+        soft_labels: false,
     })
 }
 

@@ -14,6 +14,9 @@ pub struct Progress {
     total: usize,
     every: usize,
     started: Instant,
+    /// Steps already done before this process started (a resumed run): the ETA rate counts
+    /// only the steps this process ran.
+    already_done: usize,
 }
 
 impl Progress {
@@ -37,7 +40,18 @@ impl Progress {
             total,
             every: every.max(1),
             started: Instant::now(),
+            already_done: 0,
         }
+    }
+
+    /// The same progress for a task resumed after `done` of its steps.
+    pub fn resumed_after(mut self, done: usize) -> Self {
+        self.already_done = done.min(self.total);
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.already_done as u64);
+            bar.reset_eta();
+        }
+        self
     }
 
     /// Step `done` (1-based) finished; `message` describes it.
@@ -47,7 +61,8 @@ impl Progress {
             bar.set_message(message.to_string());
         } else if self.plain && (done == 1 || done == self.total || done.is_multiple_of(self.every)) {
             let elapsed = self.started.elapsed().as_secs_f64();
-            let eta = elapsed / done.max(1) as f64 * self.total.saturating_sub(done) as f64;
+            let ran = done.saturating_sub(self.already_done).max(1);
+            let eta = elapsed / ran as f64 * self.total.saturating_sub(done) as f64;
             eprintln!("{} {done}/{}: {message} (ETA {eta:.0} s)", self.label, self.total);
         }
     }

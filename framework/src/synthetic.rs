@@ -1,7 +1,9 @@
 //! The synthetic set: learnable images with fixed labels (class c owns rows c*ipc..(c+1)*ipc),
-//! its initialisation, and its file format (safetensors: `images` f32 [N,C,H,W] in normalised
-//! space, `labels` u32 [N], `mean` and `std` f32 [C], and string metadata saying how the set
-//! was made and how its run evaluated it: see [`crate::run::set_metadata`]).
+//! the tensors a method learns beside them ([`Learned`]: a step size, soft labels), its
+//! initialisation, and its file format (safetensors: `images` f32 [N,C,H,W] in normalised
+//! space, `labels` u32 [N], `mean` and `std` f32 [C], one f32 tensor per learned extra under its
+//! own name, and string metadata saying how the set was made and how its run evaluated it: see
+//! [`crate::run::set_metadata`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -15,10 +17,29 @@ use crate::output::write_atomic;
 use crate::traits::matcher::Init;
 use crate::{Error, ImageShape, Result, Rng};
 
+/// The name of a learned step size (a scalar): evaluation trains with it as its learning rate,
+/// as MTT evaluates with `args.lr_net = syn_lr.item()` (mtt-distillation `distill.py:210`).
+pub const LEARNED_LR: &str = "lr";
+/// The name of learned soft labels, logits `[N, classes]`: evaluation trains against
+/// `softmax(label_logits)` with the soft cross-entropy (DATM `distill/DATM.py:255-262, 370`).
+pub const LEARNED_LABELS: &str = "label_logits";
+/// Tensor names of the file format that a learned extra cannot take.
+const RESERVED: [&str; 4] = ["images", "labels", "mean", "std"];
+
+/// A tensor a method learns beside the pixels, with its name in the file. [`LEARNED_LR`] and
+/// [`LEARNED_LABELS`] change how the set is evaluated; any other name is kept and saved.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    pub name: String,
+    pub var: Var,
+}
+
 /// The learnable synthetic set.
 pub struct SyntheticSet {
     pub images: Var,
     pub labels: Tensor,
+    /// Learned extras, in the order the matcher declared them.
+    pub learned: Vec<Learned>,
     pub ipc: usize,
     pub classes: usize,
     pub shape: ImageShape,
@@ -84,6 +105,7 @@ impl SyntheticSet {
         Ok(Self {
             images: Var::from_tensor(&images.to_dtype(DType::F32)?)?,
             labels: class_major_labels(classes, ipc, device)?,
+            learned: Vec::new(),
             ipc,
             classes,
             shape,
@@ -122,6 +144,25 @@ impl SyntheticSet {
             ),
             ("std".to_string(), (safetensors::Dtype::F32, vec![c], bytes(&self.std))),
         ]);
+        let mut tensors = tensors;
+        for l in &self.learned {
+            if RESERVED.contains(&l.name.as_str()) || tensors.contains_key(&l.name) {
+                return Err(Error::Other(format!(
+                    "a learned tensor cannot be named '{}' (taken by the file format or another learned tensor)",
+                    l.name
+                )));
+            }
+            let values = l
+                .var
+                .as_tensor()
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            tensors.insert(
+                l.name.clone(),
+                (safetensors::Dtype::F32, l.var.dims().to_vec(), bytes(&values)),
+            );
+        }
         let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
             .iter()
             .map(|(k, (dt, shape, data))| {
@@ -203,9 +244,28 @@ impl SyntheticSet {
         }
         let shape = ImageShape::new(dims[1], dims[2], dims[3]);
         let images = Tensor::from_vec(f32s(&images_v)?, dims, device)?;
+        let mut names: Vec<String> = st
+            .names()
+            .into_iter()
+            .filter(|k| !RESERVED.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        names.sort();
+        let mut learned = Vec::with_capacity(names.len());
+        for name in names {
+            let view = get(&name)?;
+            let values = f32s(&view).map_err(|_| corrupt(format!("learned tensor '{name}' must be f32")))?;
+            let t = Tensor::from_vec(values, view.shape().to_vec(), device)?;
+            check_learned(&name, &t, n, classes).map_err(corrupt)?;
+            learned.push(Learned {
+                name,
+                var: Var::from_tensor(&t)?,
+            });
+        }
         Ok(Self {
             images: Var::from_tensor(&images)?,
             labels: Tensor::from_vec(labels, n, device)?,
+            learned,
             ipc,
             classes,
             shape,
@@ -234,6 +294,72 @@ impl SyntheticSet {
     pub fn images_detached(&self) -> Tensor {
         self.images.as_tensor().detach()
     }
+
+    /// The learned extra called `name`, if the set has one.
+    pub fn learned(&self, name: &str) -> Option<&Var> {
+        self.learned.iter().find(|l| l.name == name).map(|l| &l.var)
+    }
+
+    /// The learned step size ([`LEARNED_LR`]), if the set has one.
+    pub fn learned_lr(&self) -> Result<Option<f64>> {
+        self.learned(LEARNED_LR)
+            .map(|v| Ok(v.as_tensor().flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?[0]))
+            .transpose()
+    }
+
+    /// What networks train against: the soft-label logits ([`LEARNED_LABELS`], `[N, classes]`)
+    /// when the set learned them, else the hard labels `[N]`. No graph.
+    pub fn training_targets(&self) -> Tensor {
+        match self.learned(LEARNED_LABELS) {
+            Some(v) => v.as_tensor().detach(),
+            None => self.labels.clone(),
+        }
+    }
+
+    /// Adds a learned extra, checking its name and, for the names evaluation reads, its shape.
+    pub fn add_learned(&mut self, name: &str, initial: &Tensor) -> Result<()> {
+        if RESERVED.contains(&name) || self.learned(name).is_some() {
+            return Err(Error::Other(format!(
+                "a learned tensor cannot be named '{name}': taken by the file format ({}) or by another \
+                 learned tensor",
+                RESERVED.join(", ")
+            )));
+        }
+        check_learned(name, initial, self.classes * self.ipc, self.classes).map_err(Error::Other)?;
+        let t = initial.to_dtype(DType::F32)?.to_device(self.images.device())?;
+        self.learned.push(Learned {
+            name: name.to_string(),
+            var: Var::from_tensor(&t)?,
+        });
+        Ok(())
+    }
+}
+
+/// The shapes evaluation relies on: the step size holds one positive finite number, the soft
+/// labels are `[n, classes]`.
+fn check_learned(name: &str, t: &Tensor, n: usize, classes: usize) -> std::result::Result<(), String> {
+    match name {
+        LEARNED_LR => {
+            let v = t
+                .flatten_all()
+                .and_then(|t| t.to_dtype(DType::F64))
+                .and_then(|t| t.to_vec1::<f64>())
+                .map_err(|e| e.to_string())?;
+            if v.len() != 1 || !(v[0].is_finite() && v[0] > 0.0) {
+                return Err(format!(
+                    "learned step size '{LEARNED_LR}' must be one positive finite number, found {v:?}"
+                ));
+            }
+        }
+        LEARNED_LABELS if t.dims() != [n, classes] => {
+            return Err(format!(
+                "soft labels '{LEARNED_LABELS}' must be [{n}, {classes}] (images x classes), found {:?}",
+                t.dims()
+            ))
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The `__metadata__` of safetensors bytes (empty when there is none).

@@ -58,6 +58,7 @@ fn metrics_match_ddranking_formulas_worked_by_hand() {
     // `np.std`, `hard_label.py:411-416`).
     let inputs = MetricInputs {
         syn: vec![0.60, 0.62],
+        syn_hard: Vec::new(),
         random: vec![0.50, 0.55],
         whole: vec![0.90, 0.92],
         syn_aug: vec![0.60, 0.62],
@@ -94,6 +95,17 @@ fn metrics_match_ddranking_formulas_worked_by_hand() {
     let m = FairMetrics::compute("convnet", "dsa", &cached, 0.5, 0.5).unwrap();
     close(m.hard_label_recovery.values[0], 0.31, 1e-12);
     close(m.hard_label_recovery.values[1], 0.29, 1e-12);
+
+    // A set evaluated with learned soft labels or step size ("syn-any") recovers hard-label
+    // accuracy through its own hard-label evaluation ("syn-hard", README.md:83), while IOR
+    // still compares its own evaluation with random.
+    let soft = MetricInputs {
+        syn_hard: vec![0.40, 0.42],
+        ..inputs.clone()
+    };
+    let m = FairMetrics::compute("convnet", "dsa", &soft, 0.5, 0.5).unwrap();
+    close(m.hard_label_recovery.values[0], 0.90 - 0.40, 1e-12);
+    close(m.improvement_over_random.values[0], 0.60 - 0.50, 1e-12);
 
     // Unpaired lists are refused.
     let unpaired = MetricInputs {

@@ -9,3 +9,4 @@ register_protocol!("dsa.toml", include_str!("../protocols/dsa.toml"));
 register_protocol!("dm.toml", include_str!("../protocols/dm.toml"));
 register_protocol!("cafe.toml", include_str!("../protocols/cafe.toml"));
 register_protocol!("cafe-dsa.toml", include_str!("../protocols/cafe-dsa.toml"));
+register_protocol!("mtt.toml", include_str!("../protocols/mtt.toml"));

@@ -160,11 +160,17 @@ fn compute(m: &dyn Matcher, s: &Setup) -> (f64, Tensor) {
 /// [`compute`] with `fresh_real` drawn from `sampler`.
 fn compute_sampling(m: &dyn Matcher, s: &Setup, sampler: &dyn RealSampler) -> (f64, Tensor) {
     let seeds = vec![0; s.real.len()];
+    let labels = cafe_framework::synthetic::class_major_labels(s.real.len(), s.ipc, &CPU).unwrap();
     let ctx = MatchContext {
         network: s.net.as_ref(),
         real: &s.real,
         synthetic: &s.synthetic,
+        labels: &labels,
+        learned: &[],
         ipc: s.ipc,
+        classes: s.real.len(),
+        iteration: 0,
+        step_seed: 0,
         augmenter: s.none.as_ref(),
         seeds: &seeds,
         fresh_real: sampler,

@@ -27,6 +27,7 @@ pub(crate) mod stream {
     pub const INIT: u64 = 4;
     pub const BASELINE: u64 = 5;
     pub const EVAL: u64 = 6;
+    pub const MATCH: u64 = 7;
 }
 
 /// The state of one iteration, implementing [`BilevelLoop`] for the scheduler.
@@ -39,6 +40,8 @@ pub struct IterationLoop<'a> {
     pub(crate) network_opt: Sgd,
     pub(crate) synthetic: &'a SyntheticSet,
     pub(crate) image_opt: &'a mut Sgd,
+    /// One optimiser per learned extra, in the order of `synthetic.learned`.
+    pub(crate) learned_opts: &'a mut [Sgd],
     pub(crate) settings: &'a CondenseSettings,
     pub(crate) device: &'a Device,
     pub(crate) rng: Rng,
@@ -118,7 +121,8 @@ impl BilevelLoop for IterationLoop<'_> {
             })
             .collect();
         let mut real = Vec::with_capacity(classes);
-        for (c, &seed) in seeds.iter().enumerate() {
+        let wants_real = self.matcher.uses_real_batches();
+        for (c, &seed) in seeds.iter().enumerate().filter(|_| wants_real) {
             let batch = self.sample_class(c, self.settings.batch_real)?;
             let batch = if self.augmenter.is_identity() {
                 batch
@@ -137,7 +141,15 @@ impl BilevelLoop for IterationLoop<'_> {
             network: self.network.as_ref(),
             real: &real,
             synthetic: &self.synthetic.images,
+            labels: &self.synthetic.labels,
+            learned: &self.synthetic.learned,
             ipc: self.synthetic.ipc,
+            classes,
+            iteration: self.iteration,
+            step_seed: derive_seed(
+                self.settings.seed,
+                &[stream::MATCH, self.iteration as u64, self.outer_steps as u64],
+            ),
             augmenter: self.augmenter,
             seeds: &seeds,
             fresh_real: &sampler,
@@ -150,18 +162,27 @@ impl BilevelLoop for IterationLoop<'_> {
             )));
         }
         self.image_opt.step_with(&[Some(out.gradient)])?;
-        let check = self
-            .synthetic
-            .images
-            .as_tensor()
-            .sum_all()?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
-        if !check.is_finite() {
+        let finite =
+            |t: &Tensor| -> Result<bool> { Ok(t.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite()) };
+        if !finite(self.synthetic.images.as_tensor())? {
             return Err(Error::NonFinite(format!(
                 "the synthetic set holds non-finite pixels after iteration {}; lower --lr-img",
                 self.iteration
             )));
+        }
+        for (name, gradient) in out.learned {
+            let Some(k) = self.synthetic.learned.iter().position(|l| l.name == name) else {
+                return Err(Error::Other(format!(
+                    "the matcher returned a gradient for '{name}', which it did not declare in prepare()"
+                )));
+            };
+            self.learned_opts[k].step_with(&[Some(gradient)])?;
+            if !finite(self.synthetic.learned[k].var.as_tensor())? {
+                return Err(Error::NonFinite(format!(
+                    "the learned '{name}' became non-finite after iteration {}; lower its learning rate",
+                    self.iteration
+                )));
+            }
         }
         let step = *self.global_step;
         self.logger.scalar("loss/total", step, out.loss);
@@ -175,6 +196,7 @@ impl BilevelLoop for IterationLoop<'_> {
 
     fn inner_epoch(&mut self) -> Result<()> {
         let images = self.synthetic.images_detached();
+        let targets = self.synthetic.training_targets();
         let aug = if self.augmenter.is_identity() {
             None
         } else {
@@ -184,7 +206,7 @@ impl BilevelLoop for IterationLoop<'_> {
             self.network.as_ref(),
             &mut self.network_opt,
             &images,
-            &self.synthetic.labels,
+            &targets,
             self.settings.batch_train,
             aug,
             &mut self.rng,

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::checkpoint::{Checkpoint, CheckpointState};
+use crate::checkpoint::{Checkpoint, CheckpointState, LearnedCheckpoint};
 use crate::data::Dataset;
 use crate::engine::bilevel::{stream, IterationLoop};
 use crate::logging::MetricLogger;
@@ -18,7 +19,7 @@ use crate::synthetic::{check_ipc, SyntheticSet};
 use crate::train::Sgd;
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
-use crate::traits::matcher::{Init, Matcher};
+use crate::traits::matcher::{Init, Matcher, PrepareContext};
 use crate::traits::scheduler::{IterationReport, Scheduler};
 use crate::{Error, Result};
 
@@ -27,6 +28,10 @@ pub struct Components {
     pub matcher: Box<dyn Matcher>,
     pub scheduler: Box<dyn Scheduler>,
     pub arch: Box<dyn Architecture>,
+    /// The architecture's registered name and resolved settings (what a matcher's prepared
+    /// resources, e.g. an expert store, are checked against).
+    pub arch_name: String,
+    pub arch_config: Value,
     pub augmenter: Box<dyn Augmenter>,
 }
 
@@ -130,7 +135,25 @@ pub fn condense(
     settings.validate()?;
     let by_class = check_ipc(&dataset.train, dataset.classes, settings.ipc)?;
     let mut init_rng = sub_rng(settings.seed, &[stream::INIT]);
-    let synthetic = SyntheticSet::initialise(dataset, settings.ipc, settings.init, device, &mut init_rng)?;
+    let mut synthetic = SyntheticSet::initialise(dataset, settings.ipc, settings.init, device, &mut init_rng)?;
+    let specs = components.matcher.prepare(&PrepareContext {
+        dataset,
+        arch: components.arch.as_ref(),
+        arch_name: &components.arch_name,
+        arch_config: &components.arch_config,
+        images: &synthetic.images_detached(),
+        labels: &synthetic.labels,
+        ipc: settings.ipc,
+        device,
+        seed: settings.seed,
+    })?;
+    // One SGD per learned extra, in the order of `synthetic.learned`.
+    let mut learned_opts = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        synthetic.add_learned(&spec.name, &spec.initial)?;
+        let var = synthetic.learned(&spec.name).expect("added above").clone();
+        learned_opts.push(Sgd::new(vec![var], spec.lr, spec.momentum, 0.0));
+    }
     let mut image_opt = Sgd::new(
         vec![synthetic.images.clone()],
         settings.lr_img,
@@ -154,6 +177,19 @@ pub fn condense(
         }
         synthetic.images.set(&ck.images.to_device(device)?)?;
         image_opt.set_velocity(vec![ck.velocity]);
+        let have: Vec<&str> = ck.learned.iter().map(|l| l.name.as_str()).collect();
+        let want: Vec<&str> = synthetic.learned.iter().map(|l| l.name.as_str()).collect();
+        if have != want {
+            return Err(Error::invalid(
+                "resume",
+                format!("learned tensors {have:?}"),
+                format!("this run's matcher learns {want:?}; resume with the run's own config.json"),
+            ));
+        }
+        for ((l, opt), saved) in synthetic.learned.iter().zip(&mut learned_opts).zip(ck.learned) {
+            l.var.set(&saved.value.to_device(device)?)?;
+            opt.set_velocity(vec![saved.velocity]);
+        }
         image_opt.lr = ck.state.lr_img;
         global_step = ck.state.global_step;
         first = ck.state.next_iteration;
@@ -163,6 +199,7 @@ pub fn condense(
     }
     let save_checkpoint = |next: usize,
                            image_opt: &Sgd,
+                           learned_opts: &[Sgd],
                            reports: &[IterationReport],
                            seconds: &[f64],
                            global_step: usize,
@@ -174,6 +211,16 @@ pub fn condense(
         Checkpoint {
             images: synthetic.images_detached(),
             velocity: image_opt.velocity()[0].clone(),
+            learned: synthetic
+                .learned
+                .iter()
+                .zip(learned_opts)
+                .map(|(l, opt)| LearnedCheckpoint {
+                    name: l.name.clone(),
+                    value: l.var.as_tensor().detach(),
+                    velocity: opt.velocity()[0].clone(),
+                })
+                .collect(),
             state: CheckpointState {
                 next_iteration: next,
                 lr_img: image_opt.lr,
@@ -181,6 +228,8 @@ pub fn condense(
                 reports: reports.to_vec(),
                 seconds_per_iteration: seconds.to_vec(),
                 scheduler_state: scheduler.save_state(),
+                // `Checkpoint::save` names them from `learned` above.
+                learned: Vec::new(),
             },
         }
         .save(path)
@@ -205,6 +254,7 @@ pub fn condense(
             network_opt,
             synthetic: &synthetic,
             image_opt: &mut image_opt,
+            learned_opts: &mut learned_opts,
             settings,
             device,
             rng: sub_rng(settings.seed, &[stream::SAMPLING, it as u64]),
@@ -257,6 +307,7 @@ pub fn condense(
             save_checkpoint(
                 done,
                 &image_opt,
+                &learned_opts,
                 &reports,
                 &seconds,
                 global_step,

@@ -74,8 +74,12 @@ impl MetricSummary {
 /// by index), so the k-th values form DD-Ranking's k-th evaluation run.
 #[derive(Debug, Clone, Default)]
 pub struct MetricInputs {
-    /// The synthetic set and the random subset under the run's recipe.
+    /// The synthetic set and the random subset under the run's recipe ("syn-any": with the
+    /// set's learned step size and soft labels when it has them).
     pub syn: Vec<f64>,
+    /// The synthetic set with hard labels ("syn-hard"), when it differs from `syn`; empty:
+    /// `syn` is already hard-label.
+    pub syn_hard: Vec<f64>,
     pub random: Vec<f64>,
     /// The whole training set under the same recipe: one value per network, or a single value
     /// used for every run (a known accuracy, as DD-Ranking's `REAL_DATA_ACC_CACHE`,
@@ -149,7 +153,18 @@ impl FairMetrics {
             ));
         }
         let per = |f: &dyn Fn(usize) -> f64| MetricSummary::of((0..n).map(f).collect());
-        let hlr = |k: usize| hard_label_recovery(whole_k(k), inputs.syn[k]);
+        let syn_hard = if inputs.syn_hard.is_empty() {
+            &inputs.syn
+        } else {
+            &inputs.syn_hard
+        };
+        if syn_hard.len() != n {
+            return Err(Error::Other(format!(
+                "fair metrics pair network k of every set: the hard-label synthetic set has {} accuracies, the synthetic set {n}",
+                syn_hard.len()
+            )));
+        }
+        let hlr = |k: usize| hard_label_recovery(whole_k(k), syn_hard[k]);
         let ior = |k: usize| improvement_over_random(inputs.syn[k], inputs.random[k]);
         let with_aug = |k: usize| inputs.syn_aug[k] - inputs.random_aug[k];
         let without_aug = |k: usize| inputs.syn_plain[k] - inputs.random_plain[k];

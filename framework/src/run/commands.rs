@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use candle_core::Tensor;
 use serde_json::Value;
 
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
@@ -17,7 +18,7 @@ use crate::synthetic::SyntheticSet;
 use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
-use super::evaluation::{evaluate_on_archs, random_baseline};
+use super::evaluation::{evaluate_on_archs, random_baseline, TrainingSet};
 use super::fair_metrics::fair_metrics;
 use super::kd::kd_evaluations;
 use super::metadata::set_metadata;
@@ -141,7 +142,8 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     ]);
     let total = run.settings.iterations;
     let started = Instant::now();
-    let bar = Progress::new("condense", total, opts.quiet, run.config.log_every);
+    let resumed_at = resume.as_ref().map_or(0, |ck| ck.state.next_iteration);
+    let bar = Progress::new("condense", total, opts.quiet, run.config.log_every).resumed_after(resumed_at);
     let mut progress = |it: usize, r: &IterationReport, secs: f64| {
         let capped = if r.capped { " (capped)" } else { "" };
         let message = format!(
@@ -204,7 +206,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         );
     }
     let seconds_total = started.elapsed().as_secs_f64();
-    outcome.synthetic.metadata = set_metadata(&run)?;
+    outcome.synthetic.metadata = set_metadata(&run, &outcome.synthetic)?;
     let syn = &outcome.synthetic;
     syn.save(&run.out.join("synthetic.safetensors"))?;
     save_grid_png(
@@ -231,11 +233,13 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         per_iteration: reports.clone(),
     };
     let images = syn.images_detached();
-    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &images, &syn.labels, opts.quiet)?;
+    let targets = syn.training_targets();
+    let set = synthetic_training_set(syn, &images, &targets)?;
+    let mut evaluations = evaluate_on_archs(&run, &ds, &set, opts.quiet)?;
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
-    let metrics = fair_metrics(&run, &ds, (&images, &syn.labels), &mut evaluations, opts.quiet)?;
+    let metrics = fair_metrics(&run, &ds, &set, &syn.labels, &mut evaluations, opts.quiet)?;
     let (kd_evaluations, kd) = kd_evaluations(&run, &ds, &images, opts.quiet)?;
     evaluations.extend(kd_evaluations);
     for ev in &evaluations {
@@ -258,6 +262,17 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         kd,
     };
     publish(&run.out, results, opts.quiet)
+}
+
+/// What a synthetic set's evaluation networks train on: its images, its soft labels when it
+/// learned them (else its labels), its learned step size when it has one.
+fn synthetic_training_set<'a>(syn: &SyntheticSet, images: &'a Tensor, targets: &'a Tensor) -> Result<TrainingSet<'a>> {
+    Ok(TrainingSet {
+        name: "synthetic",
+        images,
+        targets,
+        lr: syn.learned_lr()?,
+    })
 }
 
 /// The end of every command: results.json and evaluations.md in `out`, the table on stdout.
@@ -301,11 +316,13 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
     let images = syn.images_detached();
-    let mut evaluations = evaluate_on_archs(&run, &ds, "synthetic", &images, &syn.labels, opts.quiet)?;
+    let targets = syn.training_targets();
+    let set = synthetic_training_set(&syn, &images, &targets)?;
+    let mut evaluations = evaluate_on_archs(&run, &ds, &set, opts.quiet)?;
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
-    let metrics = fair_metrics(&run, &ds, (&images, &syn.labels), &mut evaluations, opts.quiet)?;
+    let metrics = fair_metrics(&run, &ds, &set, &syn.labels, &mut evaluations, opts.quiet)?;
     let (kd_evaluations, kd) = kd_evaluations(&run, &ds, &images, opts.quiet)?;
     evaluations.extend(kd_evaluations);
     let mut notes = Vec::new();

@@ -138,13 +138,33 @@ pub fn eval_recipes(config: &RunConfig) -> Result<Vec<EvalRecipe>> {
         .collect()
 }
 
-/// Evaluates `images` on every evaluation architecture of the run.
+/// What the evaluation networks train on: images, their targets (hard labels `[n]`, or
+/// soft-label logits `[n, classes]`) and, for a set that learned one, its step size, which
+/// replaces `eval.lr` as MTT evaluates (mtt-distillation `distill.py:210`).
+pub(crate) struct TrainingSet<'a> {
+    pub name: &'a str,
+    pub images: &'a Tensor,
+    pub targets: &'a Tensor,
+    pub lr: Option<f64>,
+}
+
+impl<'a> TrainingSet<'a> {
+    /// Images with hard labels, trained at `eval.lr`.
+    pub fn labelled(name: &'a str, images: &'a Tensor, labels: &'a Tensor) -> Self {
+        Self {
+            name,
+            images,
+            targets: labels,
+            lr: None,
+        }
+    }
+}
+
+/// Evaluates `set` on every evaluation architecture of the run.
 pub(crate) fn evaluate_on_archs(
     run: &ResolvedRun,
     ds: &Dataset,
-    set_name: &str,
-    images: &Tensor,
-    labels: &Tensor,
+    set: &TrainingSet,
     quiet: bool,
 ) -> Result<Vec<Evaluation>> {
     let target = EvalTarget {
@@ -153,7 +173,7 @@ pub(crate) fn evaluate_on_archs(
         device: &run.device,
         quiet,
     };
-    evaluate_on_archs_with(&target, ds, set_name, images, labels)
+    evaluate_on_archs_with(&target, ds, set)
 }
 
 /// Where and how [`evaluate_on_archs_with`] evaluates: a configuration (possibly a variant of
@@ -165,15 +185,14 @@ pub(crate) struct EvalTarget<'a> {
     pub quiet: bool,
 }
 
-/// Evaluates `images` on every evaluation architecture of `target.config`.
-pub(crate) fn evaluate_on_archs_with(
-    target: &EvalTarget,
-    ds: &Dataset,
-    set_name: &str,
-    images: &Tensor,
-    labels: &Tensor,
-) -> Result<Vec<Evaluation>> {
+/// Evaluates `set` on every evaluation architecture of `target.config`.
+pub(crate) fn evaluate_on_archs_with(target: &EvalTarget, ds: &Dataset, set: &TrainingSet) -> Result<Vec<Evaluation>> {
     let (config, quiet) = (target.config, target.quiet);
+    let set_name = set.name;
+    let eval_config = crate::config::EvalConfig {
+        lr: set.lr.unwrap_or(config.eval.lr),
+        ..config.eval.clone()
+    };
     let mut archs: Vec<(String, Box<dyn Architecture>)> = Vec::new();
     for name in eval_arch_names(config)? {
         if name == config.arch.name.to_ascii_lowercase() {
@@ -201,7 +220,7 @@ pub(crate) fn evaluate_on_archs_with(
             classes: ds.classes,
             shape: ds.train.shape,
             test: &ds.test,
-            config: &config.eval,
+            config: &eval_config,
             augmenter: augmenter.as_ref(),
             augment_name: &augment_name,
             epochs: eval_epochs(config, augmenter.as_ref()),
@@ -209,7 +228,7 @@ pub(crate) fn evaluate_on_archs_with(
             seed: crate::rng::derive_seed(target.seed, &[crate::engine::EVAL_STREAM]),
             on_network: Some(&report),
         };
-        let ev = evaluate_set(&setup, set_name, images, labels)?;
+        let ev = evaluate_set(&setup, set_name, set.images, set.targets)?;
         bar.finish();
         if !quiet {
             eprintln!(
@@ -226,7 +245,7 @@ pub(crate) fn evaluate_on_archs_with(
 /// The `random` baseline: `ipc` random real images per class, evaluated like a synthetic set.
 pub(crate) fn random_baseline(run: &ResolvedRun, ds: &Dataset, quiet: bool) -> Result<Vec<Evaluation>> {
     let (images, labels) = random_subset(run, ds)?;
-    evaluate_on_archs(run, ds, "random", &images, &labels, quiet)
+    evaluate_on_archs(run, ds, &TrainingSet::labelled("random", &images, &labels), quiet)
 }
 
 /// The baseline's images and labels: `ipc` random real images per class, class-major.

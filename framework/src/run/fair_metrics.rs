@@ -11,7 +11,7 @@ use crate::evaluate::Evaluation;
 use crate::metrics::ddranking::{FairMetrics, MetricInputs};
 use crate::{Error, Result};
 
-use super::evaluation::{eval_recipes, evaluate_on_archs_with, random_subset, EvalTarget};
+use super::evaluation::{eval_recipes, evaluate_on_archs_with, random_subset, EvalTarget, TrainingSet};
 use super::resolve::ResolvedRun;
 
 /// Names of the extra sets in results.json and the tables.
@@ -19,13 +19,17 @@ pub const WHOLE_SET: &str = "whole";
 const PLAIN_SUFFIX: &str = "-noaug";
 const AUG_SUFFIX: &str = "-aug";
 
-/// Computes the metrics of the synthetic set `syn` (images, labels) on every evaluation
-/// architecture; the extra evaluations it runs are appended to `evaluations`, which must hold
-/// the run's `synthetic` and `random` evaluations already.
+/// Computes the metrics of the synthetic set `syn` on every evaluation architecture; the extra
+/// evaluations it runs are appended to `evaluations`, which must hold the run's `synthetic`
+/// (evaluated as `syn` says: with its learned step size and soft labels, DD-Ranking's "any")
+/// and `random` evaluations already. A set that learned a step size or soft labels is also
+/// evaluated with its hard labels `hard_labels` at `eval.lr` (`synthetic-hard`), which
+/// hard-label recovery needs (README.md:83: "syn-hard").
 pub(crate) fn fair_metrics(
     run: &ResolvedRun,
     ds: &Dataset,
-    syn: (&Tensor, &Tensor),
+    syn: &TrainingSet,
+    hard_labels: &Tensor,
     evaluations: &mut Vec<Evaluation>,
     quiet: bool,
 ) -> Result<Vec<FairMetrics>> {
@@ -43,7 +47,7 @@ pub(crate) fn fair_metrics(
                 .map(|ev| ev.accuracies.clone())
                 .ok_or_else(|| Error::Other(format!("fair metrics: no '{set}' evaluation on {}", recipe.arch)))
         };
-        let syn_acc = find("synthetic", evaluations)?;
+        let syn_acc = find(syn.name, evaluations)?;
         let random_acc = find("random", evaluations)?;
         // Every variant trains the recipe's number of epochs on this architecture alone.
         let variant = |augment: Option<PluginChoice>, epochs: usize, nets: usize| -> RunConfig {
@@ -56,16 +60,27 @@ pub(crate) fn fair_metrics(
             }
             c
         };
-        let evaluate = |config: &RunConfig, set: &str, images: &Tensor, labels: &Tensor| -> Result<Evaluation> {
+        let evaluate = |config: &RunConfig, set: &TrainingSet| -> Result<Evaluation> {
             let target = EvalTarget {
                 config,
                 seed: run.settings.seed,
                 device: &run.device,
                 quiet,
             };
-            let mut evs = evaluate_on_archs_with(&target, ds, set, images, labels)?;
+            let mut evs = evaluate_on_archs_with(&target, ds, set)?;
             evs.pop()
-                .ok_or_else(|| Error::Other(format!("fair metrics: no evaluation of {set}")))
+                .ok_or_else(|| Error::Other(format!("fair metrics: no evaluation of {}", set.name)))
+        };
+        let syn_hard = if syn.lr.is_some() || syn.targets.rank() == 2 {
+            let ev = evaluate(
+                &variant(None, recipe.epochs, e.nets),
+                &TrainingSet::labelled("synthetic-hard", syn.images, hard_labels),
+            )?;
+            let acc = ev.accuracies.clone();
+            evaluations.push(ev);
+            acc
+        } else {
+            syn_acc.clone()
         };
         let whole = match e.whole_accuracy {
             Some(acc) => vec![acc],
@@ -76,7 +91,7 @@ pub(crate) fn fair_metrics(
                     e.whole_nets.unwrap_or(e.nets),
                 );
                 let (images, labels) = ds.train.to_tensor(&all, &run.device)?;
-                let ev = evaluate(&config, WHOLE_SET, &images, &labels)?;
+                let ev = evaluate(&config, &TrainingSet::labelled(WHOLE_SET, &images, &labels))?;
                 let acc = ev.accuracies.clone();
                 evaluations.push(ev);
                 acc
@@ -92,8 +107,19 @@ pub(crate) fn fair_metrics(
             (PluginChoice::named("dsa"), AUG_SUFFIX)
         };
         let config = variant(Some(other), recipe.epochs, e.nets);
-        let syn_other = evaluate(&config, &format!("synthetic{suffix}"), syn.0, syn.1)?;
-        let random_other = evaluate(&config, &format!("random{suffix}"), &random_images, &random_labels)?;
+        let syn_name = format!("synthetic{suffix}");
+        let syn_other = evaluate(
+            &config,
+            &TrainingSet {
+                name: &syn_name,
+                ..*syn
+            },
+        )?;
+        let random_name = format!("random{suffix}");
+        let random_other = evaluate(
+            &config,
+            &TrainingSet::labelled(&random_name, &random_images, &random_labels),
+        )?;
         let augmentation = if recipe_augments {
             recipe.augment.clone()
         } else {
@@ -105,6 +131,7 @@ pub(crate) fn fair_metrics(
         let inputs = if recipe_augments {
             MetricInputs {
                 syn: syn_acc.clone(),
+                syn_hard: syn_hard.clone(),
                 random: random_acc.clone(),
                 whole,
                 syn_aug: syn_acc,
@@ -115,6 +142,7 @@ pub(crate) fn fair_metrics(
         } else {
             MetricInputs {
                 syn: syn_acc.clone(),
+                syn_hard: syn_hard.clone(),
                 random: random_acc.clone(),
                 whole,
                 syn_aug: s_o,

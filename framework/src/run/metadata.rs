@@ -22,8 +22,11 @@ use super::resolve::ResolvedRun;
 /// Value of the `format` key; a reader can tell a cafe-lab set from other safetensors files.
 pub const SET_FORMAT: &str = "cafe-lab synthetic set 1";
 
-/// The metadata of the synthetic set of `run`.
-pub fn set_metadata(run: &ResolvedRun) -> Result<BTreeMap<String, String>> {
+/// The metadata of the synthetic set `syn` that `run` made. A set with learned extras says so
+/// (`learned`), and its evaluation recipe says what they change: `eval_lr` is the learned step
+/// size (`eval_lr_source = learned`), `eval_targets = soft_labels` when networks train on its
+/// learned soft labels.
+pub fn set_metadata(run: &ResolvedRun, syn: &SyntheticSet) -> Result<BTreeMap<String, String>> {
     let c = &run.config;
     let recipes = eval_recipes(c)?;
     let join =
@@ -37,6 +40,9 @@ pub fn set_metadata(run: &ResolvedRun) -> Result<BTreeMap<String, String>> {
         // Where the run wrote is not a setting of the set.
         m.remove("out");
     }
+    let learned_lr = syn.learned_lr()?;
+    let soft = syn.learned(crate::synthetic::LEARNED_LABELS).is_some();
+    let learned: Vec<&str> = syn.learned.iter().map(|l| l.name.as_str()).collect();
     let entries = [
         ("format", SET_FORMAT.to_string()),
         ("cafe_lab_version", env!("CARGO_PKG_VERSION").to_string()),
@@ -54,7 +60,13 @@ pub fn set_metadata(run: &ResolvedRun) -> Result<BTreeMap<String, String>> {
         ("eval_archs", join(&|r| r.arch.clone())),
         ("eval_epochs", join(&|r| r.epochs.to_string())),
         ("eval_augment", join(&|r| r.augment.clone())),
-        ("eval_lr", c.eval.lr.to_string()),
+        ("eval_lr", learned_lr.unwrap_or(c.eval.lr).to_string()),
+        (
+            "eval_lr_source",
+            if learned_lr.is_some() { "learned" } else { "config" }.to_string(),
+        ),
+        ("eval_targets", if soft { "soft_labels" } else { "labels" }.to_string()),
+        ("learned", learned.join(",")),
         ("eval_batch", c.eval.batch.to_string()),
         ("eval_momentum", c.eval.momentum.to_string()),
         ("eval_weight_decay", c.eval.weight_decay.to_string()),

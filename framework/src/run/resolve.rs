@@ -125,12 +125,18 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
     }
     resolved_json["eval"]["archs"] = serde_json::json!(eval_arch_names(config)?);
     resolved_json["second_order_gradients"] = Value::Bool(defaults.needs_second_order);
+    let mut arch_config = resolved_json["arch"].clone();
+    if let Some(map) = arch_config.as_object_mut() {
+        map.remove("name");
+    }
     Ok(ResolvedRun {
         config: resolved,
         components: Components {
             matcher,
             scheduler,
             arch,
+            arch_name: arch_plugin.name.to_string(),
+            arch_config,
             augmenter,
         },
         settings,

@@ -136,6 +136,15 @@ pub(crate) fn seal_test_set(ds: &mut Dataset) -> ImageSet {
     std::mem::replace(&mut ds.test, empty)
 }
 
+/// A copy of the set at one iteration: its pixels and its learned extras (step size, soft
+/// labels), so that `best-val` keeps all of what made its accuracy.
+struct Snapshot {
+    accuracy: f64,
+    iteration: usize,
+    images: Tensor,
+    learned: Vec<(String, Tensor)>,
+}
+
 /// Evaluation during condensation: owns the validation set and what it has seen.
 pub(crate) struct DuringEval {
     config: RunConfig,
@@ -151,8 +160,8 @@ pub(crate) struct DuringEval {
     keep_best: bool,
     quiet: bool,
     pub curve: Vec<ValPoint>,
-    /// (validation accuracy, iteration, images) of the best set so far.
-    best: Option<(f64, usize, Tensor)>,
+    /// The best set so far.
+    best: Option<Snapshot>,
 }
 
 impl DuringEval {
@@ -210,13 +219,19 @@ impl DuringEval {
             .eval
             .during_epochs
             .unwrap_or_else(|| eval_epochs(&self.config, augmenter.as_ref()));
+        // As the final evaluation trains on the set: its soft labels and step size if learned.
+        let targets = syn.training_targets();
+        let eval_config = crate::config::EvalConfig {
+            lr: syn.learned_lr()?.unwrap_or(self.config.eval.lr),
+            ..self.config.eval.clone()
+        };
         let setup = EvalSetup {
             arch: self.arch.as_ref(),
             arch_name: &self.arch_name,
             classes: self.classes,
             shape: self.val.shape,
             test: &self.val,
-            config: &self.config.eval,
+            config: &eval_config,
             augmenter: augmenter.as_ref(),
             augment_name: &augment_name,
             epochs,
@@ -226,7 +241,7 @@ impl DuringEval {
             on_network: None,
         };
         let images = syn.images_detached().copy()?;
-        let ev = evaluate_set(&setup, "synthetic", &images, &syn.labels)?;
+        let ev = evaluate_set(&setup, "synthetic", &images, &targets)?;
         logger.scalar("validation/accuracy", done, ev.mean);
         if !self.quiet {
             eprintln!(
@@ -235,8 +250,18 @@ impl DuringEval {
                 ev.accuracies.len()
             );
         }
-        if self.keep_best && self.best.as_ref().is_none_or(|b| ev.mean > b.0) {
-            self.best = Some((ev.mean, done, images));
+        if self.keep_best && self.best.as_ref().is_none_or(|b| ev.mean > b.accuracy) {
+            let learned = syn
+                .learned
+                .iter()
+                .map(|l| Ok((l.name.clone(), l.var.as_tensor().detach().copy()?)))
+                .collect::<Result<_>>()?;
+            self.best = Some(Snapshot {
+                accuracy: ev.mean,
+                iteration: done,
+                images,
+                learned,
+            });
         }
         self.curve.push(ValPoint {
             iteration: done,
@@ -252,9 +277,14 @@ impl DuringEval {
     pub(crate) fn select(&mut self, syn: &SyntheticSet, iterations_done: usize) -> Result<Selection> {
         let last = self.curve.last().filter(|p| p.iteration == iterations_done);
         let (rule, iteration, acc) = match self.best.take() {
-            Some((acc, it, images)) => {
-                syn.images.set(&images)?;
-                ("best-val", it, Some(acc))
+            Some(best) => {
+                syn.images.set(&best.images)?;
+                for (name, value) in &best.learned {
+                    if let Some(var) = syn.learned(name) {
+                        var.set(value)?;
+                    }
+                }
+                ("best-val", best.iteration, Some(best.accuracy))
             }
             None => ("final", iterations_done, last.map(|p| p.mean)),
         };

@@ -3,15 +3,10 @@
 use candle_core::{DType, Tensor, D};
 use rand::seq::SliceRandom;
 
-use crate::train::Sgd;
+use crate::train::{classification_loss, Sgd};
 use crate::traits::architecture::{Mode, Network};
 use crate::traits::augmenter::Augmenter;
 use crate::{Error, Result, Rng};
-
-/// Mean cross-entropy of `logits` `[n, k]` against `labels` `[n]` (u32).
-pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::loss::cross_entropy(logits, labels)?)
-}
 
 /// Index batches of at most `batch` over `0..n`, shuffled with `rng` when given.
 pub fn batches(n: usize, batch: usize, rng: Option<&mut Rng>) -> Vec<Vec<u32>> {
@@ -22,7 +17,8 @@ pub fn batches(n: usize, batch: usize, rng: Option<&mut Rng>) -> Vec<Vec<u32>> {
     order.chunks(batch.max(1)).map(|c| c.to_vec()).collect()
 }
 
-/// Trains `net` for one epoch on `images` `[n, c, h, w]` / `labels` `[n]`, shuffled by `rng`,
+/// Trains `net` for one epoch on `images` `[n, c, h, w]` / `labels` (`[n]` u32 labels, or
+/// `[n, classes]` soft-label logits: see [`classification_loss`]), shuffled by `rng`,
 /// each batch augmented (independently per image) when an augmenter is given.
 /// Returns the mean training loss.
 pub fn train_epoch(
@@ -43,7 +39,7 @@ pub fn train_epoch(
         if let Some(aug) = augmenter.filter(|a| !a.is_identity()) {
             x = aug.augment(&x, rand::Rng::random(rng), false)?;
         }
-        let loss = cross_entropy(&net.logits(&x, Mode::Train)?, &y)?;
+        let loss = classification_loss(&net.logits(&x, Mode::Train)?, &y)?;
         let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
             return Err(Error::NonFinite(format!(

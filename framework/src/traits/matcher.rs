@@ -1,9 +1,12 @@
 //! `Matcher`: the loss that makes the synthetic set look like the real one to a network.
 
-use candle_core::{Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::traits::architecture::Network;
+use crate::data::Dataset;
+use crate::synthetic::Learned;
+use crate::traits::architecture::{Architecture, Network};
 use crate::traits::augmenter::Augmenter;
 use crate::Result;
 
@@ -47,12 +50,26 @@ pub struct MatcherDefaults {
 /// that class, keeping the graph back to the synthetic pixels.
 pub struct MatchContext<'a> {
     /// The current network (fresh for DM; trained on S between steps under bi-level schedulers).
+    /// A matcher that brings its own parameters (MTT's experts) uses it through
+    /// `Network::forward_with`, as the architecture's structure.
     pub network: &'a dyn Network,
-    /// One real batch per class, `[batch_real, c, h, w]`, no graph.
+    /// One real batch per class, `[batch_real, c, h, w]`, no graph; empty when the matcher says
+    /// it uses none ([`Matcher::uses_real_batches`]).
     pub real: &'a [Tensor],
     /// The synthetic set `[classes * ipc, c, h, w]`; class c owns rows `c*ipc .. (c+1)*ipc`.
     pub synthetic: &'a Var,
+    /// The synthetic set's hard labels `[classes * ipc]` (u32), class-major.
+    pub labels: &'a Tensor,
+    /// The set's learned extras (those the matcher declared in [`Matcher::prepare`]), as `Var`s:
+    /// a loss built on them gets their gradients through [`MatchOutput::from_loss_with_learned`].
+    pub learned: &'a [Learned],
     pub ipc: usize,
+    pub classes: usize,
+    /// The condensation iteration (0-based) and a seed for this step's own random draws (which
+    /// expert, which start epoch, which minibatches): derived from the run's seed, the
+    /// iteration and the outer step, so a resumed run draws the same.
+    pub iteration: usize,
+    pub step_seed: u64,
     pub augmenter: &'a dyn Augmenter,
     /// One siamese seed per class for this step.
     pub seeds: &'a [u64],
@@ -79,7 +96,12 @@ impl RealSampler for Vec<Tensor> {
 
 impl MatchContext<'_> {
     pub fn classes(&self) -> usize {
-        self.real.len()
+        self.classes
+    }
+
+    /// The learned extra called `name`.
+    pub fn learned(&self, name: &str) -> Option<&Var> {
+        self.learned.iter().find(|l| l.name == name).map(|l| &l.var)
     }
 
     /// The synthetic images of class `c`, augmented with the class's seed, differentiable.
@@ -106,6 +128,10 @@ pub struct MatchOutput {
     pub terms: Vec<(String, f64)>,
     /// d loss / d synthetic pixels, the shape of the synthetic set.
     pub gradient: Tensor,
+    /// d loss / d each learned extra, by name. A learned tensor without an entry is not
+    /// stepped this time (its optimiser's momentum does not move either), as PyTorch's SGD skips
+    /// a parameter whose gradient is `None`.
+    pub learned: Vec<(String, Tensor)>,
 }
 
 impl MatchOutput {
@@ -128,15 +154,87 @@ impl MatchOutput {
             loss: value,
             terms,
             gradient,
+            learned: Vec::new(),
+        })
+    }
+
+    /// [`MatchOutput::from_loss`] that also reads the gradient of every learned extra of `ctx`
+    /// (zero for one the loss does not reach).
+    pub fn from_loss_with_learned(loss: &Tensor, ctx: &MatchContext, terms: Vec<(String, f64)>) -> Result<Self> {
+        let value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+        if !value.is_finite() {
+            return Err(crate::Error::NonFinite(format!(
+                "matching loss is {value}; lower the image learning rate (--lr-img) or check the data"
+            )));
+        }
+        let grads = crate::nn::first_order(|| loss.backward())?;
+        let read = |v: &Var| -> Result<Tensor> {
+            Ok(match grads.get(v.as_tensor()) {
+                Some(g) => g.detach(),
+                None => v.as_tensor().zeros_like()?,
+            })
+        };
+        Ok(Self {
+            loss: value,
+            terms,
+            gradient: read(ctx.synthetic)?,
+            learned: ctx
+                .learned
+                .iter()
+                .map(|l| Ok((l.name.clone(), read(&l.var)?)))
+                .collect::<Result<_>>()?,
         })
     }
 }
 
+/// A tensor a matcher learns beside the pixels, with its own SGD optimiser (e.g. MTT's step
+/// size with `lr_lr` and momentum 0.5; soft labels with `lr_y` and momentum 0.9).
+#[derive(Debug, Clone)]
+pub struct LearnableSpec {
+    /// Its name in the synthetic set and its file (see `synthetic::LEARNED_LR`,
+    /// `synthetic::LEARNED_LABELS` for the names evaluation reads).
+    pub name: String,
+    pub initial: Tensor,
+    pub lr: f64,
+    pub momentum: f64,
+}
+
+/// What a matcher may look at before condensation starts ([`Matcher::prepare`]).
+pub struct PrepareContext<'a> {
+    pub dataset: &'a Dataset,
+    /// The condensation architecture, its registered name and its resolved settings (what an
+    /// expert store records, to check that it fits).
+    pub arch: &'a dyn Architecture,
+    pub arch_name: &'a str,
+    pub arch_config: &'a Value,
+    /// The initial synthetic images `[classes * ipc, c, h, w]` and their labels.
+    pub images: &'a Tensor,
+    pub labels: &'a Tensor,
+    pub ipc: usize,
+    pub device: &'a Device,
+    pub seed: u64,
+}
+
 /// A dataset-condensation loss.
 pub trait Matcher: Send + Sync {
-    /// Computes the loss of the current step and its gradient w.r.t. the synthetic pixels.
+    /// Computes the loss of the current step and its gradient w.r.t. the synthetic pixels (and
+    /// the learned extras, if any).
     fn compute(&self, ctx: &MatchContext) -> Result<MatchOutput>;
 
     /// The published defaults of this method.
     fn defaults(&self) -> MatcherDefaults;
+
+    /// Called once before the first iteration (and again when a run resumes, before the
+    /// checkpoint's values replace the initial ones): load what the method needs (MTT's expert
+    /// trajectories) and declare the tensors it learns beside the pixels. The default needs
+    /// nothing and learns only the pixels.
+    fn prepare(&mut self, _ctx: &PrepareContext) -> Result<Vec<LearnableSpec>> {
+        Ok(Vec::new())
+    }
+
+    /// Whether [`MatchContext::real`] is needed: false spares the engine drawing (and
+    /// augmenting) a real batch per class every step for a method that never reads them.
+    fn uses_real_batches(&self) -> bool {
+        true
+    }
 }

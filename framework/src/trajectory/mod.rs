@@ -4,10 +4,14 @@
 
 pub mod command;
 pub mod config;
+pub mod load;
 pub mod store;
 pub mod train;
+pub mod unroll;
 
 pub use command::run_experts;
 pub use config::ExpertsConfig;
+pub use load::{expert_files, load_experts, run_key};
 pub use store::{expert_file, ExpertRecord, ExpertTrajectory, TrajectoryKey};
 pub use train::{expert_rng, ExpertEntry, ExpertTrainer, ExpertsSummary, SUMMARY_FILE};
+pub use unroll::{Student, StudentStep, Targets, Unroll, UnrollGradients};

@@ -226,6 +226,20 @@ impl ExpertTrajectory {
                 record.epochs
             )));
         }
+        Self::held(record, epochs)
+    }
+
+    /// A trajectory holding the first `epochs.len()` parameter sets of the expert `record`
+    /// describes (trajectory matching needs only the epochs up to its last target).
+    fn held(record: ExpertRecord, epochs: Vec<Vec<Tensor>>) -> Result<Self> {
+        if epochs.is_empty() || epochs.len() > record.epochs + 1 {
+            return Err(Error::Other(format!(
+                "expert {}: {} parameter sets for {} epochs (want epochs + 1, the first the initialisation)",
+                record.expert,
+                epochs.len(),
+                record.epochs
+            )));
+        }
         for (e, set) in epochs.iter().enumerate() {
             let shapes: Vec<Vec<usize>> = set.iter().map(|t| t.dims().to_vec()).collect();
             if shapes != record.parameter_shapes {
@@ -238,9 +252,10 @@ impl ExpertTrajectory {
         Ok(Self { record, epochs })
     }
 
-    /// Number of trained epochs (`epoch(0..=epochs())` exist).
+    /// The last epoch held (`epoch(0..=epochs())` exist): the trained epochs, unless loaded
+    /// with [`ExpertTrajectory::load_through`].
     pub fn epochs(&self) -> usize {
-        self.record.epochs
+        self.epochs.len() - 1
     }
 
     /// The parameters after epoch `e` (0: initialisation), in the order of
@@ -252,7 +267,8 @@ impl ExpertTrajectory {
                 e,
                 format!(
                     "expert {} holds epochs 0..={} (0 is the initialisation)",
-                    self.record.expert, self.record.epochs
+                    self.record.expert,
+                    self.epochs()
                 ),
             )
         })
@@ -292,6 +308,28 @@ impl ExpertTrajectory {
     /// Reads an expert file written by [`ExpertTrajectory::save`], its tensors on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let record = ExpertRecord::read(path)?;
+        let last = record.epochs;
+        Self::load_records_epochs(path, record, device, last)
+    }
+
+    /// Reads the epochs `0..=last` of an expert file (an error names the epochs it has).
+    pub fn load_through(path: &Path, device: &Device, last: usize) -> Result<Self> {
+        let record = ExpertRecord::read(path)?;
+        if last > record.epochs {
+            return Err(Error::invalid(
+                "expert trajectory",
+                path.display(),
+                format!(
+                    "it holds epochs 0..={} but epoch {last} is needed; train longer experts \
+                     (`cafe-lab experts --train-epochs {last}` or more) or lower max_start_epoch / expert_epochs",
+                    record.epochs
+                ),
+            ));
+        }
+        Self::load_records_epochs(path, record, device, last)
+    }
+
+    fn load_records_epochs(path: &Path, record: ExpertRecord, device: &Device, last: usize) -> Result<Self> {
         let bytes =
             std::fs::read(path).map_err(|e| Error::io(format!("reading expert trajectory {}", path.display()), e))?;
         let corrupt = |message: String| Error::DatasetCorrupt {
@@ -299,8 +337,8 @@ impl ExpertTrajectory {
             message,
         };
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not safetensors: {e}")))?;
-        let mut epochs = Vec::with_capacity(record.epochs + 1);
-        for e in 0..=record.epochs {
+        let mut epochs = Vec::with_capacity(last + 1);
+        for e in 0..=last {
             let mut set = Vec::with_capacity(record.parameter_shapes.len());
             for (p, shape) in record.parameter_shapes.iter().enumerate() {
                 let name = tensor_name(e, p);
@@ -323,6 +361,6 @@ impl ExpertTrajectory {
             }
             epochs.push(set);
         }
-        Self::new(record, epochs)
+        Self::held(record, epochs)
     }
 }

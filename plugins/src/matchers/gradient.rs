@@ -132,6 +132,7 @@ impl Gradient {
             loss: value,
             terms,
             gradient,
+            learned: Vec::new(),
         })
     }
 
@@ -204,6 +205,7 @@ impl Gradient {
             loss: loss_total,
             terms,
             gradient,
+            learned: Vec::new(),
         })
     }
 }

@@ -4,3 +4,4 @@ pub mod cafe;
 pub mod distribution;
 pub mod gradient;
 pub mod gradient_distance;
+pub mod trajectory;
