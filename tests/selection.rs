@@ -202,3 +202,103 @@ fn impossible_validation_settings_are_refused() {
     let e = cafe_lab_result(&["--eval-every", "1", "--val-per-class", "0", "--out", o, "-q", "--force"]).unwrap_err();
     assert!(e.contains("validation images"), "{e}");
 }
+
+/// Trajectory matching learns a step size and soft labels with the pixels: `best-val` keeps
+/// them from the same iteration, and the metrics evaluate such a set with hard labels too.
+#[test]
+fn best_val_keeps_learned_extras_and_metrics_see_hard_labels() {
+    use cafe_framework::config::ConfigBuilder;
+    use cafe_framework::run::{run_condense, RunOptions};
+    use cafe_framework::synthetic::{SyntheticSet, LEARNED_LABELS, LEARNED_LR};
+    use cafe_framework::trajectory::{run_experts, ExpertsConfig};
+    cafe_plugins::link();
+    let dir = tempfile::tempdir().unwrap();
+    let experts = dir.path().join("experts");
+    let flags = serde_json::json!({
+        "dataset": "shapes", "num_experts": 2, "train_epochs": 3, "batch_train": 128,
+        "test_limit": 100, "augment": {"name": "none"}, "seed": 3, "out": experts,
+    });
+    run_experts(
+        &ExpertsConfig::from_overrides(&flags, &["arch.width=8".into()]).unwrap(),
+        true,
+    )
+    .unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let mut b = ConfigBuilder::default();
+        for s in [
+            "dataset=shapes",
+            "matcher=trajectory",
+            "ipc=1",
+            "iterations=4",
+            "arch.width=8",
+            "matcher.syn_steps=3",
+            "matcher.max_start_epoch=2",
+            "matcher.expert_epochs=1",
+            "matcher.soft_labels=true",
+            "matcher.lr_lr=0.001",
+            "eval.nets=2",
+            "eval.epochs=3",
+            "eval.test_limit=100",
+            "eval.every=1",
+            "eval.val_per_class=10",
+            "seed=4",
+        ]
+        .iter()
+        .chain(extra)
+        {
+            b.set(s).unwrap();
+        }
+        b.set(&format!("matcher.experts=\"{}\"", experts.display())).unwrap();
+        b.set(&format!("out=\"{}\"", dir.path().join(name).display())).unwrap();
+        let opts = RunOptions {
+            quiet: true,
+            ..RunOptions::default()
+        };
+        let results = run_condense(&b.build().unwrap(), opts).unwrap();
+        let set = SyntheticSet::load(
+            &dir.path().join(name).join("synthetic.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        (results, set)
+    };
+    let (best, best_set) = run(
+        "best",
+        &[
+            "eval.select=best-val",
+            "eval.metrics=true",
+            "eval.whole_epochs=1",
+            "eval.whole_nets=1",
+        ],
+    );
+    let k = best.selection.as_ref().unwrap().iteration;
+    let (_, stopped_set) = run("stopped", &[&format!("iterations={k}")]);
+    let values = |s: &SyntheticSet, name: &str| {
+        s.learned(name)
+            .unwrap_or_else(|| panic!("no learned {name}"))
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    for name in [LEARNED_LR, LEARNED_LABELS] {
+        assert_eq!(
+            values(&best_set, name),
+            values(&stopped_set, name),
+            "best-val did not keep iteration {k}'s {name}"
+        );
+    }
+    let sets: Vec<&str> = best.evaluations.iter().map(|e| e.set.as_str()).collect();
+    assert!(sets.contains(&"synthetic-hard"), "{sets:?}");
+    let hard = best.evaluations.iter().find(|e| e.set == "synthetic-hard").unwrap();
+    assert!(!hard.soft_labels && hard.lr == Some(0.01), "{hard:?}");
+    let m = &best.metrics[0];
+    let whole = m.whole_accuracy.mean;
+    for (h, a) in m.hard_label_recovery.values.iter().zip(&hard.accuracies) {
+        assert!(
+            (h - (whole - a)).abs() < 1e-12,
+            "HLR must come from the hard-label evaluation"
+        );
+    }
+}
