@@ -158,7 +158,8 @@ enum Kind {
         dataset: Dataset,
         arch: Box<dyn Architecture>,
         augmenter: Box<dyn Augmenter>,
-        config: EvalConfig,
+        // Boxed: the evaluation settings are the largest field of any variant.
+        config: Box<EvalConfig>,
         images: Tensor,
         labels: Tensor,
     },
@@ -220,12 +221,12 @@ fn prepare_eval() -> Result<Kind> {
     Ok(Kind::Eval {
         arch: find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?,
         augmenter: find::<dyn Augmenter>("none")?.instantiate(&json!({}))?,
-        config: EvalConfig {
+        config: Box::new(EvalConfig {
             nets: 1,
             epochs: Some(1),
             baseline: false,
             ..EvalConfig::default()
-        },
+        }),
         dataset,
         images,
         labels,

@@ -43,6 +43,8 @@ pub enum Command {
     /// on the real training set, their parameters saved after every epoch, one file each.
     #[command(args_override_self = true)]
     Experts(crate::experts::ExpertsArgs),
+    /// One table (markdown) and one standalone HTML page with plots across run folders.
+    Report(crate::report::ReportArgs),
 }
 
 /// Flags shared by every command that loads data and evaluates.
@@ -88,6 +90,32 @@ pub struct CommonArgs {
     /// Skip the random-subset baseline evaluation.
     #[arg(long)]
     pub no_baseline: bool,
+    /// DD-Ranking's fair metrics: also evaluate the whole training set and both sets with and
+    /// without augmentation; hard-label recovery, improvement over random, LRS and ARS.
+    #[arg(long)]
+    pub metrics: bool,
+    /// Evaluate the set every N iterations (and at the last) with a few networks on a
+    /// validation split held out of the training set: the curve goes to TensorBoard and
+    /// results.json. The test set is used by the final evaluation only.
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+    /// Which set is kept: final (default) or best-val (best validation accuracy; needs
+    /// --eval-every).
+    #[arg(long, value_parser = ["final", "best-val"])]
+    pub select: Option<String>,
+    /// Images per class held out of the training set for validation (default 50).
+    #[arg(long, value_name = "N")]
+    pub val_per_class: Option<usize>,
+    /// Soft-label evaluation: a teacher trained on the real training set (or --kd-teacher)
+    /// labels each augmented batch; students learn its outputs at --kd-temperature.
+    #[arg(long)]
+    pub kd: bool,
+    /// Temperature of the soft labels (default 1, DD-Ranking's).
+    #[arg(long, value_name = "T")]
+    pub kd_temperature: Option<f64>,
+    /// A teacher.safetensors written by an earlier --kd run, instead of training one.
+    #[arg(long, value_name = "FILE")]
+    pub kd_teacher: Option<PathBuf>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Output directory (default runs/<dataset>-<matcher>-<scheduler>-ipc<N>-seed<S>).
@@ -149,6 +177,13 @@ pub struct CondenseArgs {
     /// ignored.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+    /// Repeat the whole condensation K times, with seeds S..S+K-1 (S from --seed), each in
+    /// OUT/seed<S>/; OUT/results.json holds mean, std and 95 % CI over all networks of all runs.
+    #[arg(long, value_name = "K", conflicts_with_all = ["seeds", "resume"])]
+    pub runs: Option<usize>,
+    /// Repeat the whole condensation once per seed of this list (see --runs).
+    #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+    pub seeds: Vec<u64>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -211,6 +246,13 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put_eval("mode", common.eval_mode.as_ref().map(|v| json!(v)));
     put_eval("test_limit", common.test_limit.map(|v| json!(v)));
     put_eval("baseline", common.no_baseline.then_some(json!(false)));
+    put_eval("metrics", common.metrics.then_some(json!(true)));
+    put_eval("every", common.eval_every.map(|v| json!(v)));
+    put_eval("select", common.select.as_ref().map(|v| json!(v)));
+    put_eval("val_per_class", common.val_per_class.map(|v| json!(v)));
+    put_eval("kd", common.kd.then_some(json!(true)));
+    put_eval("kd_temperature", common.kd_temperature.map(|v| json!(v)));
+    put_eval("kd_teacher", common.kd_teacher.as_ref().map(|v| json!(v)));
     if !eval.is_empty() {
         m.insert("eval".into(), Value::Object(eval));
     }

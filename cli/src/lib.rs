@@ -4,12 +4,15 @@
 mod args;
 mod experts;
 mod list;
+pub mod report;
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use cafe_framework::config::{ConfigBuilder, RunConfig};
-use cafe_framework::run::{evaluation_base, resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
+use cafe_framework::run::{
+    evaluation_base, repeat_seeds, resume_condense, run_baseline, run_condense, run_evaluate, run_repeated, RunOptions,
+};
 use cafe_framework::trajectory::{run_experts, ExpertsConfig};
 use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,8 +75,17 @@ pub fn execute(cli: Cli) -> Result<()> {
                 ..options(&a.common)
             };
             match &a.resume {
-                Some(dir) => resume_condense(dir, RunOptions { force: true, ..opts })?,
-                None => run_condense(&resolve_config(&a.common, &a)?, opts)?,
+                Some(dir) => {
+                    resume_condense(dir, RunOptions { force: true, ..opts })?;
+                }
+                None if a.runs.is_some() || !a.seeds.is_empty() => {
+                    let config = resolve_config(&a.common, &a)?;
+                    let seeds = repeat_seeds(config.seed, a.runs, &a.seeds)?;
+                    run_repeated(&config, &seeds, opts)?;
+                }
+                None => {
+                    run_condense(&resolve_config(&a.common, &a)?, opts)?;
+                }
             };
         }
         Command::List => list::print_plugins()?,
@@ -94,6 +106,7 @@ pub fn execute(cli: Cli) -> Result<()> {
             }
             run_baseline(&config, options(&a.common))?;
         }
+        Command::Report(a) => report::run_report(&a)?,
         Command::Experts(a) => {
             let config = ExpertsConfig::from_overrides(&a.flags_as_json(), &a.set)?;
             run_experts(&config, a.quiet)?;

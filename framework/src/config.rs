@@ -76,6 +76,42 @@ pub struct EvalConfig {
     /// networks): one at a time used 1.74 cores; two side by side took 1.2x longer (allocator
     /// contention: 8x the system time) and 2.2x the peak memory.
     pub parallel: Option<usize>,
+    /// DD-Ranking's fair metrics (`--metrics`, see `metrics::ddranking`): also evaluates the
+    /// whole training set, and both sets with and without augmentation.
+    pub metrics: bool,
+    /// w of the label-robust score (DD-Ranking's `lrs_lambda`, 0.5).
+    pub lrs_weight: f64,
+    /// g of the augmentation-robust score (DD-Ranking's `ars_lambda`, 0.5).
+    pub ars_weight: f64,
+    /// Networks trained on the whole training set for the metrics (None: `nets`); with fewer
+    /// than `nets`, their mean stands for every run.
+    pub whole_nets: Option<usize>,
+    /// Epochs of the whole-set networks (None: the recipe's, as DD-Ranking's "same recipe").
+    pub whole_epochs: Option<usize>,
+    /// A known whole-set accuracy (a fraction) instead of training on the whole set, as
+    /// DD-Ranking's `REAL_DATA_ACC_CACHE` (`hard_label.py:363-367`).
+    pub whole_accuracy: Option<f64>,
+    /// Evaluate the set on the validation split every this many iterations and at the last
+    /// (`--eval-every`; 0: never).
+    pub every: usize,
+    /// Which set is kept (`--select`): `final`, or `best-val` (best validation accuracy).
+    pub select: String,
+    /// Images per class held out of the training set as the validation split when `every` > 0
+    /// (`--val-per-class`).
+    pub val_per_class: usize,
+    /// Networks trained at each evaluation during condensation.
+    pub during_nets: usize,
+    /// Their epochs (None: the recipe's).
+    pub during_epochs: Option<usize>,
+    /// Soft-label evaluation (`--kd`): students trained on the set with a teacher's
+    /// temperature-softened outputs (`evaluate_kd`).
+    pub kd: bool,
+    /// The temperature T (`--kd-temperature`; DD-Ranking's demo configuration: 1).
+    pub kd_temperature: f64,
+    /// A teacher file (`teacher.safetensors` of an earlier run) instead of training one.
+    pub kd_teacher: Option<PathBuf>,
+    /// Epochs of the teacher trained on the real training set (None: the recipe's).
+    pub kd_teacher_epochs: Option<usize>,
 }
 
 impl Default for EvalConfig {
@@ -95,6 +131,21 @@ impl Default for EvalConfig {
             test_limit: None,
             baseline: true,
             parallel: None,
+            metrics: false,
+            lrs_weight: 0.5,
+            ars_weight: 0.5,
+            whole_nets: None,
+            whole_epochs: None,
+            whole_accuracy: None,
+            every: 0,
+            select: "final".into(),
+            val_per_class: 50,
+            during_nets: 2,
+            during_epochs: None,
+            kd: false,
+            kd_temperature: 1.0,
+            kd_teacher: None,
+            kd_teacher_epochs: None,
         }
     }
 }

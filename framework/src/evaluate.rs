@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::EvalConfig;
 use crate::data::ImageSet;
+use crate::metrics::class_accuracies;
 use crate::rng::sub_rng;
-use crate::train::{accuracy, train_epoch, Sgd};
+use crate::train::{train_epoch, Sgd};
 use crate::traits::architecture::{Architecture, Mode};
 use crate::traits::augmenter::Augmenter;
 use crate::{Error, ImageShape, Result};
@@ -31,6 +32,9 @@ pub struct Evaluation {
     pub epochs: usize,
     /// The augmentation used while training the networks (e.g. `dc:crop_noise`, `none`).
     pub augment: String,
+    /// Test accuracy of each class (fractions), averaged over the networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_class: Vec<f64>,
     /// The networks' starting learning rate: `eval.lr`, or the step size the set learned (MTT).
     #[serde(default)]
     pub lr: Option<f64>,
@@ -76,7 +80,8 @@ pub struct EvalSetup<'a> {
     pub on_network: Option<&'a (dyn Fn(usize, f64) + Sync)>,
 }
 
-/// Trains one fresh network (number `k`, seeded from it) on `images` and returns its test accuracy.
+/// Trains one fresh network (number `k`, seeded from it) on `images` and returns its test
+/// accuracy, overall and per class.
 fn train_and_test_network(
     setup: &EvalSetup,
     k: usize,
@@ -84,7 +89,7 @@ fn train_and_test_network(
     labels: &Tensor,
     test_x: &Tensor,
     test_y: &Tensor,
-) -> Result<f64> {
+) -> Result<(f64, Vec<f64>)> {
     let cfg = setup.config;
     // One seed per (set, network) so the baseline and the synthetic set see the same
     // initialisations.
@@ -111,7 +116,7 @@ fn train_and_test_network(
             opt = Sgd::new(net.parameters(), cfg.lr * 0.1, cfg.momentum, cfg.weight_decay);
         }
     }
-    accuracy(net.as_ref(), test_x, test_y, 500, Mode::Eval)
+    class_accuracies(net.as_ref(), test_x, test_y, setup.classes, 500, Mode::Eval)
 }
 
 /// Trains `config.nets` fresh networks (`config.parallel` at a time) on `images`/`labels` and tests them.
@@ -132,16 +137,16 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
     let test_idx: Vec<usize> = (0..test_n).collect();
     let (test_x, test_y) = setup.test.to_tensor(&test_idx, setup.device)?;
     let images = images.detach().to_dtype(DType::F32)?;
-    let train_and_test = |k: usize| -> Result<f64> {
-        let acc = train_and_test_network(setup, k, &images, labels, &test_x, &test_y)?;
+    let train_and_test = |k: usize| -> Result<(f64, Vec<f64>)> {
+        let (acc, per_class) = train_and_test_network(setup, k, &images, labels, &test_x, &test_y)?;
         if let Some(cb) = setup.on_network {
             cb(k, acc);
         }
-        Ok(acc)
+        Ok((acc, per_class))
     };
     let parallel = cfg.parallel.unwrap_or(1).clamp(1, cfg.nets);
-    let accuracies = if parallel == 1 || !setup.device.is_cpu() {
-        (0..cfg.nets).map(train_and_test).collect::<Result<Vec<f64>>>()?
+    let results = if parallel == 1 || !setup.device.is_cpu() {
+        (0..cfg.nets).map(train_and_test).collect::<Result<Vec<_>>>()?
     } else {
         // Every network draws from its own seed and every CPU kernel gives the same result on
         // any number of threads, so the accuracies equal those of the sequential loop.
@@ -153,9 +158,13 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
             (0..cfg.nets)
                 .into_par_iter()
                 .map(train_and_test)
-                .collect::<Result<Vec<f64>>>()
+                .collect::<Result<Vec<_>>>()
         })?
     };
+    let accuracies: Vec<f64> = results.iter().map(|r| r.0).collect();
+    let per_class = (0..setup.classes)
+        .map(|c| results.iter().map(|r| r.1[c]).sum::<f64>() / results.len() as f64)
+        .collect();
     let (mean, std) = mean_std(&accuracies);
     Ok(Evaluation {
         set: set_name.to_string(),
@@ -167,6 +176,7 @@ pub fn evaluate_set(setup: &EvalSetup, set_name: &str, images: &Tensor, labels: 
         test_images: test_n,
         epochs: setup.epochs,
         augment: setup.augment_name.to_string(),
+        per_class,
         lr: Some(cfg.lr),
         soft_labels: labels.rank() == 2,
     })

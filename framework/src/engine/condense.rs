@@ -93,6 +93,10 @@ impl CondenseSettings {
 /// Called after every iteration with (iteration index, its report, seconds it took).
 pub type Progress<'a> = &'a mut dyn FnMut(usize, &IterationReport, f64);
 
+/// Called after every iteration with (iterations done, the synthetic set, the logger):
+/// evaluation during condensation (`--eval-every`) hooks in here.
+pub type AfterIteration<'a> = dyn FnMut(usize, &SyntheticSet, &mut dyn MetricLogger) -> Result<()> + 'a;
+
 /// Checkpointing, resuming and interruption of a condensation.
 #[derive(Default)]
 pub struct RunControl<'a> {
@@ -107,6 +111,8 @@ pub struct RunControl<'a> {
     pub interrupt: Option<&'a AtomicBool>,
     /// Log the synthetic set as an image every this many iterations (0: never here).
     pub log_images_every: usize,
+    /// Called after every iteration (see [`AfterIteration`]).
+    pub after_iteration: Option<&'a mut AfterIteration<'a>>,
 }
 
 /// What a condensation produced.
@@ -228,6 +234,7 @@ pub fn condense(
         }
         .save(path)
     };
+    let mut after_iteration = control.after_iteration;
     for it in first..settings.iterations {
         if settings.lr_img_halve_at.contains(&it) {
             image_opt.lr *= 0.5;
@@ -290,6 +297,9 @@ pub fn condense(
                 it,
                 &image_grid(&s.images_detached(), &s.mean, &s.std, s.ipc)?,
             );
+        }
+        if let Some(hook) = after_iteration.as_mut() {
+            hook(done, &synthetic, &mut *logger)?;
         }
         let interrupted = control.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
         let due = control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);

@@ -8,4 +8,4 @@ pub use bilevel::IterationLoop;
 /// Seed streams of the evaluation and of the random baseline (see `bilevel::stream`).
 pub const EVAL_STREAM: u64 = bilevel::stream::EVAL;
 pub const BASELINE_STREAM: u64 = bilevel::stream::BASELINE;
-pub use condense::{condense, Components, CondenseOutcome, CondenseSettings, Progress, RunControl};
+pub use condense::{condense, AfterIteration, Components, CondenseOutcome, CondenseSettings, Progress, RunControl};

@@ -4,13 +4,13 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use candle_core::Tensor;
 use serde_json::Value;
 
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::config::RunConfig;
 use crate::data::{self, Dataset, LoadOptions};
 use crate::engine::{condense, RunControl};
-use crate::evaluate::Evaluation;
 use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
 use crate::output::{save_grid_png, write_json};
 use crate::progress::Progress;
@@ -19,10 +19,14 @@ use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
 use super::evaluation::{evaluate_on_archs, random_baseline, TrainingSet};
+use super::fair_metrics::fair_metrics;
+use super::kd::kd_evaluations;
 use super::metadata::set_metadata;
 use super::notes::fit_to_dataset;
 use super::resolve::{resolve, ResolvedRun};
-use super::results::{median, print_table, write_results, CondensationSummary, Results};
+use super::results::{median, peak_rss_mib, print_table, write_results, CondensationSummary, Results};
+use super::validation::{seal_test_set, DuringEval};
+use crate::metrics::storage_of_safetensors;
 
 /// How a run talks to the person running it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,7 +41,7 @@ pub struct RunOptions {
 }
 
 /// Refuses to overwrite a non-empty output directory unless forced.
-fn prepare_out(out: &Path, force: bool) -> Result<()> {
+pub(super) fn prepare_out(out: &Path, force: bool) -> Result<()> {
     if let Ok(mut entries) = std::fs::read_dir(out) {
         if entries.next().is_some() && !force {
             return Err(Error::invalid(
@@ -126,7 +130,9 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     if run.components.matcher.defaults().needs_second_order {
         crate::enable_second_order_gradients();
     }
-    let ds = load_dataset(&run.config, opts.quiet)?;
+    let mut ds = load_dataset(&run.config, opts.quiet)?;
+    // The validation split leaves the training set before anything else reads it.
+    let mut during = DuringEval::prepare(&run, &mut ds, opts.quiet)?;
     let notes = fit_to_dataset(&mut run, &ds)?;
     if !opts.quiet {
         notes.iter().for_each(|n| eprintln!("note: {n}"));
@@ -158,15 +164,23 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
             run.out.display()
         );
     }
+    let mut hook = |done: usize, syn: &SyntheticSet, logger: &mut dyn MetricLogger| match during.as_mut() {
+        Some(d) => d.after_iteration(done, syn, logger),
+        None => Ok(()),
+    };
     let control = RunControl {
         checkpoint_path: Some(run.out.join(CHECKPOINT_FILE)),
         checkpoint_every: run.config.checkpoint_every,
         resume,
         interrupt: opts.interrupt,
         log_images_every: run.config.log_images_every,
+        after_iteration: Some(&mut hook),
     };
     let config_text = serde_json::to_string_pretty(&run.resolved_json).unwrap_or_default();
     logger.text("config", 0, &format!("```\n{config_text}\n```"));
+    // Nothing reads the test set until the final evaluation: it is sealed (emptied) for the
+    // condensation and the evaluations during it (tests/selection.rs proves it).
+    let test = seal_test_set(&mut ds);
     let mut outcome = condense(
         &ds,
         &mut run.components,
@@ -176,7 +190,21 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         &mut progress,
         control,
     )?;
+    ds.test = test;
     bar.finish();
+    let selection = match during.as_mut() {
+        Some(d) => Some(d.select(&outcome.synthetic, outcome.reports.len())?),
+        None => None,
+    };
+    if let (Some(s), false) = (&selection, opts.quiet) {
+        eprintln!(
+            "keeping the set of iteration {} ({}{})",
+            s.iteration,
+            s.rule,
+            s.validation_accuracy
+                .map_or(String::new(), |a| format!(", validation accuracy {:.2} %", 100.0 * a))
+        );
+    }
     let seconds_total = started.elapsed().as_secs_f64();
     outcome.synthetic.metadata = set_metadata(&run, &outcome.synthetic)?;
     let syn = &outcome.synthetic;
@@ -204,10 +232,16 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         inner_loops_capped_total: reports.iter().map(|r| r.inner_loops_capped).sum(),
         per_iteration: reports.clone(),
     };
-    let mut evaluations = evaluate_synthetic(&run, &ds, syn, opts.quiet)?;
+    let images = syn.images_detached();
+    let targets = syn.training_targets();
+    let set = synthetic_training_set(syn, &images, &targets)?;
+    let mut evaluations = evaluate_on_archs(&run, &ds, &set, opts.quiet)?;
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
+    let metrics = fair_metrics(&run, &ds, &set, &syn.labels, &mut evaluations, opts.quiet)?;
+    let (kd_evaluations, kd) = kd_evaluations(&run, &ds, &images, opts.quiet)?;
+    evaluations.extend(kd_evaluations);
     for ev in &evaluations {
         logger.scalar(&format!("eval/{}/{}", ev.set, ev.arch), 0, ev.mean);
     }
@@ -219,22 +253,26 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         notes,
         evaluations,
         condensation: Some(summary),
+        metrics,
+        storage: Some(storage_of_safetensors(&run.out.join("synthetic.safetensors"))?),
+        seconds: Some(started.elapsed().as_secs_f64()),
+        peak_rss_mib: peak_rss_mib(),
+        validation_curve: during.map(|d| d.curve).unwrap_or_default(),
+        selection,
+        kd,
     };
     publish(&run.out, results, opts.quiet)
 }
 
-/// Evaluates a synthetic set on every evaluation architecture, with its learned step size and
-/// soft labels when it has them.
-fn evaluate_synthetic(run: &ResolvedRun, ds: &Dataset, syn: &SyntheticSet, quiet: bool) -> Result<Vec<Evaluation>> {
-    let images = syn.images_detached();
-    let targets = syn.training_targets();
-    let set = TrainingSet {
+/// What a synthetic set's evaluation networks train on: its images, its soft labels when it
+/// learned them (else its labels), its learned step size when it has one.
+fn synthetic_training_set<'a>(syn: &SyntheticSet, images: &'a Tensor, targets: &'a Tensor) -> Result<TrainingSet<'a>> {
+    Ok(TrainingSet {
         name: "synthetic",
-        images: &images,
-        targets: &targets,
+        images,
+        targets,
         lr: syn.learned_lr()?,
-    };
-    evaluate_on_archs(run, ds, &set, quiet)
+    })
 }
 
 /// The end of every command: results.json and evaluations.md in `out`, the table on stdout.
@@ -251,10 +289,15 @@ fn publish(out: &Path, results: Results, quiet: bool) -> Result<Results> {
 /// `out`, the results go beside the file, in `evaluate-seed<S>/`.
 pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> Result<Results> {
     let mut config = config.clone();
+    // Evaluation during condensation belongs to the run that made the set (its saved
+    // settings may carry it); there is no condensation here.
+    config.eval.every = 0;
+    config.eval.select = "final".into();
     if config.out.is_none() {
         let dir = synthetic.parent().unwrap_or(Path::new("."));
         config.out = Some(dir.join(format!("evaluate-seed{}", config.seed)));
     }
+    let started = Instant::now();
     let mut run = resolve(&config)?;
     // The set first: a missing or broken file is refused before the dataset is loaded.
     let syn = SyntheticSet::load(synthetic, &run.device)?;
@@ -272,10 +315,16 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
     run.settings.ipc = syn.ipc;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
-    let mut evaluations = evaluate_synthetic(&run, &ds, &syn, opts.quiet)?;
+    let images = syn.images_detached();
+    let targets = syn.training_targets();
+    let set = synthetic_training_set(&syn, &images, &targets)?;
+    let mut evaluations = evaluate_on_archs(&run, &ds, &set, opts.quiet)?;
     if run.config.eval.baseline {
         evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
     }
+    let metrics = fair_metrics(&run, &ds, &set, &syn.labels, &mut evaluations, opts.quiet)?;
+    let (kd_evaluations, kd) = kd_evaluations(&run, &ds, &images, opts.quiet)?;
+    evaluations.extend(kd_evaluations);
     let mut notes = Vec::new();
     if !syn.metadata.contains_key("config") {
         notes.push(format!(
@@ -291,13 +340,23 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         notes,
         evaluations,
         condensation: None,
+        metrics,
+        storage: Some(storage_of_safetensors(synthetic)?),
+        seconds: Some(started.elapsed().as_secs_f64()),
+        peak_rss_mib: peak_rss_mib(),
+        kd,
+        ..Results::default()
     };
     publish(&run.out, results, opts.quiet)
 }
 
 /// `cafe-lab baseline`: the random real subset alone.
 pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
-    let run = resolve(config)?;
+    let started = Instant::now();
+    let mut config = config.clone();
+    config.eval.every = 0;
+    config.eval.select = "final".into();
+    let run = resolve(&config)?;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
     let ds = load_dataset(&run.config, opts.quiet)?;
@@ -308,7 +367,9 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         ipc: run.settings.ipc,
         notes: Vec::new(),
         evaluations,
-        condensation: None,
+        seconds: Some(started.elapsed().as_secs_f64()),
+        peak_rss_mib: peak_rss_mib(),
+        ..Results::default()
     };
     publish(&run.out, results, opts.quiet)
 }

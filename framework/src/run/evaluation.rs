@@ -88,7 +88,7 @@ pub fn reference_eval_augment(config: &RunConfig, arch: &str) -> PluginChoice {
 
 /// The augmentation that trains the evaluation networks of `arch`, with a name for the
 /// records: `eval.augment` when set, else [`reference_eval_augment`].
-fn eval_augmenter_for(config: &RunConfig, arch: &str) -> Result<(Box<dyn Augmenter>, String)> {
+pub(crate) fn eval_augmenter_for(config: &RunConfig, arch: &str) -> Result<(Box<dyn Augmenter>, String)> {
     let choice = match &config.eval.augment {
         Some(choice) => choice.clone(),
         None => reference_eval_augment(config, arch),
@@ -104,7 +104,7 @@ fn eval_augmenter_for(config: &RunConfig, arch: &str) -> Result<(Box<dyn Augment
 /// Evaluation epochs: `eval.epochs`, else `eval.epochs_augmented` when the networks train with
 /// augmentation and `eval.epochs_plain` otherwise (DatasetCondensation `main.py:120-123`: 1000 and
 /// 300; CAFE `distill.py:189-193`: 1000 and 600).
-fn eval_epochs(config: &RunConfig, augmenter: &dyn Augmenter) -> usize {
+pub(crate) fn eval_epochs(config: &RunConfig, augmenter: &dyn Augmenter) -> usize {
     config.eval.epochs.unwrap_or(if augmenter.is_identity() {
         config.eval.epochs_plain
     } else {
@@ -167,16 +167,37 @@ pub(crate) fn evaluate_on_archs(
     set: &TrainingSet,
     quiet: bool,
 ) -> Result<Vec<Evaluation>> {
+    let target = EvalTarget {
+        config: &run.config,
+        seed: run.settings.seed,
+        device: &run.device,
+        quiet,
+    };
+    evaluate_on_archs_with(&target, ds, set)
+}
+
+/// Where and how [`evaluate_on_archs_with`] evaluates: a configuration (possibly a variant of
+/// the run's, e.g. another augmentation), the run's seed and device.
+pub(crate) struct EvalTarget<'a> {
+    pub config: &'a RunConfig,
+    pub seed: u64,
+    pub device: &'a candle_core::Device,
+    pub quiet: bool,
+}
+
+/// Evaluates `set` on every evaluation architecture of `target.config`.
+pub(crate) fn evaluate_on_archs_with(target: &EvalTarget, ds: &Dataset, set: &TrainingSet) -> Result<Vec<Evaluation>> {
+    let (config, quiet) = (target.config, target.quiet);
     let set_name = set.name;
     let eval_config = crate::config::EvalConfig {
-        lr: set.lr.unwrap_or(run.config.eval.lr),
-        ..run.config.eval.clone()
+        lr: set.lr.unwrap_or(config.eval.lr),
+        ..config.eval.clone()
     };
     let mut archs: Vec<(String, Box<dyn Architecture>)> = Vec::new();
-    for name in eval_arch_names(&run.config)? {
-        if name == run.config.arch.name.to_ascii_lowercase() {
+    for name in eval_arch_names(config)? {
+        if name == config.arch.name.to_ascii_lowercase() {
             // The condensation architecture keeps its configuration (e.g. a set width).
-            let (arch, _, plugin) = build_plugin::<dyn Architecture>(&run.config.arch)?;
+            let (arch, _, plugin) = build_plugin::<dyn Architecture>(&config.arch)?;
             archs.push((plugin.name.to_string(), arch));
         } else {
             let plugin = find::<dyn Architecture>(&name)?;
@@ -185,14 +206,14 @@ pub(crate) fn evaluate_on_archs(
     }
     let mut out = Vec::new();
     for (name, arch) in &archs {
-        let bar = Progress::new(&format!("eval {set_name} on {name}"), run.config.eval.nets, quiet, 1);
+        let bar = Progress::new(&format!("eval {set_name} on {name}"), config.eval.nets, quiet, 1);
         // Networks may finish out of order when they train side by side: count completions.
         let done = std::sync::atomic::AtomicUsize::new(0);
         let report = |_k: usize, acc: f64| {
             let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             bar.step(n, &format!("last test accuracy {:.2} %", 100.0 * acc))
         };
-        let (augmenter, augment_name) = eval_augmenter_for(&run.config, name)?;
+        let (augmenter, augment_name) = eval_augmenter_for(config, name)?;
         let setup = EvalSetup {
             arch: arch.as_ref(),
             arch_name: name,
@@ -202,9 +223,9 @@ pub(crate) fn evaluate_on_archs(
             config: &eval_config,
             augmenter: augmenter.as_ref(),
             augment_name: &augment_name,
-            epochs: eval_epochs(&run.config, augmenter.as_ref()),
-            device: &run.device,
-            seed: crate::rng::derive_seed(run.settings.seed, &[crate::engine::EVAL_STREAM]),
+            epochs: eval_epochs(config, augmenter.as_ref()),
+            device: target.device,
+            seed: crate::rng::derive_seed(target.seed, &[crate::engine::EVAL_STREAM]),
             on_network: Some(&report),
         };
         let ev = evaluate_set(&setup, set_name, set.images, set.targets)?;
@@ -223,9 +244,15 @@ pub(crate) fn evaluate_on_archs(
 
 /// The `random` baseline: `ipc` random real images per class, evaluated like a synthetic set.
 pub(crate) fn random_baseline(run: &ResolvedRun, ds: &Dataset, quiet: bool) -> Result<Vec<Evaluation>> {
+    let (images, labels) = random_subset(run, ds)?;
+    evaluate_on_archs(run, ds, &TrainingSet::labelled("random", &images, &labels), quiet)
+}
+
+/// The baseline's images and labels: `ipc` random real images per class, class-major.
+pub(crate) fn random_subset(run: &ResolvedRun, ds: &Dataset) -> Result<(Tensor, Tensor)> {
     let mut rng = sub_rng(run.settings.seed, &[crate::engine::BASELINE_STREAM]);
     let idx = random_real_subset(&ds.train, ds.classes, run.settings.ipc, &mut rng)?;
     let (images, _) = ds.train.to_tensor(&idx, &run.device)?;
     let labels = class_major_labels(ds.classes, run.settings.ipc, &run.device)?;
-    evaluate_on_archs(run, ds, &TrainingSet::labelled("random", &images, &labels), quiet)
+    Ok((images, labels))
 }

@@ -207,6 +207,60 @@ fn validate_eval(config: &RunConfig) -> Result<()> {
             "a learning rate must be a positive finite number",
         ));
     }
+    super::validation::validate_during(config)?;
+    if e.metrics && !e.baseline {
+        return Err(Error::invalid(
+            "eval.metrics",
+            true,
+            "DD-Ranking's metrics compare the set with the random subset: drop --no-baseline",
+        ));
+    }
+    for (name, w) in [("eval.lrs_weight", e.lrs_weight), ("eval.ars_weight", e.ars_weight)] {
+        if !(0.0..=1.0).contains(&w) {
+            return Err(Error::invalid(
+                name,
+                w,
+                "a weight of DD-Ranking's scores must be in [0, 1]",
+            ));
+        }
+    }
+    if let Some(a) = e.whole_accuracy {
+        if !(0.0..=1.0).contains(&a) {
+            return Err(Error::invalid(
+                "eval.whole_accuracy",
+                a,
+                "an accuracy is a fraction in [0, 1] (e.g. 0.935 for 93.5 %)",
+            ));
+        }
+    }
+    if e.whole_nets == Some(0) || e.whole_epochs == Some(0) {
+        return Err(Error::invalid(
+            "eval.whole_nets / eval.whole_epochs",
+            0,
+            "the whole-set reference needs at least one network trained at least one epoch",
+        ));
+    }
+    if e.kd && !(e.kd_temperature.is_finite() && e.kd_temperature > 0.0) {
+        return Err(Error::invalid(
+            "eval.kd_temperature",
+            e.kd_temperature,
+            "a distillation temperature must be a positive finite number (DD-Ranking's demo: 1)",
+        ));
+    }
+    if e.kd_teacher_epochs == Some(0) {
+        return Err(Error::invalid(
+            "eval.kd_teacher_epochs",
+            0,
+            "train the teacher at least one epoch",
+        ));
+    }
+    if let Some(t) = e.kd_teacher.as_ref().filter(|t| !t.is_file()) {
+        return Err(Error::invalid(
+            "eval.kd_teacher",
+            t.display(),
+            "no such file; give the teacher.safetensors of a run made with --kd",
+        ));
+    }
     if e.test_limit == Some(0) {
         return Err(Error::invalid("eval.test_limit", 0, "test on at least one image"));
     }
