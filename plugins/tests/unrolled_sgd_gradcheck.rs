@@ -1,17 +1,19 @@
-//! Trajectory matching's gradient (MTT), checked before any matcher exists: two SGD steps
-//! unrolled through `Network::logits_with` on parameters given as tensors,
+//! Trajectory matching's gradient (MTT) through the reference's one graph
+//! (`trajectory::Unroll::Graph`), for several architecture families: two SGD steps unrolled
+//! through `Network::logits_with` on parameters given as tensors,
 //! `theta_{k+1} = theta_k - lr * dCE(logits(x; theta_k), y)/dtheta_k`, and the loss
 //! `||theta_2 - target||^2 / ||theta_0 - target||^2` differentiated w.r.t. synthetic pixels `x`
 //! and the step size `lr` (second order through both steps), against central finite
-//! differences in f64, for several architecture families.
+//! differences in f64. (`trajectory_gradcheck.rs` checks the constant-memory reverse pass
+//! against this one.)
 //!
 //! Every test here runs its backward passes with `CANDLE_GRAD_DO_NOT_DETACH=1`, which candle
 //! reads once per thread at its first backward: each test sets it before any backward.
 
 use cafe_framework::registry::find;
 use cafe_framework::rng::rng_from_seed;
-use cafe_framework::train::cross_entropy;
-use cafe_framework::{Architecture, ImageShape, Mode, Network, Result, Rng};
+use cafe_framework::trajectory::{Student, StudentStep, Targets, Unroll as UnrollHow, UnrollGradients};
+use cafe_framework::{Architecture, Augmenter, ImageShape, Network, Result, Rng};
 use cafe_plugins as _;
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng as _;
@@ -27,8 +29,7 @@ fn uniform(shape: &[usize], scale: f64, rng: &mut Rng) -> Result<Tensor> {
     Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
 }
 
-/// One unroll: the start parameters (`Var`s, as an expert's epoch would be loaded: candle
-/// differentiates only what derives from a `Var`), the labels and the target parameters.
+/// One unroll: the network, its start parameters, the labels and the target parameters.
 struct Unroll {
     net: Box<dyn Network>,
     start: Vec<Var>,
@@ -64,44 +65,30 @@ impl Unroll {
         })
     }
 
-    /// `||theta_2 - target||^2 / ||theta_0 - target||^2` after two SGD steps of size `lr` on
-    /// `x`, the whole unroll one graph.
-    fn loss(&self, x: &Tensor, lr: &Tensor) -> Result<Tensor> {
-        let mut theta: Vec<Tensor> = self.start.iter().map(|v| v.as_tensor().clone()).collect();
-        for _ in 0..2 {
-            // candle keeps the gradients of `Var`s only (its backward drops an intermediate's
-            // gradient once consumed), and theta_1 is an intermediate: the gradient at theta_k
-            // is read at a zero `Var` added to it (theta_k + 0 == theta_k exactly), and stays
-            // a function of theta_k, x and lr because the switch keeps the backward's graph.
-            let probes = theta
-                .iter()
-                .map(|t| Ok(Var::from_tensor(&t.zeros_like()?)?))
-                .collect::<Result<Vec<_>>>()?;
-            let at = theta
-                .iter()
-                .zip(&probes)
-                .map(|(t, z)| Ok((t + z.as_tensor())?))
-                .collect::<Result<Vec<_>>>()?;
-            let logits = self.net.logits_with(&at, x, Mode::Train)?;
-            let grads = cross_entropy(&logits, &self.labels)?.backward()?;
-            theta = theta
-                .iter()
-                .zip(&probes)
-                .map(|(t, z)| {
-                    let g = grads.get(z).expect("every parameter gets a gradient");
-                    Ok((t - g.broadcast_mul(lr)?)?)
-                })
-                .collect::<Result<_>>()?;
-        }
-        let distance = |from: &[Tensor]| -> Result<Tensor> {
-            let mut total = Tensor::new(0.0f64, &Device::Cpu)?;
-            for (t, target) in from.iter().zip(&self.target) {
-                total = (total + (t - target)?.sqr()?.sum_all()?)?;
-            }
-            Ok(total)
+    /// The loss after two whole-set SGD steps of size `lr` on `x`, and its gradients w.r.t.
+    /// `x` and `lr`, through one graph.
+    fn run(&self, x: &Tensor, lr: f64) -> Result<UnrollGradients> {
+        let images = Var::from_tensor(x)?;
+        let lr = Var::new(lr, &Device::Cpu)?;
+        let none = find::<dyn Augmenter>("none")?.instantiate(&json!({}))?;
+        let student = Student {
+            network: self.net.as_ref(),
+            images: &images,
+            targets: Targets::Labels(&self.labels),
+            lr: &lr,
+            augmenter: none.as_ref(),
         };
+        let all: Vec<u32> = (0..IMAGES as u32).collect();
+        let steps = (0..2)
+            .map(|k| {
+                Ok(StudentStep {
+                    rows: Tensor::new(all.as_slice(), &Device::Cpu)?,
+                    augment_seed: k,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let start: Vec<Tensor> = self.start.iter().map(|v| v.as_tensor().detach()).collect();
-        Ok((distance(&theta)? / distance(&start)?)?)
+        student.match_trajectory(&start, &self.target, &steps, UnrollHow::Graph)
     }
 }
 
@@ -131,21 +118,12 @@ fn check(name: &str, unroll: &Unroll, input: ImageShape, seed: u64, pixels: usiz
     let mut rng = rng_from_seed(seed);
     let x0 = uniform(&input.batch_dims(IMAGES), 1.0, &mut rng)?;
     let lr0 = 0.05;
-    let x = Var::from_tensor(&x0)?;
-    let lr = Var::new(lr0, &Device::Cpu)?;
-    let grads = unroll.loss(&x, &lr)?.backward()?;
-    let gx: Vec<f64> = grads
-        .get(&x)
-        .expect("the loss reaches the pixels")
-        .flatten_all()?
-        .to_vec1()?;
-    let glr = grads
-        .get(&lr)
-        .expect("the loss reaches the step size")
-        .to_scalar::<f64>()?;
+    let grads = unroll.run(&x0, lr0)?;
+    let gx: Vec<f64> = grads.images.flatten_all()?.to_vec1()?;
+    let glr = grads.lr.to_scalar::<f64>()?;
     let tolerance = |auto: f64, fd: &Difference| 1e-5 * auto.abs().max(fd.value.abs()) + fd.noise;
 
-    let lr_at = |d: f64| -> Result<f64> { Ok(unroll.loss(&x0, &Tensor::new(lr0 + d, &Device::Cpu)?)?.to_scalar()?) };
+    let lr_at = |d: f64| -> Result<f64> { Ok(unroll.run(&x0, lr0 + d)?.loss) };
     let fd = central(&lr_at, 1e-5)?;
     assert!(!fd.kink, "{name}: d/dlr at a kink");
     assert!(
@@ -160,16 +138,13 @@ fn check(name: &str, unroll: &Unroll, input: ImageShape, seed: u64, pixels: usiz
     );
 
     let base: Vec<f64> = x0.flatten_all()?.to_vec1()?;
-    let lr_t = Tensor::new(lr0, &Device::Cpu)?;
     let mut skipped = 0;
     for _ in 0..pixels {
         let i = rng.random_range(0..base.len());
         let at = |d: f64| -> Result<f64> {
             let mut v = base.clone();
             v[i] += d;
-            Ok(unroll
-                .loss(&Tensor::from_vec(v, x0.dims(), &Device::Cpu)?, &lr_t)?
-                .to_scalar()?)
+            Ok(unroll.run(&Tensor::from_vec(v, x0.dims(), &Device::Cpu)?, lr0)?.loss)
         };
         let fd = central(&at, 1e-5)?;
         if fd.kink {
