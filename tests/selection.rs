@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use cafe_tests::{cafe_lab_result, read_json};
+use cafe_tests::{cafe_lab_result, read_json, tiny_expert_store, TINY_MTT};
 
 /// Writes a small MNIST-format dataset (IDX files, 28x28, 10 classes) into `dir`: class c
 /// lights rows 2c..2c+4 over noise; 30 training and 10 test images per class. With
@@ -210,41 +210,16 @@ fn best_val_keeps_learned_extras_and_metrics_see_hard_labels() {
     use cafe_framework::config::ConfigBuilder;
     use cafe_framework::run::{run_condense, RunOptions};
     use cafe_framework::synthetic::{SyntheticSet, LEARNED_LABELS, LEARNED_LR};
-    use cafe_framework::trajectory::{run_experts, ExpertsConfig};
     cafe_plugins::link();
     let dir = tempfile::tempdir().unwrap();
     let experts = dir.path().join("experts");
-    let flags = serde_json::json!({
-        "dataset": "shapes", "num_experts": 2, "train_epochs": 3, "batch_train": 128,
-        "test_limit": 100, "augment": {"name": "none"}, "seed": 3, "out": experts,
-    });
-    run_experts(
-        &ExpertsConfig::from_overrides(&flags, &["arch.width=8".into()]).unwrap(),
-        true,
-    )
-    .unwrap();
+    tiny_expert_store(&experts, 8);
     let run = |name: &str, extra: &[&str]| {
         let mut b = ConfigBuilder::default();
-        for s in [
-            "dataset=shapes",
-            "matcher=trajectory",
-            "ipc=1",
-            "iterations=4",
-            "arch.width=8",
-            "matcher.syn_steps=3",
-            "matcher.max_start_epoch=2",
-            "matcher.expert_epochs=1",
-            "matcher.soft_labels=true",
-            "matcher.lr_lr=0.001",
-            "eval.nets=2",
-            "eval.epochs=3",
-            "eval.test_limit=100",
-            "eval.every=1",
-            "eval.val_per_class=10",
-            "seed=4",
-        ]
-        .iter()
-        .chain(extra)
+        for s in TINY_MTT
+            .iter()
+            .chain(&["eval.nets=2", "eval.every=1", "eval.val_per_class=10"])
+            .chain(extra)
         {
             b.set(s).unwrap();
         }

@@ -85,3 +85,40 @@ pub fn debian_fashion_mnist() -> Option<PathBuf> {
     let p = PathBuf::from("/usr/share/datasets/fashion-mnist");
     p.is_dir().then_some(p)
 }
+
+/// Two tiny experts on the embedded `shapes` set (ConvNet of the given width, 3 epochs of SGD
+/// without augmentation, seed 3) in `out`: the store the trajectory-matching tests condense with.
+pub fn tiny_expert_store(out: &Path, width: usize) {
+    let flags = serde_json::json!({
+        "dataset": "shapes",
+        "num_experts": 2,
+        "train_epochs": 3,
+        "batch_train": 128,
+        "test_limit": 100,
+        "augment": {"name": "none"},
+        "seed": 3,
+        "out": out,
+    });
+    let config = cafe_framework::trajectory::ExpertsConfig::from_overrides(&flags, &[format!("arch.width={width}")])
+        .expect("valid expert settings");
+    cafe_framework::trajectory::run_experts(&config, true).expect("tiny experts train");
+}
+
+/// MTT's protocol on `shapes` shrunk to seconds (4 iterations of 3 student steps on a width-8
+/// ConvNet, soft labels learned, 3 evaluation epochs on 100 test images), as `--set` strings;
+/// a test adds `matcher.experts`, `out` and its own settings.
+pub const TINY_MTT: [&str; 13] = [
+    "dataset=shapes",
+    "matcher=trajectory",
+    "ipc=1",
+    "iterations=4",
+    "arch.width=8",
+    "matcher.syn_steps=3",
+    "matcher.max_start_epoch=2",
+    "matcher.expert_epochs=1",
+    "matcher.soft_labels=true",
+    "matcher.lr_lr=0.001",
+    "eval.epochs=3",
+    "eval.test_limit=100",
+    "seed=4",
+];

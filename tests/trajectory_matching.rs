@@ -11,49 +11,17 @@ use std::sync::atomic::AtomicBool;
 use cafe_framework::config::ConfigBuilder;
 use cafe_framework::run::{resume_condense, run_condense, RunOptions};
 use cafe_framework::synthetic::{SyntheticSet, LEARNED_LABELS, LEARNED_LR};
-use cafe_framework::trajectory::{run_experts, ExpertsConfig};
 use cafe_framework::Error;
-use cafe_tests::{cafe_lab_result, read_json};
+use cafe_tests::{cafe_lab_result, read_json, tiny_expert_store, TINY_MTT};
 use candle_core::Device;
-use serde_json::json;
 
-fn train_experts(out: &Path, width: usize) {
-    let flags = json!({
-        "dataset": "shapes",
-        "num_experts": 2,
-        "train_epochs": 3,
-        "batch_train": 128,
-        "test_limit": 100,
-        "augment": {"name": "none"},
-        "seed": 3,
-        "out": out,
-    });
-    let config = ExpertsConfig::from_overrides(&flags, &[format!("arch.width={width}")]).unwrap();
-    run_experts(&config, true).unwrap();
-}
-
-/// MTT's protocol on `shapes`, shrunk: 4 iterations of 3 student steps, soft labels learned.
+/// [`TINY_MTT`] with one evaluation network and a checkpoint every 2 iterations.
 fn config(out: &Path, experts: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
     let mut b = ConfigBuilder::default();
-    for s in [
-        "dataset=shapes",
-        "matcher=trajectory",
-        "ipc=1",
-        "iterations=4",
-        "arch.width=8",
-        "matcher.syn_steps=3",
-        "matcher.max_start_epoch=2",
-        "matcher.expert_epochs=1",
-        "matcher.soft_labels=true",
-        "matcher.lr_lr=0.001",
-        "eval.nets=1",
-        "eval.epochs=3",
-        "eval.test_limit=100",
-        "checkpoint_every=2",
-        "seed=4",
-    ]
-    .iter()
-    .chain(extra)
+    for s in TINY_MTT
+        .iter()
+        .chain(&["eval.nets=1", "checkpoint_every=2"])
+        .chain(extra)
     {
         b.set(s).unwrap();
     }
@@ -74,7 +42,7 @@ fn mtt_learns_a_step_size_and_soft_labels_that_evaluation_uses() {
     cafe_plugins::link();
     let dir = tempfile::tempdir().unwrap();
     let experts = dir.path().join("experts");
-    train_experts(&experts, 8);
+    tiny_expert_store(&experts, 8);
     let run = dir.path().join("run");
     let results = run_condense(&config(&run, &experts, &[]), quiet()).unwrap();
 
@@ -121,7 +89,7 @@ fn an_interrupted_mtt_run_resumes_to_the_same_bytes() {
     cafe_plugins::link();
     let dir = tempfile::tempdir().unwrap();
     let experts = dir.path().join("experts");
-    train_experts(&experts, 8);
+    tiny_expert_store(&experts, 8);
     let whole = dir.path().join("whole");
     let cut = dir.path().join("cut");
     run_condense(&config(&whole, &experts, &[]), quiet()).unwrap();
@@ -155,7 +123,7 @@ fn a_missing_or_unfitting_expert_store_is_refused_with_what_to_do() {
     );
 
     let experts = dir.path().join("experts");
-    train_experts(&experts, 8);
+    tiny_expert_store(&experts, 8);
     let err = run_condense(&config(&dir.path().join("b"), &experts, &["arch.width=16"]), quiet())
         .unwrap_err()
         .to_string();
