@@ -167,6 +167,22 @@ fn a_named_protocol_selects_a_variant_and_the_users_settings_still_win() {
     );
     assert_eq!(recipes(&["--protocol", "cafe-dsa"])[0].1, 1000);
 
+    // MTT whitens CIFAR (readme.md:80, :88), nothing else; the user can turn it off or set eps.
+    let zca = |args: &[&str]| config_of(args).zca;
+    assert_eq!(zca(&["--protocol", "mtt", "--dataset", "cifar10"]), Some(0.1));
+    assert_eq!(zca(&["--matcher", "trajectory", "--dataset", "cifar100"]), Some(0.1));
+    assert_eq!(zca(&["--protocol", "mtt", "--dataset", "fashion-mnist"]), None);
+    assert_eq!(
+        zca(&["--protocol", "mtt", "--dataset", "cifar10", "--set", "zca=false"]),
+        None
+    );
+    assert_eq!(zca(&["--protocol", "dm", "--set", "zca=true"]), Some(0.1));
+    assert_eq!(
+        zca(&["--protocol", "mtt", "--dataset", "cifar10", "--zca", "0.05"]),
+        Some(0.05)
+    );
+    assert_eq!(zca(&["--protocol", "dc", "--dataset", "cifar10"]), None);
+
     let cli = Cli::try_parse_from(["cafe-lab", "--protocol", "mtt-someday"]).unwrap();
     let err = resolve_config(&cli.condense.common, &cli.condense).unwrap_err();
     let text = format!("{err:#}");

@@ -226,6 +226,7 @@ fn write_expert_store(dir: &std::path::Path, ds: &Dataset, arch: &dyn Architectu
         let record = ExpertRecord {
             expert: k,
             dataset: ds.name.clone(),
+            zca: None,
             image_shape: ds.train.shape,
             classes: ds.classes,
             arch: "convnet".into(),

@@ -35,6 +35,7 @@ pub fn blob_dataset(classes: usize, per_class: usize, shape: ImageShape, seed: u
         class_names: (0..classes).map(|c| format!("class{c}")).collect(),
         mean: vec![0.0; shape.channels],
         std: vec![1.0; shape.channels],
+        zca: None,
     }
 }
 

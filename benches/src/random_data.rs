@@ -42,5 +42,6 @@ pub fn random_fashion_mnist(train_per_class: usize, test_per_class: usize, seed:
         class_names: (0..CLASSES).map(|c| format!("class{c}")).collect(),
         mean: vec![MEAN],
         std: vec![STD],
+        zca: None,
     }
 }

@@ -59,6 +59,10 @@ pub struct CommonArgs {
     /// Download the canonical dataset files into --data-dir (verifying checksums).
     #[arg(long)]
     pub download: bool,
+    /// ZCA-whiten the dataset (fitted on its train set) instead of normalising each channel:
+    /// MTT's --zca, with its eps 0.1 unless given (`--zca 0.05`).
+    #[arg(long, value_name = "EPS", num_args = 0..=1, default_missing_value = "0.1")]
+    pub zca: Option<f64>,
     /// A published protocol whose settings are the defaults (`cafe-lab list` shows them):
     /// dc, dsa, dm, cafe, cafe-dsa; `none` for cafe-lab's built-in defaults. Without it, the
     /// matcher's own protocol (gradient: dc, distribution: dm, cafe: cafe).
@@ -218,6 +222,7 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put("dataset", common.dataset.as_ref().map(|v| json!(v)));
     put("data_dir", common.data_dir.as_ref().map(|v| json!(v)));
     put("download", common.download.then_some(json!(true)));
+    put("zca", common.zca.map(|v| json!(v)));
     put("arch", common.arch.as_ref().map(|v| json!(v)));
     put("seed", common.seed.map(|v| json!(v)));
     put("out", common.out.as_ref().map(|v| json!(v)));

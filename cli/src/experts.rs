@@ -6,7 +6,6 @@ use clap::Args;
 use serde_json::{json, Value};
 
 /// `cafe-lab experts`: the settings of `ExpertsConfig`, defaults from MTT's `buffer.py`.
-/// ZCA whitening (`buffer.py --zca`, CIFAR) is not implemented.
 #[derive(Debug, Args, Clone)]
 pub struct ExpertsArgs {
     /// Dataset: shapes (embedded, no files), mnist, fashion-mnist, cifar10, cifar100, svhn.
@@ -18,6 +17,10 @@ pub struct ExpertsArgs {
     /// Download the canonical dataset files into --data-dir (verifying checksums).
     #[arg(long)]
     pub download: bool,
+    /// ZCA-whiten the dataset (fitted on its train set) instead of normalising each channel:
+    /// MTT's --zca, with its eps 0.1 unless given (`--zca 0.05`).
+    #[arg(long, value_name = "EPS", num_args = 0..=1, default_missing_value = "0.1")]
+    pub zca: Option<f64>,
     /// Expert architecture (default convnet; `cafe-lab list`).
     #[arg(long)]
     pub arch: Option<String>,
@@ -71,6 +74,7 @@ impl ExpertsArgs {
             ("dataset", self.dataset.as_ref().map(|v| json!(v))),
             ("data_dir", self.data_dir.as_ref().map(|v| json!(v))),
             ("download", self.download.then_some(json!(true))),
+            ("zca", self.zca.map(|v| json!(v))),
             ("arch", self.arch.as_ref().map(|v| json!(v))),
             ("augment", self.augment.as_ref().map(|v| json!(v))),
             ("num_experts", self.num_experts.map(|v| json!(v))),

@@ -161,6 +161,12 @@ pub struct RunConfig {
     pub dataset: String,
     pub data_dir: Option<PathBuf>,
     pub download: bool,
+    /// ZCA-whiten the dataset with this `eps` instead of normalising it per channel: MTT's
+    /// `--zca` (mtt-distillation `utils.py:137-165`, eps 0.1), which its CIFAR commands use.
+    /// The experts a trajectory-matching run reads must have been trained the same way.
+    /// `true` means eps 0.1, `false` none (see [`crate::data::deserialize_zca`]).
+    #[serde(deserialize_with = "crate::data::deserialize_zca")]
+    pub zca: Option<f64>,
     pub matcher: PluginChoice,
     pub scheduler: PluginChoice,
     pub arch: PluginChoice,
@@ -204,6 +210,7 @@ impl Default for RunConfig {
             dataset: "shapes".into(),
             data_dir: None,
             download: false,
+            zca: None,
             matcher: PluginChoice::named("distribution"),
             scheduler: PluginChoice::named("none"),
             arch: PluginChoice::named("convnet"),

@@ -6,6 +6,7 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde::Serialize;
 
+use crate::data::Dataset;
 use crate::{Error, Result};
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then
@@ -37,14 +38,17 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Renders normalised images `[N, C, H, W]` as an RGB grid with `columns` images per row
-/// (one row per class when `columns` = ipc), undoing the normalisation with `mean`/`std`.
-pub fn image_grid(images: &Tensor, mean: &[f32], std: &[f32], columns: usize) -> Result<image::RgbImage> {
+/// Renders images `[N, C, H, W]` of `dataset` as an RGB grid with `columns` images per row
+/// (one row per class when `columns` = ipc), undoing its normalisation (and its whitening:
+/// what distill.py shows of a ZCA run, `distill.py:266-268`).
+pub fn image_grid(images: &Tensor, dataset: &Dataset, columns: usize) -> Result<image::RgbImage> {
     let (n, c, h, w) = images.dims4()?;
-    let data = images
-        .to_dtype(candle_core::DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?;
+    let data = dataset.denormalise(
+        &images
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?,
+    );
     let columns = columns.max(1);
     let rows = n.div_ceil(columns);
     let gap = 2;
@@ -58,7 +62,7 @@ pub fn image_grid(images: &Tensor, mean: &[f32], std: &[f32], columns: usize) ->
                 let mut px = [0u8; 3];
                 for (k, p) in px.iter_mut().enumerate() {
                     let ch = if c == 1 { 0 } else { k.min(c - 1) };
-                    let v = data[((i * c + ch) * h + y) * w + x] * std[ch] + mean[ch];
+                    let v = data[((i * c + ch) * h + y) * w + x];
                     *p = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
                 }
                 grid.put_pixel((gx + x) as u32, (gy + y) as u32, image::Rgb(px));
@@ -77,8 +81,8 @@ pub fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
 }
 
 /// Saves the grid of `images` as a PNG, atomically, scaled up so small images stay visible.
-pub fn save_grid_png(path: &Path, images: &Tensor, mean: &[f32], std: &[f32], columns: usize) -> Result<()> {
-    let grid = image_grid(images, mean, std, columns)?;
+pub fn save_grid_png(path: &Path, images: &Tensor, dataset: &Dataset, columns: usize) -> Result<()> {
+    let grid = image_grid(images, dataset, columns)?;
     let scale = if grid.width() < 400 { 4 } else { 2 };
     let big = image::imageops::resize(
         &grid,

@@ -110,6 +110,7 @@ fn opts(dir: &Path) -> LoadOptions {
         data_dir: Some(dir.to_path_buf()),
         download: false,
         seed: 0,
+        zca: None,
     }
 }
 
@@ -610,6 +611,43 @@ fn cifar10_batches_in_canonical_subdir() {
         ds.test.images[3072 + 5],
         norm(cifar_pixel(101, 5), 0.4914, 0.2023),
         "test",
+    );
+}
+
+#[test]
+fn cifar10_whitened_starts_from_plain_pixels() {
+    // mtt-distillation utils.py:58-59: with --zca, ToTensor alone (x / 255), then ZCA.
+    let tmp = tempfile::tempdir().unwrap();
+    write_cifar10(&tmp.path().join("cifar-10-batches-bin"));
+    let ds = load(
+        "cifar10",
+        &LoadOptions {
+            zca: Some(0.1),
+            ..opts(tmp.path())
+        },
+    )
+    .unwrap();
+    assert_eq!(ds.zca.as_ref().map(|z| z.eps), Some(0.1));
+    for i in 0..3072 {
+        let mean = (0..10).map(|n| ds.train.images[n * 3072 + i] as f64).sum::<f64>() / 10.0;
+        assert!(mean.abs() < 1e-4, "whitened train mean at {i}: {mean}");
+    }
+    // Back to x / 255, up to f32 rounding through two 3072 x 3072 products (well under the
+    // 1/255 between two pixel values).
+    let close = |a: f32, b: f32, what: &str| assert!((a - b).abs() < 2e-4, "{what}: {a} != {b}");
+    let train = ds.denormalise(&ds.train.images);
+    let test = ds.denormalise(&ds.test.images);
+    for (i, k) in [(0usize, 0usize), (3, 1023), (7, 2500), (9, 3071)] {
+        close(
+            train[i * 3072 + k],
+            cifar_pixel(i, k) as f32 / 255.0,
+            "unwhitened train pixel",
+        );
+    }
+    close(
+        test[3072 + 5],
+        cifar_pixel(101, 5) as f32 / 255.0,
+        "unwhitened test pixel",
     );
 }
 

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::locate::{corrupt, find_dir_with, read_file, Found};
-use super::normalise::tables;
+use super::normalise::{tables, Normalisation};
 use super::{Dataset, DatasetKind, ImageSet};
 use crate::{Error, Result};
 
@@ -109,8 +109,8 @@ fn parse_records(
     Ok(())
 }
 
-fn load_split(kind: DatasetKind, paths: &[PathBuf]) -> Result<ImageSet> {
-    let tables = tables(kind.mean(), kind.std());
+fn load_split(kind: DatasetKind, paths: &[PathBuf], norm: &Normalisation) -> Result<ImageSet> {
+    let tables = tables(&norm.mean, &norm.std);
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for path in paths {
@@ -125,17 +125,18 @@ fn load_split(kind: DatasetKind, paths: &[PathBuf]) -> Result<ImageSet> {
 }
 
 /// Loads the dataset from the resolved paths (in [`files`] order: train files, test file).
-pub(crate) fn load(kind: DatasetKind, paths: &[PathBuf]) -> Result<Dataset> {
+pub(crate) fn load(kind: DatasetKind, paths: &[PathBuf], norm: &Normalisation) -> Result<Dataset> {
     let Some((test, train)) = paths.split_last() else {
         return Err(Error::Other("internal: no CIFAR paths".to_string()));
     };
     Ok(Dataset {
         name: kind.name().to_string(),
-        train: load_split(kind, train)?,
-        test: load_split(kind, std::slice::from_ref(test))?,
+        train: load_split(kind, train, norm)?,
+        test: load_split(kind, std::slice::from_ref(test), norm)?,
         classes: kind.classes(),
         class_names: kind.class_names(),
-        mean: kind.mean().to_vec(),
-        std: kind.std().to_vec(),
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+        zca: None,
     })
 }

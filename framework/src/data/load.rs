@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::locate::{missing_error, Found};
+use super::normalise::Normalisation;
+use super::zca::{check_eps, Zca};
 use super::{cifar, download, mnist, shapes, svhn, Dataset, DatasetKind};
 use crate::Result;
 
@@ -11,7 +13,7 @@ use crate::Result;
 pub const DEFAULT_DATA_DIR: &str = "data";
 
 /// How to load a dataset.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LoadOptions {
     /// Folder holding (or receiving) the files; [`DEFAULT_DATA_DIR`] when `None`.
     pub data_dir: Option<PathBuf>,
@@ -19,6 +21,10 @@ pub struct LoadOptions {
     pub download: bool,
     /// Seed of the procedural `shapes` set (ignored by the file datasets).
     pub seed: u64,
+    /// ZCA-whiten train and test with this `eps` (fitted on the train set) instead of the
+    /// per-channel normalisation: MTT's `--zca` (mtt-distillation `utils.py:137-165`, eps
+    /// 0.1 = [`super::ZCA_EPS`]). `None`: `(x / 255 - mean) / std` per channel.
+    pub zca: Option<f64>,
 }
 
 /// The canonical dataset names, the default (`shapes`) first.
@@ -31,10 +37,29 @@ pub fn dataset_names() -> Vec<&'static str> {
 /// Errors: an unknown name is `Error::InvalidSetting` listing the valid names; files that are
 /// not found are `Error::DatasetMissing` listing every folder looked at and how to get them; a
 /// file that is truncated or malformed is `Error::DatasetCorrupt` naming it.
+///
+/// With `options.zca`, pixels are `x / 255` (for `shapes`, its values in [0, 1]) and both sets
+/// are whitened by a ZCA fitted on the train set; the dataset keeps the fit ([`Dataset::zca`])
+/// so that its images can be turned back into pictures.
 pub fn load(name: &str, options: &LoadOptions) -> Result<Dataset> {
     let kind = DatasetKind::from_name(name)?;
+    if let Some(eps) = options.zca {
+        check_eps(eps)?;
+    }
+    let norm = match options.zca {
+        Some(_) => Normalisation::unit(kind),
+        None => Normalisation::of(kind),
+    };
+    let mut ds = load_normalised(kind, options, &norm)?;
+    if let Some(eps) = options.zca {
+        ds.zca = Some(Zca::fit_and_whiten(&mut ds.train, &mut ds.test, eps)?);
+    }
+    Ok(ds)
+}
+
+fn load_normalised(kind: DatasetKind, options: &LoadOptions, norm: &Normalisation) -> Result<Dataset> {
     if kind == DatasetKind::Shapes {
-        return Ok(shapes::generate(options.seed));
+        return Ok(shapes::generate_normalised(options.seed, &norm.mean, &norm.std));
     }
     let data_dir = options
         .data_dir
@@ -49,10 +74,10 @@ pub fn load(name: &str, options: &LoadOptions) -> Result<Dataset> {
         Err(report) => return Err(missing_error(kind, &report, &hint(kind))),
     };
     match kind {
-        DatasetKind::Mnist | DatasetKind::FashionMnist => mnist::load(kind, &paths),
-        DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load(kind, &paths),
-        DatasetKind::Svhn => svhn::load(&paths),
-        DatasetKind::Shapes => Ok(shapes::generate(options.seed)),
+        DatasetKind::Mnist | DatasetKind::FashionMnist => mnist::load(kind, &paths, norm),
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load(kind, &paths, norm),
+        DatasetKind::Svhn => svhn::load(&paths, norm),
+        DatasetKind::Shapes => Ok(shapes::generate_normalised(options.seed, &norm.mean, &norm.std)),
     }
 }
 
@@ -62,8 +87,13 @@ pub fn load_announced(name: &str, options: &LoadOptions, quiet: bool) -> Result<
     let start = std::time::Instant::now();
     let ds = load(name, options)?;
     if !quiet {
+        let whitened = ds
+            .zca
+            .as_ref()
+            .map(|z| format!(", ZCA-whitened with eps {}", z.eps))
+            .unwrap_or_default();
         eprintln!(
-            "dataset {}: {} train / {} test images of {}, {} classes ({:.1} s)",
+            "dataset {}: {} train / {} test images of {}, {} classes{whitened} ({:.1} s)",
             ds.name,
             ds.train.len(),
             ds.test.len(),

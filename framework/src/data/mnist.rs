@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::locate::{corrupt, find_dir_with, Found};
-use super::normalise::image_set_from_bytes;
+use super::normalise::{image_set_from_bytes, Normalisation};
 use super::{idx, Dataset, DatasetKind, ImageSet};
 use crate::Result;
 
@@ -53,7 +53,7 @@ pub(crate) fn hint(kind: DatasetKind) -> String {
 }
 
 /// One split from its image and label files.
-fn load_split(kind: DatasetKind, images_path: &Path, labels_path: &Path) -> Result<ImageSet> {
+fn load_split(kind: DatasetKind, images_path: &Path, labels_path: &Path, norm: &Normalisation) -> Result<ImageSet> {
     let shape = kind.shape();
     let image_bytes = idx::read(images_path, idx::IMAGES_MAGIC, 3)?;
     let (count, pixels) = idx::parse_images(&image_bytes, images_path, shape.height, shape.width)?;
@@ -69,11 +69,11 @@ fn load_split(kind: DatasetKind, images_path: &Path, labels_path: &Path) -> Resu
             ),
         ));
     }
-    Ok(image_set_from_bytes(pixels, labels, shape, kind.mean(), kind.std()))
+    Ok(image_set_from_bytes(pixels, labels, shape, &norm.mean, &norm.std))
 }
 
 /// Loads the dataset from the four resolved paths (in [`FILES`] order).
-pub(crate) fn load(kind: DatasetKind, paths: &[PathBuf]) -> Result<Dataset> {
+pub(crate) fn load(kind: DatasetKind, paths: &[PathBuf], norm: &Normalisation) -> Result<Dataset> {
     let [train_x, train_y, test_x, test_y] = paths else {
         return Err(crate::Error::Other(format!(
             "internal: expected 4 IDX paths, got {}",
@@ -82,11 +82,12 @@ pub(crate) fn load(kind: DatasetKind, paths: &[PathBuf]) -> Result<Dataset> {
     };
     Ok(Dataset {
         name: kind.name().to_string(),
-        train: load_split(kind, train_x, train_y)?,
-        test: load_split(kind, test_x, test_y)?,
+        train: load_split(kind, train_x, train_y, norm)?,
+        test: load_split(kind, test_x, test_y, norm)?,
         classes: kind.classes(),
         class_names: kind.class_names(),
-        mean: kind.mean().to_vec(),
-        std: kind.std().to_vec(),
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+        zca: None,
     })
 }

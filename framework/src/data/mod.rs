@@ -2,7 +2,7 @@
 //! the embedded default set `shapes` (DESIGN.md "Datasets").
 //!
 //! Everything is normalised once at load time, per channel: `x_norm = (x / 255 - mean) / std`,
-//! and kept as contiguous NCHW `f32`.
+//! or ZCA-whitened when asked (MTT's `--zca`, [`Zca`]), and kept as contiguous NCHW `f32`.
 
 mod bounded;
 mod cifar;
@@ -18,8 +18,10 @@ mod mnist;
 mod normalise;
 pub mod shapes;
 mod svhn;
+mod zca;
 
 pub use dataset::Dataset;
 pub use image_set::ImageSet;
 pub use kind::DatasetKind;
 pub use load::{dataset_names, load, load_announced, LoadOptions, DEFAULT_DATA_DIR};
+pub use zca::{check_eps as check_zca_eps, deserialize_zca, Zca, ZCA_EPS};

@@ -4,8 +4,35 @@
 //! converting 50 000 CIFAR images costs one lookup per pixel, and every loader produces
 //! bit-identical values for the same byte.
 
-use super::ImageSet;
+use super::{DatasetKind, ImageSet};
 use crate::ImageShape;
+
+/// The per-channel `mean` and `std` a loader normalises with.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Normalisation {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Normalisation {
+    /// The dataset's own statistics (DESIGN.md "Datasets").
+    pub fn of(kind: DatasetKind) -> Self {
+        Self {
+            mean: kind.mean().to_vec(),
+            std: kind.std().to_vec(),
+        }
+    }
+
+    /// Plain `x / 255` (mean 0, std 1): what ZCA whitening starts from (torchvision's
+    /// `ToTensor` alone, mtt-distillation `utils.py:58-59`).
+    pub fn unit(kind: DatasetKind) -> Self {
+        let channels = kind.shape().channels;
+        Self {
+            mean: vec![0.0; channels],
+            std: vec![1.0; channels],
+        }
+    }
+}
 
 /// One lookup table per channel: `table[c][v] = (v / 255 - mean[c]) / std[c]`.
 pub(crate) fn tables(mean: &[f32], std: &[f32]) -> Vec<[f32; 256]> {

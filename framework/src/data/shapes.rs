@@ -56,12 +56,17 @@ const SUB: usize = 4;
 
 /// Generates the dataset for `seed`, normalised with [`MEAN`] and [`STD`].
 pub fn generate(seed: u64) -> Dataset {
+    generate_normalised(seed, &MEAN, &STD)
+}
+
+/// Generates the dataset for `seed`, normalised with `mean` and `std` (3 values each).
+pub(crate) fn generate_normalised(seed: u64, mean: &[f32], std: &[f32]) -> Dataset {
     let kind = DatasetKind::Shapes;
     let normalise = |(mut images, labels): (Vec<f32>, Vec<u32>)| {
         let plane = SIZE * SIZE;
         for (k, v) in images.iter_mut().enumerate() {
             let c = (k / plane) % 3;
-            *v = (*v - MEAN[c]) / STD[c];
+            *v = (*v - mean[c]) / std[c];
         }
         ImageSet {
             images,
@@ -75,8 +80,9 @@ pub fn generate(seed: u64) -> Dataset {
         test: normalise(raw_split(seed, true)),
         classes: CLASS_NAMES.len(),
         class_names: kind.class_names(),
-        mean: MEAN.to_vec(),
-        std: STD.to_vec(),
+        mean: mean.to_vec(),
+        std: std.to_vec(),
+        zca: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::locate::{corrupt, find_dir_with, Found};
 use super::mat::{read_mat, MatArray, MatData};
-use super::normalise::tables;
+use super::normalise::{tables, Normalisation};
 use super::{Dataset, DatasetKind, ImageSet};
 use crate::Result;
 
@@ -59,7 +59,7 @@ fn labels(y: &MatArray, path: &Path) -> Result<Vec<u32>> {
         .collect()
 }
 
-fn load_split(path: &Path) -> Result<ImageSet> {
+fn load_split(path: &Path, norm: &Normalisation) -> Result<ImageSet> {
     let kind = DatasetKind::Svhn;
     let shape = kind.shape();
     let mut arrays = read_mat(path, &["X", "y"])?;
@@ -83,7 +83,7 @@ fn load_split(path: &Path) -> Result<ImageSet> {
         ));
     }
     let (h, w, c) = (shape.height, shape.width, shape.channels);
-    let tables = tables(kind.mean(), kind.std());
+    let tables = tables(&norm.mean, &norm.std);
     // Column-major X(row, col, ch, n) sits at row + h*col + h*w*ch + h*w*c*n; NCHW wants
     // n*c*h*w + ch*h*w + row*w + col. Each (n, ch) plane is a transpose.
     let mut images = vec![0.0f32; n * shape.numel()];
@@ -111,7 +111,7 @@ fn load_split(path: &Path) -> Result<ImageSet> {
 }
 
 /// Loads the dataset from the resolved paths (train, test).
-pub(crate) fn load(paths: &[PathBuf]) -> Result<Dataset> {
+pub(crate) fn load(paths: &[PathBuf], norm: &Normalisation) -> Result<Dataset> {
     let [train, test] = paths else {
         return Err(crate::Error::Other(format!(
             "internal: expected 2 SVHN paths, got {}",
@@ -121,11 +121,12 @@ pub(crate) fn load(paths: &[PathBuf]) -> Result<Dataset> {
     let kind = DatasetKind::Svhn;
     Ok(Dataset {
         name: kind.name().to_string(),
-        train: load_split(train)?,
-        test: load_split(test)?,
+        train: load_split(train, norm)?,
+        test: load_split(test, norm)?,
         classes: kind.classes(),
         class_names: kind.class_names(),
-        mean: kind.mean().to_vec(),
-        std: kind.std().to_vec(),
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+        zca: None,
     })
 }

@@ -292,11 +292,7 @@ pub fn condense(
             && (done.is_multiple_of(control.log_images_every) || done == settings.iterations)
         {
             let s = &synthetic;
-            logger.image(
-                "synthetic",
-                it,
-                &image_grid(&s.images_detached(), &s.mean, &s.std, s.ipc)?,
-            );
+            logger.image("synthetic", it, &image_grid(&s.images_detached(), dataset, s.ipc)?);
         }
         if let Some(hook) = after_iteration.as_mut() {
             hook(done, &synthetic, &mut *logger)?;

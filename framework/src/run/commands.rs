@@ -61,6 +61,7 @@ fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
             data_dir: config.data_dir.clone(),
             download: config.download,
             seed: config.seed,
+            zca: config.zca,
         },
         quiet,
     )
@@ -209,13 +210,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
     outcome.synthetic.metadata = set_metadata(&run, &outcome.synthetic)?;
     let syn = &outcome.synthetic;
     syn.save(&run.out.join("synthetic.safetensors"))?;
-    save_grid_png(
-        &run.out.join("synthetic.png"),
-        &syn.images_detached(),
-        &syn.mean,
-        &syn.std,
-        syn.ipc,
-    )?;
+    save_grid_png(&run.out.join("synthetic.png"), &syn.images_detached(), &ds, syn.ipc)?;
     let reports = &outcome.reports;
     let summary = CondensationSummary {
         matcher: run.config.matcher.name.clone(),

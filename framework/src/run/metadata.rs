@@ -2,7 +2,8 @@
 //! string, readable with PyTorch's `safetensors.safe_open(...).metadata()`), and how
 //! `cafe-lab evaluate` turns it back into the run's settings.
 //!
-//! Flat keys say the essentials at a glance (dataset, ipc, matcher, scheduler, augmenter and
+//! Flat keys say the essentials at a glance (dataset and its preprocessing: `normalise` per
+//! channel or `zca(eps=E)`, whose whitened space the pixels live in; ipc, matcher, scheduler, augmenter and
 //! its strategy, the evaluation recipe, the cafe-lab version); `config` holds the whole
 //! resolved configuration as JSON, from which `evaluate --synthetic FILE` re-evaluates exactly
 //! as the run did.
@@ -48,6 +49,11 @@ pub fn set_metadata(run: &ResolvedRun, syn: &SyntheticSet) -> Result<BTreeMap<St
         ("cafe_lab_version", env!("CARGO_PKG_VERSION").to_string()),
         ("protocol", c.protocol.clone().unwrap_or_else(|| "none".into())),
         ("dataset", c.dataset.clone()),
+        (
+            "preprocess",
+            c.zca
+                .map_or_else(|| "normalise".to_string(), |eps| format!("zca(eps={eps})")),
+        ),
         ("ipc", run.settings.ipc.to_string()),
         ("matcher", c.matcher.name.clone()),
         ("scheduler", c.scheduler.name.clone()),

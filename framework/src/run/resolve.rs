@@ -94,6 +94,9 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
     settings.validate()?;
     validate_eval(config)?;
     check_dataset_name(&config.dataset)?;
+    if let Some(eps) = config.zca {
+        crate::data::check_zca_eps(eps)?;
+    }
     let device = parse_device(&config.device)?;
     let out = config.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(

@@ -42,6 +42,7 @@ pub fn run_experts(config: &ExpertsConfig, quiet: bool) -> Result<ExpertsSummary
             data_dir: config.data_dir.clone(),
             download: config.download,
             seed: config.seed,
+            zca: config.zca,
         },
         quiet,
     )?;
@@ -60,6 +61,7 @@ pub fn run_experts(config: &ExpertsConfig, quiet: bool) -> Result<ExpertsSummary
     let probe = arch.build(ds.shape(), ds.classes, DType::F32, &device, &mut rng_from_seed(0))?;
     let key = TrajectoryKey {
         dataset: ds.name.clone(),
+        zca: config.zca,
         image_shape: ds.shape(),
         classes: ds.classes,
         arch: arch_choice.name.clone(),

@@ -20,6 +20,13 @@ pub struct ExpertsConfig {
     pub dataset: String,
     pub data_dir: Option<PathBuf>,
     pub download: bool,
+    /// ZCA whitening with this `eps` (`buffer.py --zca`, line 127; `utils.py:137-165` fits it
+    /// with eps 0.1). The reference's CIFAR experts use it; without it they are its
+    /// `_NO_ZCA` experts (`buffer.py:27-28`). Part of the trajectory key: a store trained one
+    /// way refuses runs of the other.
+    /// `true` means eps 0.1, `false` none (see [`crate::data::deserialize_zca`]).
+    #[serde(deserialize_with = "crate::data::deserialize_zca")]
+    pub zca: Option<f64>,
     /// `cpu` or `cuda[:N]`.
     pub device: String,
     /// The expert network: `ConvNet` (`buffer.py` line 114), i.e. DC's default ConvNet.
@@ -61,6 +68,7 @@ impl Default for ExpertsConfig {
             dataset: "shapes".into(),
             data_dir: None,
             download: false,
+            zca: None,
             device: "cpu".into(),
             arch: PluginChoice::named("convnet"),
             augment: PluginChoice::named("dsa"),
@@ -140,6 +148,9 @@ impl ExpertsConfig {
         }
         if self.batch_train == 0 {
             return Err(Error::invalid("batch_train", 0, "a batch holds at least one image"));
+        }
+        if let Some(eps) = self.zca {
+            crate::data::check_zca_eps(eps)?;
         }
         if self.test_limit == Some(0) {
             return Err(Error::invalid("test_limit", 0, "test on at least one image"));

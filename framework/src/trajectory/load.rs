@@ -56,6 +56,7 @@ pub fn run_key(ctx: &PrepareContext) -> Result<TrajectoryKey> {
     )?;
     Ok(TrajectoryKey {
         dataset: ds.name.clone(),
+        zca: ds.zca.as_ref().map(|z| z.eps),
         image_shape: ds.train.shape,
         classes: ds.classes,
         arch: ctx.arch_name.to_string(),

@@ -41,6 +41,10 @@ fn tensor_name(epoch: usize, param: usize) -> String {
 pub struct ExpertRecord {
     pub expert: usize,
     pub dataset: String,
+    /// The `eps` of the ZCA whitening the expert trained under (None: per-channel
+    /// normalisation; also what files written before whitening existed say).
+    #[serde(default)]
+    pub zca: Option<f64>,
     pub image_shape: ImageShape,
     pub classes: usize,
     /// Registered architecture name and its fully resolved config.
@@ -64,6 +68,9 @@ pub struct ExpertRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrajectoryKey {
     pub dataset: String,
+    /// ZCA whitening's `eps`, None without whitening: a network trained on whitened images
+    /// follows another trajectory.
+    pub zca: Option<f64>,
     pub image_shape: ImageShape,
     pub classes: usize,
     pub arch: String,
@@ -122,6 +129,7 @@ impl ExpertRecord {
     pub fn key(&self) -> TrajectoryKey {
         TrajectoryKey {
             dataset: self.dataset.clone(),
+            zca: self.zca,
             image_shape: self.image_shape,
             classes: self.classes,
             arch: self.arch.clone(),
@@ -137,6 +145,15 @@ impl ExpertRecord {
         let mut differences = Vec::new();
         if have.dataset != want.dataset {
             differences.push(format!("dataset {} (wanted {})", have.dataset, want.dataset));
+        }
+        if have.zca != want.zca {
+            let describe = |zca: Option<f64>| {
+                zca.map_or_else(
+                    || "per-channel normalisation".to_string(),
+                    |eps| format!("ZCA whitening (eps {eps})"),
+                )
+            };
+            differences.push(format!("{} (wanted {})", describe(have.zca), describe(want.zca)));
         }
         if have.image_shape != want.image_shape || have.classes != want.classes {
             differences.push(format!(
@@ -163,10 +180,11 @@ impl ExpertRecord {
             "expert trajectory",
             path.display(),
             format!(
-                "it does not fit this run: {}; train experts for it with `cafe-lab experts --dataset {} --arch {}` \
+                "it does not fit this run: {}; train experts for it with `cafe-lab experts --dataset {}{} --arch {}` \
                  (and the same --set arch.KEY=VALUE settings)",
                 differences.join("; "),
                 want.dataset,
+                want.zca.map(|eps| format!(" --zca {eps}")).unwrap_or_default(),
                 want.arch
             ),
         ))

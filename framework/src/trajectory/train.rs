@@ -114,6 +114,7 @@ impl ExpertTrainer<'_> {
         let record = ExpertRecord {
             expert: index,
             dataset: key.dataset.clone(),
+            zca: key.zca,
             image_shape: key.image_shape,
             classes: key.classes,
             arch: key.arch.clone(),
