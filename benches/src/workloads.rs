@@ -15,6 +15,7 @@
 //! | `cafe_ipc10` | one CAFE iteration with `fixed` (not CAFE's `dynamic`, so the work is fixed): ipc 10 = 10 outer steps and 9 x 50 = 450 inner epochs; 256 real per class |
 //! | `cafe_step_ipc10` | one CAFE matching step alone (`fixed` with `outer_loop = 1`): the matcher without the inner training |
 //! | `eval_epoch` | one evaluation epoch: a fresh ConvNet, SGD (lr 0.01, momentum 0.9, wd 5e-4), 500 images (ipc 50) in batches of 256, no augmentation, then its accuracy on 10 test images |
+//! | `expert_epoch` | one epoch of an expert trajectory (`cafe-lab experts`, MTT's buffer.py): a fresh ConvNet, plain SGD (lr 0.01, no momentum or weight decay), 60 000 images in shuffled batches of 256, no augmentation, then a copy of the parameters (the trajectory's next point) |
 
 use std::fmt;
 
@@ -26,7 +27,7 @@ use cafe_framework::logging::MetricLogger;
 use cafe_framework::registry::find;
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::run::resolve;
-use cafe_framework::train::cross_entropy;
+use cafe_framework::train::{cross_entropy, train_epoch, Sgd};
 use cafe_framework::{Architecture, Augmenter, Error, Mode, Network, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::{json, Value};
@@ -40,6 +41,12 @@ pub const BATCH_REAL: usize = 256;
 pub const EVAL_IPC: usize = 50;
 /// Test images per class after the evaluation epoch (kept tiny: the epoch is what is timed).
 pub const EVAL_TEST_PER_CLASS: usize = 1;
+/// Training images per class of the expert epoch: Fashion-MNIST's 60 000 in all.
+pub const EXPERT_TRAIN_PER_CLASS: usize = 6000;
+/// The expert's SGD (mtt-distillation `buffer.py:117` `--lr_teacher 0.01`, `:129` `--mom 0`,
+/// `:130` `--l2 0`) and batch (`:118` `--batch_train 256`).
+pub const EXPERT_LR: f64 = 0.01;
+pub const EXPERT_BATCH: usize = 256;
 
 /// One timed unit of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,16 +57,18 @@ pub enum Workload {
     CafeIpc10,
     CafeStepIpc10,
     EvalEpoch,
+    ExpertEpoch,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::ConvnetFwdBwd,
         Workload::GradientIpc1,
         Workload::DistributionIpc10,
         Workload::CafeIpc10,
         Workload::CafeStepIpc10,
         Workload::EvalEpoch,
+        Workload::ExpertEpoch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +79,7 @@ impl Workload {
             Workload::CafeIpc10 => "cafe_ipc10",
             Workload::CafeStepIpc10 => "cafe_step_ipc10",
             Workload::EvalEpoch => "eval_epoch",
+            Workload::ExpertEpoch => "expert_epoch",
         }
     }
 
@@ -89,6 +99,7 @@ impl Workload {
             Workload::CafeIpc10 => "one CAFE iteration: cafe + fixed, ipc 10 (10 outer, 450 inner epochs)",
             Workload::CafeStepIpc10 => "one CAFE matching step: cafe + fixed(outer_loop=1), ipc 10",
             Workload::EvalEpoch => "one evaluation epoch of a fresh ConvNet on 500 images (ipc 50), no augmentation",
+            Workload::ExpertEpoch => "one expert epoch: a fresh ConvNet, plain SGD, 60 000 images in batches of 256",
         }
     }
 
@@ -99,7 +110,7 @@ impl Workload {
             Workload::DistributionIpc10 => Some(("distribution", "none", json!({}), 10)),
             Workload::CafeIpc10 => Some(("cafe", "fixed", json!({}), 10)),
             Workload::CafeStepIpc10 => Some(("cafe", "fixed", json!({ "outer_loop": 1 }), 10)),
-            Workload::ConvnetFwdBwd | Workload::EvalEpoch => None,
+            Workload::ConvnetFwdBwd | Workload::EvalEpoch | Workload::ExpertEpoch => None,
         }
     }
 
@@ -113,6 +124,7 @@ impl Workload {
                 prepare_condensation(matcher, scheduler, scheduler_config, ipc)?
             }
             None if self == Workload::ConvnetFwdBwd => prepare_convnet()?,
+            None if self == Workload::ExpertEpoch => prepare_expert()?,
             None => prepare_eval()?,
         };
         Ok(Prepared { workload: self, kind })
@@ -160,6 +172,11 @@ enum Kind {
         augmenter: Box<dyn Augmenter>,
         // Boxed: the evaluation settings are the largest field of any variant.
         config: Box<EvalConfig>,
+        images: Tensor,
+        labels: Tensor,
+    },
+    Expert {
+        arch: Box<dyn Architecture>,
         images: Tensor,
         labels: Tensor,
     },
@@ -228,6 +245,17 @@ fn prepare_eval() -> Result<Kind> {
             ..EvalConfig::default()
         }),
         dataset,
+        images,
+        labels,
+    })
+}
+
+fn prepare_expert() -> Result<Kind> {
+    let set = random_image_set(EXPERT_TRAIN_PER_CLASS, 4);
+    let idx: Vec<usize> = (0..set.len()).collect();
+    let (images, labels) = set.to_tensor(&idx, &Device::Cpu)?;
+    Ok(Kind::Expert {
+        arch: find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?,
         images,
         labels,
     })
@@ -310,6 +338,31 @@ impl Prepared {
                     outer_steps: 0,
                     inner_epochs: ev.epochs,
                     loss: f64::NAN,
+                })
+            }
+            Kind::Expert { arch, images, labels } => {
+                // As `ExpertTrainer::train_expert` does for each epoch (trajectory/train.rs).
+                let net = arch.build(INPUT, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
+                let mut opt = Sgd::new(net.parameters(), EXPERT_LR, 0.0, 0.0);
+                let loss = train_epoch(
+                    net.as_ref(),
+                    &mut opt,
+                    images,
+                    labels,
+                    EXPERT_BATCH,
+                    None,
+                    &mut rng_from_seed(1),
+                )?;
+                let snapshot: Vec<Tensor> = net
+                    .parameters()
+                    .iter()
+                    .map(|p| p.as_tensor().copy())
+                    .collect::<candle_core::Result<_>>()?;
+                std::hint::black_box(snapshot);
+                Ok(RunSummary {
+                    outer_steps: 0,
+                    inner_epochs: 1,
+                    loss,
                 })
             }
         }

@@ -29,9 +29,17 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "torch_workloads.py")
-DEFAULT_WORKLOADS = ["convnet_fwd_bwd", "gradient_ipc1", "distribution_ipc10", "cafe_ipc10", "eval_epoch"]
-LONG_WORKLOADS = {"cafe_ipc10"}
-ALL_WORKLOADS = ["convnet_fwd_bwd", "gradient_ipc1", "distribution_ipc10", "cafe_ipc10", "cafe_step_ipc10", "eval_epoch"]
+DEFAULT_WORKLOADS = ["convnet_fwd_bwd", "gradient_ipc1", "distribution_ipc10", "cafe_ipc10", "eval_epoch", "expert_epoch"]
+LONG_WORKLOADS = {"cafe_ipc10", "expert_epoch"}
+ALL_WORKLOADS = [
+    "convnet_fwd_bwd",
+    "gradient_ipc1",
+    "distribution_ipc10",
+    "cafe_ipc10",
+    "cafe_step_ipc10",
+    "eval_epoch",
+    "expert_epoch",
+]
 
 
 def check_torch(python):

@@ -53,6 +53,8 @@ BATCH_REAL = 256
 CONVNET_BATCH = 256
 EVAL_IPC = 50
 EVAL_TEST_PER_CLASS = 1
+EXPERT_TRAIN_PER_CLASS = 6000  # Fashion-MNIST's 60 000 training images
+EXPERT_LR = 0.01  # mtt-distillation buffer.py:117 --lr_teacher; :129 --mom 0; :130 --l2 0
 LR_NET = 0.01
 BATCH_TRAIN = 256
 
@@ -63,7 +65,7 @@ CONDENSATION = {
     "cafe_ipc10": ("cafe", 10, 10, 50, 0.1, "real"),
     "cafe_step_ipc10": ("cafe", 10, 1, 50, 0.1, "real"),
 }
-WORKLOADS = ["convnet_fwd_bwd", *CONDENSATION, "eval_epoch"]
+WORKLOADS = ["convnet_fwd_bwd", *CONDENSATION, "eval_epoch", "expert_epoch"]
 
 
 class ConvNet(nn.Module):
@@ -278,6 +280,25 @@ class EvalEpoch:
         return {"outer_steps": 0, "inner_epochs": 1, "loss": None, "accuracy": correct / len(self.test_x)}
 
 
+class ExpertEpoch:
+    """One epoch of an expert trajectory (cafe_framework::trajectory::train, MTT's buffer.py):
+    a fresh ConvNet, plain SGD, 60 000 images in shuffled batches of 256, no augmentation,
+    then a copy of the parameters."""
+
+    def __init__(self):
+        self.x, self.y = random_images(EXPERT_TRAIN_PER_CLASS, 4)
+
+    def run(self):
+        torch.manual_seed(0)
+        net = ConvNet()
+        opt = torch.optim.SGD(net.parameters(), lr=EXPERT_LR, momentum=0, weight_decay=0)
+        net.train()
+        loss = train_epoch(net, opt, self.x, self.y, BATCH_TRAIN)
+        snapshot = [p.detach().clone() for p in net.parameters()]
+        assert len(snapshot) == len(list(net.parameters()))
+        return {"outer_steps": 0, "inner_epochs": 1, "loss": loss}
+
+
 def prepare(name):
     if name == "convnet_fwd_bwd":
         return ConvnetFwdBwd()
@@ -285,6 +306,8 @@ def prepare(name):
         return Condensation(name)
     if name == "eval_epoch":
         return EvalEpoch()
+    if name == "expert_epoch":
+        return ExpertEpoch()
     raise SystemExit(f"unknown workload {name!r}; valid names: {', '.join(WORKLOADS)}")
 
 
