@@ -81,6 +81,21 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
+/// `cafe-lab evaluate --synthetic set_file --out out -q` with no other flag; returns the
+/// `evaluations` of its results.json, for comparing with the run that made the set.
+pub fn reevaluate(set_file: &Path, out: &Path) -> serde_json::Value {
+    cafe_lab_result(&[
+        "evaluate",
+        "--synthetic",
+        set_file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ])
+    .unwrap_or_else(|e| panic!("re-evaluating {}: {e}", set_file.display()));
+    read_json(&out.join("results.json"))["evaluations"].clone()
+}
+
 /// Where the Debian package `dataset-fashion-mnist` puts the files, when installed.
 pub fn debian_fashion_mnist() -> Option<PathBuf> {
     let p = PathBuf::from("/usr/share/datasets/fashion-mnist");

@@ -12,7 +12,7 @@ use cafe_framework::config::ConfigBuilder;
 use cafe_framework::run::{resume_condense, run_condense, RunOptions};
 use cafe_framework::synthetic::{SyntheticSet, LEARNED_LABELS, LEARNED_LR};
 use cafe_framework::Error;
-use cafe_tests::{cafe_lab_result, read_json, tiny_expert_store, TINY_MTT};
+use cafe_tests::{read_json, reevaluate, tiny_expert_store, TINY_MTT};
 use candle_core::Device;
 
 /// [`TINY_MTT`] with one evaluation network and a checkpoint every 2 iterations.
@@ -68,18 +68,8 @@ fn mtt_learns_a_step_size_and_soft_labels_that_evaluation_uses() {
     assert_eq!((random.lr, random.soft_labels), (Some(0.01), false));
 
     // The file alone re-evaluates exactly as the run did.
-    let again = dir.path().join("again");
-    cafe_lab_result(&[
-        "evaluate",
-        "--synthetic",
-        set_file.to_str().unwrap(),
-        "--out",
-        again.to_str().unwrap(),
-        "-q",
-    ])
-    .unwrap();
     assert_eq!(
-        read_json(&again.join("results.json"))["evaluations"],
+        reevaluate(&set_file, &dir.path().join("again")),
         read_json(&run.join("results.json"))["evaluations"]
     );
 }

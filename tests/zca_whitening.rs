@@ -9,7 +9,7 @@ use cafe_framework::config::ConfigBuilder;
 use cafe_framework::run::{run_condense, RunOptions};
 use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::trajectory::{expert_file, run_experts, ExpertRecord, ExpertsConfig};
-use cafe_tests::{cafe_lab_result, read_json, tiny_expert_store, TINY_MTT};
+use cafe_tests::{cafe_lab_result, read_json, reevaluate, tiny_expert_store, TINY_MTT};
 
 #[test]
 fn a_whitened_run_carries_its_whitening_to_evaluation() {
@@ -44,18 +44,10 @@ fn a_whitened_run_carries_its_whitening_to_evaluation() {
     assert!(run.join("synthetic.png").exists());
 
     // The file alone: whitened again, the same accuracies.
-    let again = dir.path().join("again");
-    cafe_lab_result(&[
-        "evaluate",
-        "--synthetic",
-        set_file.to_str().unwrap(),
-        "--out",
-        again.to_str().unwrap(),
-        "-q",
-    ])
-    .unwrap();
-    let evaluations = |p: &Path| read_json(&p.join("results.json"))["evaluations"].clone();
-    assert_eq!(evaluations(&again), evaluations(&run));
+    assert_eq!(
+        reevaluate(&set_file, &dir.path().join("again")),
+        read_json(&run.join("results.json"))["evaluations"]
+    );
 
     // The same run without whitening is another run: its real-initialised set differs.
     let plain = dir.path().join("plain");
