@@ -75,6 +75,43 @@ fn kornias_worked_example() {
 }
 
 #[test]
+fn matches_kornia_on_a_correlated_dataset() {
+    // 200 images of 3x4x4: x[n, f] = frac(sin(12.9898 n + 78.233 f) * 43758.5453), then
+    // y[n, f] = x[n, f] + 0.5 x[n, f - 1]. The expected values are what kornia 0.9.0's
+    // `ZCAWhitening(eps=0.1, compute_inv=True)` (the reference's call, mtt-distillation
+    // utils.py:147) gives on the same numbers, in float32 on CPU with PyTorch 2
+    // (scripts/reference/kornia_zca.py prints them).
+    let (n, d) = (200, 48);
+    let frac = |v: f64| v - v.floor();
+    let x: Vec<f64> = (0..n * d)
+        .map(|k| frac(((k / d) as f64 * 12.9898 + (k % d) as f64 * 78.233).sin() * 43758.5453))
+        .collect();
+    let y: Vec<f32> = (0..n * d)
+        .map(|k| (x[k] + if k % d > 0 { 0.5 * x[k - 1] } else { 0.0 }) as f32)
+        .collect();
+    let mut images = set(y, ImageShape::new(3, 4, 4));
+    let kornia = [
+        (0, 0, 0.0, -1.067631721496582),
+        (0, 47, 0.7906931042671204, -0.015462863259017467),
+        (17, 5, 0.6995444297790527, -0.055722448974847794),
+        (123, 30, 0.941794216632843, 0.44040635228157043),
+        (199, 46, 1.2807109355926514, 1.0185798406600952),
+    ];
+    for &(i, f, input, _) in &kornia {
+        assert!(
+            (images.images[i * d + f] as f64 - input).abs() < 1e-6,
+            "input ({i}, {f})"
+        );
+    }
+    let zca = Zca::fit(&images, 0.1).unwrap();
+    zca.whiten(&mut images.images);
+    for (i, f, _, want) in kornia {
+        let got = images.images[i * d + f] as f64;
+        assert!((got - want).abs() < 1e-4, "({i}, {f}): {got} vs kornia {want}");
+    }
+}
+
+#[test]
 fn whitened_images_have_zero_mean_and_identity_covariance() {
     let mut x = correlated(2000, 1);
     let zca = Zca::fit(&x, 1e-9).unwrap();
