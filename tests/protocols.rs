@@ -10,7 +10,7 @@ use cafe_framework::config::RunConfig;
 use cafe_framework::protocol::{protocols, ProtocolSource};
 use cafe_framework::run::{eval_mode_archs, eval_recipes, evaluation_base, resolve};
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_tests::{cafe_lab_result, read_json};
+use cafe_tests::{cafe_lab_result, read_json, reevaluate};
 use candle_core::Device;
 use clap::Parser;
 
@@ -306,22 +306,12 @@ fn a_synthetic_set_carries_its_protocol_and_reevaluates_exactly_as_its_run_did()
 
     // No flag at all: the same dataset, evaluation and seeds, so the same accuracies.
     let again = dir.path().join("again");
-    cafe_lab_result(&[
-        "evaluate",
-        "--synthetic",
-        set.to_str().unwrap(),
-        "--out",
-        again.to_str().unwrap(),
-        "-q",
-    ])
-    .unwrap();
-    let first = read_json(&run.join("results.json"));
-    let second = read_json(&again.join("results.json"));
     assert_eq!(
-        second["evaluations"], first["evaluations"],
+        reevaluate(&set, &again),
+        read_json(&run.join("results.json"))["evaluations"],
         "re-evaluation must reproduce the run"
     );
-    assert_eq!(second["dataset"], "shapes");
+    assert_eq!(read_json(&again.join("results.json"))["dataset"], "shapes");
 
     // Flags still override the saved recipe.
     let other = dir.path().join("other");
