@@ -328,7 +328,9 @@ impl Prepared {
                     config,
                     augmenter: augmenter.as_ref(),
                     augment_name: "none",
-                    epochs: 1,
+                    // The reference's E: `evaluate_set` trains E + 1 epochs (DC's `range(Epoch
+                    // + 1)`), so E = 0 is the one epoch the PyTorch twin times.
+                    epochs: 0,
                     device: &Device::Cpu,
                     seed: 0,
                     on_network: None,

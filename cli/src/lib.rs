@@ -68,6 +68,8 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
 
 /// Runs a parsed command line.
 pub fn execute(cli: Cli) -> Result<()> {
+    // A typo in CAFE_CONV stops here, before any work, with the valid values.
+    cafe_framework::nn::conv_algorithm::from_env()?;
     match cli.command.unwrap_or(Command::Condense(cli.condense)) {
         Command::Condense(a) => {
             let opts = RunOptions {

@@ -154,6 +154,25 @@ fn bad_plugin_settings_are_refused_naming_the_allowed_values() {
 }
 
 #[test]
+fn a_typo_in_cafe_conv_is_refused_naming_the_algorithms() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cafe_lab()
+        .env("CAFE_CONV", "winogrd")
+        .args(TINY)
+        .args(["--iterations", "1", "--out"])
+        .arg(dir.path().join("a"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "CAFE_CONV=winogrd was accepted");
+    assert!(
+        err.contains("CAFE_CONV") && err.contains("auto, winograd, im2col"),
+        "{err}"
+    );
+    assert!(!dir.path().join("a").join("synthetic.safetensors").exists());
+}
+
+#[test]
 fn a_batch_real_above_the_class_size_is_clamped_with_a_note_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

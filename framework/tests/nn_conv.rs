@@ -1,11 +1,23 @@
 //! The fast convolution against candle's `conv2d` (forward and autograd) and against central
-//! finite differences in f64, to first and second order.
+//! finite differences in f64, to first and second order, by both of its algorithms (Winograd
+//! F(2x2, 3x3) and im2col), and the two algorithms against each other at the sizes networks use.
 
-use cafe_framework::nn::conv2d;
+use cafe_framework::nn::{conv2d, with_conv_algorithm, ConvAlgorithm};
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::{Result, Rng};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng as _;
+
+/// Runs `test` once with every 3x3 stride-1 convolution forced through Winograd (whatever its
+/// channels) and once through im2col: the small shapes of these tests would otherwise never
+/// take the Winograd path.
+fn both_algorithms(test: fn() -> Result<()>) -> Result<()> {
+    for algorithm in [ConvAlgorithm::Winograd, ConvAlgorithm::Im2col] {
+        with_conv_algorithm(algorithm, test)
+            .map_err(|e| cafe_framework::Error::Other(format!("with {algorithm:?}: {e}")))?;
+    }
+    Ok(())
+}
 
 fn randn(shape: &[usize], dtype: DType, rng: &mut Rng) -> Result<Tensor> {
     let n = shape.iter().product();
@@ -45,6 +57,10 @@ fn cases() -> Vec<(usize, usize, usize)> {
 
 #[test]
 fn forward_matches_candle() -> Result<()> {
+    both_algorithms(forward_matches_candle_by)
+}
+
+fn forward_matches_candle_by() -> Result<()> {
     let mut rng = rng_from_seed(1);
     for (dtype, tol) in [(DType::F32, 1e-4), (DType::F64, 1e-11)] {
         // Batches of 2 and 5 exercise both parallel paths (inside gemm / by image).
@@ -81,6 +97,10 @@ fn forward_of_non_contiguous_input() -> Result<()> {
 /// covers 5x6.
 #[test]
 fn first_order_gradients_match_candle_autograd() -> Result<()> {
+    both_algorithms(first_order_gradients_match_candle_autograd_by)
+}
+
+fn first_order_gradients_match_candle_autograd_by() -> Result<()> {
     let mut rng = rng_from_seed(3);
     for (dtype, tol) in [(DType::F32, 1e-4), (DType::F64, 1e-11)] {
         for (stride, padding, k) in cases() {
@@ -132,6 +152,10 @@ fn assert_close(auto: &[f64], fd: &[f64], rel: f64, what: &str) {
 
 #[test]
 fn first_order_gradients_match_finite_differences() -> Result<()> {
+    both_algorithms(first_order_gradients_match_finite_differences_by)
+}
+
+fn first_order_gradients_match_finite_differences_by() -> Result<()> {
     let mut rng = rng_from_seed(4);
     for (stride, padding, k) in cases() {
         let x = randn(&[2, 2, 5, 6], DType::F64, &mut rng)?;
@@ -157,6 +181,10 @@ fn first_order_gradients_match_finite_differences() -> Result<()> {
 /// backward of all three ops of the family; dS/dx must match finite differences of S.
 #[test]
 fn second_order_gradient_matches_finite_differences() -> Result<()> {
+    both_algorithms(second_order_gradient_matches_finite_differences_by)
+}
+
+fn second_order_gradient_matches_finite_differences_by() -> Result<()> {
     // Read by candle once per thread at its first backward: set before any backward here.
     std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
     let mut rng = rng_from_seed(5);
@@ -224,4 +252,120 @@ fn bad_shapes_are_errors_not_panics() -> Result<()> {
     let empty = Tensor::zeros((0, 3, 4, 4), DType::F32, &Device::Cpu)?;
     assert_eq!(conv2d(&empty, &w(3, 3)?, 1, 1)?.dims(), &[0, 2, 4, 4]);
     Ok(())
+}
+
+/// Output, input gradient and weight gradient of `conv2d(x, w, 1, padding) * r` under one
+/// algorithm, as flat f64 vectors.
+fn conv_and_grads(
+    algorithm: ConvAlgorithm,
+    x: &Tensor,
+    w: &Tensor,
+    r: &Tensor,
+    padding: usize,
+) -> Result<[Vec<f64>; 3]> {
+    with_conv_algorithm(algorithm, || {
+        let (xv, wv) = (Var::from_tensor(x)?, Var::from_tensor(w)?);
+        let y = conv2d(&xv, &wv, 1, padding)?;
+        let g = (&y * r)?.sum_all()?.backward()?;
+        let flat = |t: &Tensor| -> Result<Vec<f64>> { Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?) };
+        Ok([
+            flat(&y)?,
+            flat(g.get(&xv).expect("dx"))?,
+            flat(g.get(&wv).expect("dw"))?,
+        ])
+    })
+}
+
+/// Winograd against im2col at network sizes: channels on both sides of the `Auto` threshold,
+/// even and odd outputs (the last 2x2 tile half outside), paddings 0 to 2, and batches of one
+/// chunk, several chunks and a short last chunk (512 tiles per chunk: 8 images of 16x16).
+#[test]
+fn winograd_equals_im2col_at_network_sizes() -> Result<()> {
+    let mut rng = rng_from_seed(6);
+    for (dtype, tol) in [(DType::F32, 2e-5), (DType::F64, 1e-13)] {
+        for (n, c, o, h, w, padding) in [
+            (3, 16, 24, 16, 16, 1),
+            (20, 32, 16, 16, 16, 1),
+            (9, 16, 3, 15, 13, 0),
+            (5, 20, 8, 7, 7, 1),
+            (2, 3, 16, 32, 32, 2),
+        ] {
+            let x = randn(&[n, c, h, w], dtype, &mut rng)?;
+            let k = randn(&[o, c, 3, 3], dtype, &mut rng)?;
+            let r = randn(&[n, o, h + 2 * padding - 2, w + 2 * padding - 2], dtype, &mut rng)?;
+            let wino = conv_and_grads(ConvAlgorithm::Winograd, &x, &k, &r, padding)?;
+            let direct = conv_and_grads(ConvAlgorithm::Im2col, &x, &k, &r, padding)?;
+            for (what, a, b) in [
+                ("y", &wino[0], &direct[0]),
+                ("dx", &wino[1], &direct[1]),
+                ("dw", &wino[2], &direct[2]),
+            ] {
+                let scale = b.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
+                let worst = a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(
+                    worst <= tol * scale,
+                    "{dtype:?} n{n} c{c} o{o} {h}x{w} p{padding} {what}: {worst} (scale {scale})"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The default takes Winograd from 64 input channels (of the correlation: the input's for the
+/// forward and the weight gradient, the output's for the input gradient): a 64-to-64-channel
+/// convolution under `Auto` gives Winograd's bits, a 32-to-32-channel one im2col's.
+#[test]
+fn auto_takes_winograd_from_64_channels() -> Result<()> {
+    let mut rng = rng_from_seed(7);
+    for (c, expect, other) in [
+        (64, ConvAlgorithm::Winograd, ConvAlgorithm::Im2col),
+        (32, ConvAlgorithm::Im2col, ConvAlgorithm::Winograd),
+    ] {
+        let x = randn(&[4, c, 12, 12], DType::F32, &mut rng)?;
+        let k = randn(&[c, c, 3, 3], DType::F32, &mut rng)?;
+        let r = randn(&[4, c, 12, 12], DType::F32, &mut rng)?;
+        let auto = conv_and_grads(ConvAlgorithm::Auto, &x, &k, &r, 1)?;
+        assert!(
+            auto == conv_and_grads(expect, &x, &k, &r, 1)?,
+            "{c} channels: not {expect:?}"
+        );
+        // The paths differ in rounding, so the test can tell which one ran.
+        assert!(
+            auto != conv_and_grads(other, &x, &k, &r, 1)?,
+            "{c} channels: same as {other:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A seeded run repeats bit for bit on any number of threads: Winograd's chunks and its weight
+/// gradient's partial sums are fixed by the shapes, not by the thread count.
+#[test]
+fn winograd_is_bitwise_identical_across_thread_counts() -> Result<()> {
+    let mut rng = rng_from_seed(8);
+    let x = randn(&[40, 16, 16, 16], DType::F32, &mut rng)?;
+    let k = randn(&[16, 16, 3, 3], DType::F32, &mut rng)?;
+    let r = randn(&[40, 16, 16, 16], DType::F32, &mut rng)?;
+    let on = |threads: usize| -> Result<[Vec<f64>; 3]> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
+        pool.install(|| conv_and_grads(ConvAlgorithm::Winograd, &x, &k, &r, 1))
+    };
+    let one = on(1)?;
+    for threads in [2, 3, 8] {
+        assert!(on(threads)? == one, "{threads} threads");
+    }
+    Ok(())
+}
+
+#[test]
+fn conv_algorithm_names_parse_and_typos_name_the_valid_ones() {
+    assert_eq!("winograd".parse::<ConvAlgorithm>().ok(), Some(ConvAlgorithm::Winograd));
+    assert_eq!(" IM2COL ".parse::<ConvAlgorithm>().ok(), Some(ConvAlgorithm::Im2col));
+    assert_eq!("auto".parse::<ConvAlgorithm>().ok(), Some(ConvAlgorithm::Auto));
+    let e = "winograt".parse::<ConvAlgorithm>().unwrap_err().to_string();
+    assert!(e.contains("CAFE_CONV") && e.contains("auto, winograd, im2col"), "{e}");
 }

@@ -1,5 +1,6 @@
 //! CPU kernels behind [`super::conv::conv2d`]: im2col followed by one `gemm` per image, for the
-//! forward convolution, its input gradient and its weight gradient.
+//! forward convolution, its input gradient and its weight gradient (3x3 stride-1 ones go to
+//! [`super::conv_winograd`] instead, see [`super::conv_algorithm`]).
 //!
 //! All three are the same "correlation" of an input with a kernel, seen through a
 //! [`Correlation`] geometry: the input gradient is a correlation of the output gradient, spread
@@ -10,7 +11,21 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::conv_algorithm::{current, ConvAlgorithm};
+use super::conv_winograd as winograd;
 use super::cpu_op::Elem;
+
+/// Whether `geo` runs by Winograd F(2x2, 3x3) ([`super::conv_winograd`]) rather than im2col:
+/// under [`ConvAlgorithm::Auto`] when it applies and the input has enough channels for its 16
+/// products to beat the one im2col product (measured in `conv_algorithm.rs`).
+fn winograd_for(geo: &Correlation) -> bool {
+    winograd::applies(geo)
+        && match current() {
+            ConvAlgorithm::Auto => geo.in_c >= super::conv_algorithm::WINOGRAD_MIN_CHANNELS,
+            ConvAlgorithm::Winograd => true,
+            ConvAlgorithm::Im2col => false,
+        }
+}
 
 /// A strided correlation: `out[oy, ox] = sum in'[oy * stride + ky - pad, ox * stride + kx - pad]
 /// * kernel[ky, kx]`, where `in'` is the input with `dilation - 1` zeros inserted between
@@ -115,7 +130,7 @@ const WEIGHT_GRAD_GROUPS: usize = 16;
 /// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]`, all row-major with the given row strides, except that
 /// `rhs_t` reads `rhs` transposed (its element (i, j) at `j * rhs_rs + i`).
 #[allow(clippy::too_many_arguments)]
-fn matmul<T: Elem>(
+pub(super) fn matmul<T: Elem>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     accumulate: bool,
@@ -169,6 +184,9 @@ pub(crate) fn correlate<T: Elem>(
     out_c: usize,
     bias: Option<&[T]>,
 ) -> Vec<T> {
+    if winograd_for(geo) {
+        return winograd::correlate(geo, input, kernel, out_c, bias);
+    }
     let (patch, pixels) = (geo.patch(), geo.pixels());
     let n = input.len() / geo.in_len().max(1);
     let mut out = vec![T::ZERO; n * out_c * pixels];
@@ -214,6 +232,9 @@ pub(crate) fn correlate<T: Elem>(
 /// `sum_n grad[n] @ im2col(input[n])^T`: the weight gradient `[out_c, patch]` of a forward
 /// correlation, for `grad` `[n, out_c, out_h, out_w]` and `input` `[n, in_c, in_h, in_w]`.
 pub(crate) fn correlate_weight_grad<T: Elem>(geo: &Correlation, grad: &[T], input: &[T], out_c: usize) -> Vec<T> {
+    if winograd_for(geo) {
+        return winograd::correlate_weight_grad(geo, grad, input, out_c);
+    }
     let (patch, pixels) = (geo.patch(), geo.pixels());
     let n = input.len() / geo.in_len().max(1);
     if n == 0 || pixels == 0 {

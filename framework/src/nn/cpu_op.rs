@@ -19,6 +19,7 @@ pub(crate) trait Elem:
     + PartialOrd
     + std::ops::AddAssign
     + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
     + Into<f64>
     + 'static
