@@ -95,6 +95,8 @@ fn transform_kernel<T: Elem>(kernel: &[T], out_c: usize, in_c: usize) -> Vec<T> 
 }
 
 /// `dw[o, c] = G^T dU[o, c] G`, back to the `[out_c, in_c * 9]` kernel layout.
+// `j` indexes a column of three rows at once, as the formula reads.
+#[allow(clippy::needless_range_loop)]
 fn untransform_kernel_grad<T: Elem>(du: &[T], out_c: usize, in_c: usize) -> Vec<T> {
     let half = T::from_f64(0.5);
     let plane = out_c * in_c;
@@ -140,7 +142,7 @@ impl<T: Elem> Scratch<T> {
             odd: vec![T::ZERO; half],
             rows: vec![T::ZERO; 8 * (t.tw + 1)],
             v: vec![T::ZERO; POSITIONS * geo.in_c * tiles],
-            m: vec![T::ZERO; POSITIONS * geo.in_c.max(out_c) * tiles],
+            m: vec![T::ZERO; POSITIONS * out_c * tiles],
         }
     }
 }
@@ -234,6 +236,7 @@ fn transform_input<T: Elem>(geo: &Correlation, t: &Tiling, src: &[T], s: &mut Sc
 
 /// `out[b, o] = A^T M[.][o][tile] A` (+ bias) for every tile of the `images` images of `out`
 /// (`[images, out_c, out_h, out_w]`), vectorised along a row of tiles like [`transform_input`].
+#[allow(clippy::too_many_arguments)]
 fn transform_output<T: Elem>(
     geo: &Correlation,
     t: &Tiling,
@@ -290,6 +293,7 @@ fn transform_output<T: Elem>(
 /// `Mg[xi][o][tile] = (A dy A^T)[xi]` for every 2x2 block of the output gradient `grad`
 /// (`[images, out_c, out_h, out_w]`), zero where the block leaves the output; vectorised along
 /// a row of tiles like [`transform_input`].
+#[allow(clippy::too_many_arguments)]
 fn transform_output_grad<T: Elem>(
     geo: &Correlation,
     t: &Tiling,
