@@ -124,8 +124,8 @@ fn split_by_image(n: usize) -> bool {
 }
 
 /// How many partial sums the weight gradient keeps when split by image: enough to balance 16
-/// threads, few enough that the final sum is cheap.
-const WEIGHT_GRAD_GROUPS: usize = 16;
+/// threads, few enough that the final sum is cheap (Winograd's weight gradient too).
+pub(super) const WEIGHT_GRAD_GROUPS: usize = 16;
 
 /// `dst[m, n] (+)= lhs[m, k] @ rhs[k, n]`, all row-major with the given row strides, except that
 /// `rhs_t` reads `rhs` transposed (its element (i, j) at `j * rhs_rs + i`).

@@ -24,7 +24,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::conv_cpu::{matmul, Correlation};
+use super::conv_cpu::{matmul, Correlation, WEIGHT_GRAD_GROUPS};
 use super::cpu_op::Elem;
 
 /// Transformed positions per tile (a 4x4 block).
@@ -34,10 +34,6 @@ const POSITIONS: usize = 16;
 /// tiles each) stay within a few MiB, and each of the 16 products is still wide enough for
 /// `gemm` to run at full speed.
 const TILES_PER_CHUNK: usize = 512;
-
-/// How many partial sums the weight gradient keeps: as in `conv_cpu`, enough to balance 16
-/// threads, fixed so that the result does not depend on the thread count.
-const WEIGHT_GRAD_GROUPS: usize = 16;
 
 /// True when `geo` is a 3x3 correlation with stride 1 and no dilation: the ones Winograd
 /// F(2x2, 3x3) computes.
