@@ -312,8 +312,8 @@ fn transform_output_grad<T: Elem>(
                 for r in 0..2 {
                     let y = 2 * ty + r;
                     let src = (y < geo.out_h).then(|| &plane[y * geo.out_w..][..geo.out_w]);
-                    let (e, o) = g[2 * r * half..][..2 * half].split_at_mut(half);
-                    split_row(src, 0, line, e, o);
+                    let (even, odd) = g[2 * r * half..][..2 * half].split_at_mut(half);
+                    split_row(src, 0, line, even, odd);
                 }
                 let (g00, g01, g10, g11) = (&g[..tw], &g[half..][..tw], &g[2 * half..][..tw], &g[3 * half..][..tw]);
                 let first = b * t.per_image() + ty * tw;
