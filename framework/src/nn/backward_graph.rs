@@ -15,6 +15,8 @@ use std::cell::Cell;
 
 use candle_core::Tensor;
 
+use super::scoped_override::with_override;
+
 thread_local! {
     /// `Some(false)` inside [`first_order`]; `None`: follow candle's switch.
     static OVERRIDE: Cell<Option<bool>> = const { Cell::new(None) };
@@ -35,14 +37,7 @@ pub fn backward_keeps_graph() -> bool {
 /// freed as soon as it is consumed. Differentiating those gradients again is then an error
 /// caught by the caller (no path), never a silently wrong value. Nests; restores on panic.
 pub fn first_order<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<bool>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            OVERRIDE.with(|o| o.set(self.0));
-        }
-    }
-    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(false))));
-    f()
+    with_override(&OVERRIDE, false, f)
 }
 
 /// A gradient an op hands back to candle: detached unless a graph is wanted.

@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
+use super::scoped_override::with_override;
 use crate::{Error, Result};
 
 /// The name of the environment variable that sets the default algorithm.
@@ -95,12 +96,5 @@ pub(crate) fn current() -> ConvAlgorithm {
 /// decide on the calling thread, so their worker threads follow), then restores the previous
 /// choice, also when `f` panics.
 pub fn with_conv_algorithm<R>(algorithm: ConvAlgorithm, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<ConvAlgorithm>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            OVERRIDE.with(|o| o.set(self.0));
-        }
-    }
-    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(algorithm))));
-    f()
+    with_override(&OVERRIDE, algorithm, f)
 }

@@ -24,6 +24,7 @@ pub mod param_source;
 pub mod pool;
 pub mod pool_k;
 mod pool_op;
+mod scoped_override;
 
 pub use activation::{leaky_relu, leaky_relu_with_tensor_ops, relu, sigmoid, Activation};
 pub use backward_graph::{backward_keeps_graph, first_order};
