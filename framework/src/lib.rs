@@ -22,6 +22,7 @@ pub mod rng;
 pub mod run;
 pub mod shape;
 pub mod synthetic;
+pub mod teacher;
 pub mod train;
 pub mod traits;
 pub mod trajectory;

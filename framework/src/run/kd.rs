@@ -9,9 +9,10 @@ use serde_json::Value;
 
 use crate::data::Dataset;
 use crate::evaluate::{EvalSetup, Evaluation};
-use crate::evaluate_kd::{evaluate_set_kd, load_teacher, save_teacher, train_teacher, TeacherInfo};
+use crate::evaluate_kd::{evaluate_set_kd, train_teacher};
 use crate::registry::find;
 use crate::rng::derive_seed;
+use crate::teacher::{load_teacher, save_teacher, TeacherArch, TeacherInfo};
 use crate::traits::architecture::Architecture;
 use crate::Result;
 
@@ -75,7 +76,15 @@ pub(crate) fn kd_evaluations(
         if teacher.is_none() {
             // The teacher is of the first evaluation architecture.
             let t = match &e.kd_teacher {
-                Some(path) => load_teacher(&setup(epochs), &ds.name, path, &run.device)?,
+                Some(path) => {
+                    let arch = TeacherArch {
+                        arch: arch.as_ref(),
+                        name: &arch_name,
+                        shape: ds.train.shape,
+                        classes: ds.classes,
+                    };
+                    load_teacher(&arch, &ds.name, path, &run.device)?
+                }
                 None => {
                     if !quiet {
                         eprintln!("training the teacher ({arch_name}) on {} real images", ds.train.len());
