@@ -7,8 +7,9 @@ use std::path::Path;
 
 use cafe_cli::{execute, Cli};
 use cafe_framework::registry::find;
+use cafe_framework::run::run_experts;
 use cafe_framework::trajectory::{
-    expert_file, expert_rng, run_experts, ExpertRecord, ExpertTrajectory, ExpertsConfig, TrajectoryKey, SUMMARY_FILE,
+    expert_file, expert_rng, ExpertRecord, ExpertTrajectory, ExpertsConfig, TrajectoryKey, SUMMARY_FILE,
 };
 use cafe_framework::{Architecture, ImageShape};
 use cafe_plugins as _;

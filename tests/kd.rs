@@ -1,7 +1,7 @@
 //! Soft-label (knowledge-distillation) evaluation: the loss against DD-Ranking's `kl.py`
 //! worked by hand, the teacher recorded, saved and loaded back exactly, clear errors.
 
-use cafe_framework::evaluate_kd::kd_loss;
+use cafe_framework::train::kd_loss;
 use cafe_tests::{cafe_lab_result, read_json};
 use candle_core::{Device, Tensor};
 

@@ -6,9 +6,11 @@
 use std::process::Command;
 
 use cafe_cli::{resolve_config, Cli, Command as CliCommand};
+use cafe_framework::config::EvalMode;
 use cafe_framework::config::RunConfig;
+use cafe_framework::eval::EvalPlan;
 use cafe_framework::protocol::{protocols, ProtocolSource};
-use cafe_framework::run::{eval_mode_archs, eval_recipes, evaluation_base, resolve};
+use cafe_framework::run::{evaluation_base, resolve};
 use cafe_framework::synthetic::SyntheticSet;
 use cafe_tests::{cafe_lab_result, read_json, reevaluate};
 use candle_core::Device;
@@ -27,10 +29,11 @@ fn config_of(args: &[&str]) -> RunConfig {
 
 /// (arch, epochs, augment) of every evaluation architecture.
 fn recipes(args: &[&str]) -> Vec<(String, usize, String)> {
-    eval_recipes(&config_of(args))
+    EvalPlan::resolve(&config_of(args))
         .unwrap()
+        .archs
         .into_iter()
-        .map(|r| (r.arch, r.epochs, r.augment))
+        .map(|a| (a.name, a.recipe.epochs, a.augmentation.name))
         .collect()
 }
 
@@ -93,7 +96,7 @@ fn a_matcher_means_its_papers_protocol() {
     assert_eq!(dm.augment.config["strategy"], "color_crop_cutout_flip_scale_rotate");
     assert_eq!((dm.iterations, dm.lr_img), (Some(20000), Some(1.0)));
     assert_eq!(dm.eval.epochs, Some(1000));
-    assert_eq!(dm.eval.mode.as_deref(), Some("SS"));
+    assert_eq!(dm.eval.mode, Some(EvalMode::SS));
     assert_eq!(
         recipes(&["--matcher", "distribution"]),
         recipe("convnet", 1000, "dsa:color_crop_cutout_flip_scale_rotate")
@@ -239,10 +242,10 @@ fn the_evaluation_recipe_follows_the_references_rules() {
         recipe("convnet", 50, "none")
     );
     // utils.py:463-466: mode S evaluates a BatchNorm model as its instance-norm twin; SS as is.
-    assert_eq!(eval_mode_archs("S", "convnetbn").unwrap(), ["convnet"]);
-    assert_eq!(eval_mode_archs("S", "resnet18bn_ap").unwrap(), ["resnet18"]);
-    assert_eq!(eval_mode_archs("S", "convnet").unwrap(), ["convnet"]);
-    assert_eq!(eval_mode_archs("SS", "convnetbn").unwrap(), ["convnetbn"]);
+    assert_eq!(EvalMode::S.archs("convnetbn"), ["convnet"]);
+    assert_eq!(EvalMode::S.archs("resnet18bn_ap"), ["resnet18"]);
+    assert_eq!(EvalMode::S.archs("convnet"), ["convnet"]);
+    assert_eq!(EvalMode::SS.archs("convnetbn"), ["convnetbn"]);
     assert_eq!(
         recipes(&["--protocol", "dc", "--arch", "convnetbn", "--dataset", "fashion-mnist"]),
         recipe("convnet", 300, "none")
@@ -471,39 +474,54 @@ impl cafe_framework::Augmenter for CountingAugmenter {
 fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
     // DatasetCondensation utils.py:351 `for ep in range(Epoch+1)`: E + 1 epochs; here one batch
     // per epoch (20 images, batch 256), so the augmenter runs E + 1 times per network.
-    use cafe_framework::evaluate::{evaluate_set, EvalSetup};
+    use cafe_framework::eval::{evaluate_set, ArchPlan, Augmentation, EvalJob, Schedule, TrainRecipe, TrainingSet};
     use cafe_framework::synthetic::class_major_labels;
+    use std::sync::Arc;
     let ds = cafe_tests::blob_dataset(10, 4, cafe_framework::ImageShape::new(1, 8, 8), 1);
     let arch = cafe_framework::registry::find::<dyn cafe_framework::Architecture>("convnet")
         .unwrap()
         .instantiate(&serde_json::json!({"width": 4, "depth": 1}))
         .unwrap();
-    let counter = CountingAugmenter(Default::default());
-    let config = cafe_framework::config::EvalConfig {
-        nets: 2,
-        ..Default::default()
-    };
+    let counter = Arc::new(CountingAugmenter(Default::default()));
     let images = ds
         .train
         .to_tensor(&(0..20).collect::<Vec<_>>(), &Device::Cpu)
         .unwrap()
         .0;
     let labels = class_major_labels(10, 2, &Device::Cpu).unwrap();
-    let setup = EvalSetup {
-        arch: arch.as_ref(),
-        arch_name: "convnet",
+    let plan = ArchPlan {
+        name: "convnet".into(),
+        arch: Arc::from(arch),
+        augmentation: Augmentation {
+            augmenter: counter.clone(),
+            name: "counting".into(),
+        },
+        recipe: TrainRecipe {
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            batch: 256,
+            epochs: 6,
+            nets: 2,
+            parallel: 1,
+            schedule: Schedule::ReferenceStep,
+        },
+    };
+    let job = EvalJob {
+        arch: &plan,
         classes: 10,
         shape: ds.train.shape,
         test: &ds.test,
-        config: &config,
-        augmenter: &counter,
-        augment_name: "counting",
-        epochs: 6,
+        test_limit: None,
         device: &Device::Cpu,
         seed: 0,
         on_network: None,
     };
-    let ev = evaluate_set(&setup, "s", &images, &labels).unwrap();
+    let ev = evaluate_set(&job, &TrainingSet::labelled("s", &images, &labels)).unwrap();
     assert_eq!(ev.epochs, 6);
-    assert_eq!(counter.0.into_inner(), 2 * 7, "2 networks x (6 + 1) epochs");
+    assert_eq!(
+        counter.0.load(std::sync::atomic::Ordering::Relaxed),
+        2 * 7,
+        "2 networks x (6 + 1) epochs"
+    );
 }

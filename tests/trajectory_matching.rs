@@ -3,7 +3,7 @@
 //! them, says so in its metadata, and evaluation trains with them (a re-evaluation from the
 //! file alone reproduces the run's); an interrupted run resumes to the same bytes (the learned
 //! extras and their momenta are in the checkpoint); a missing or unfitting expert store is
-//! refused with what to do.
+//! refused with what to do, and leaves no run folder behind.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -119,11 +119,17 @@ fn a_missing_or_unfitting_expert_store_is_refused_with_what_to_do() {
         .to_string();
     assert!(err.contains("does not fit") && err.contains("architecture"), "{err}");
 
-    let err = run_condense(
-        &config(&dir.path().join("c"), &experts, &["matcher.max_start_epoch=5"]),
-        quiet(),
-    )
-    .unwrap_err()
-    .to_string();
+    let refused = dir.path().join("c");
+    let err = run_condense(&config(&refused, &experts, &["matcher.max_start_epoch=5"]), quiet())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("epoch 5") && err.contains("--train-epochs"), "{err}");
+    // Refused before its first iteration, the run leaves nothing behind (no config.json, no
+    // tensorboard/): the corrected retry needs no --force.
+    assert!(
+        !refused.exists(),
+        "a refused run left {:?}",
+        std::fs::read_dir(&refused).map(|d| d.count())
+    );
+    run_condense(&config(&refused, &experts, &["matcher.max_start_epoch=2"]), quiet()).unwrap();
 }

@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use cafe_framework::config::ConfigBuilder;
+use cafe_framework::run::run_experts;
 use cafe_framework::run::{run_condense, RunOptions};
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_framework::trajectory::{expert_file, run_experts, ExpertRecord, ExpertsConfig};
+use cafe_framework::trajectory::{expert_file, ExpertRecord, ExpertsConfig};
 use cafe_tests::{cafe_lab_result, read_json, reevaluate, tiny_expert_store, TINY_MTT};
 
 #[test]

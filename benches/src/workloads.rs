@@ -18,17 +18,18 @@
 //! | `expert_epoch` | one epoch of an expert trajectory (`cafe-lab experts`, MTT's buffer.py): a fresh ConvNet, plain SGD (lr 0.01, no momentum or weight decay), 60 000 images in shuffled batches of 256, no augmentation, then a copy of the parameters (the trajectory's next point) |
 
 use std::fmt;
+use std::sync::Arc;
 
 use cafe_framework::config::{EvalConfig, PluginChoice, RunConfig};
-use cafe_framework::data::Dataset;
+use cafe_framework::data::{Dataset, DatasetKind};
 use cafe_framework::engine::{condense, Components, CondenseSettings, RunControl};
-use cafe_framework::evaluate::{evaluate_set, EvalSetup};
+use cafe_framework::eval::{evaluate_set, ArchPlan, Augmentation, EvalJob, Schedule, TrainRecipe, TrainingSet};
 use cafe_framework::logging::MetricLogger;
 use cafe_framework::registry::find;
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::run::resolve;
 use cafe_framework::train::{cross_entropy, train_epoch, Sgd};
-use cafe_framework::{Architecture, Augmenter, Error, Mode, Network, Result};
+use cafe_framework::{Architecture, Error, Mode, Network, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::{json, Value};
 
@@ -168,10 +169,7 @@ enum Kind {
     },
     Eval {
         dataset: Dataset,
-        arch: Box<dyn Architecture>,
-        augmenter: Box<dyn Augmenter>,
-        // Boxed: the evaluation settings are the largest field of any variant.
-        config: Box<EvalConfig>,
+        arch: ArchPlan,
         images: Tensor,
         labels: Tensor,
     },
@@ -210,7 +208,7 @@ fn prepare_condensation(matcher: &str, scheduler: &str, scheduler_config: Value,
         scheduler.config = m;
     }
     let config = RunConfig {
-        dataset: "fashion-mnist".into(),
+        dataset: DatasetKind::FashionMnist,
         matcher: PluginChoice::named(matcher),
         scheduler,
         ipc,
@@ -235,15 +233,25 @@ fn prepare_eval() -> Result<Kind> {
     let dataset = random_fashion_mnist(EVAL_IPC, EVAL_TEST_PER_CLASS, 2);
     let idx: Vec<usize> = (0..dataset.train.len()).collect();
     let (images, labels) = dataset.train.to_tensor(&idx, &Device::Cpu)?;
+    let defaults = EvalConfig::default();
     Ok(Kind::Eval {
-        arch: find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?,
-        augmenter: find::<dyn Augmenter>("none")?.instantiate(&json!({}))?,
-        config: Box::new(EvalConfig {
-            nets: 1,
-            epochs: Some(1),
-            baseline: false,
-            ..EvalConfig::default()
-        }),
+        arch: ArchPlan {
+            name: "convnet".into(),
+            arch: Arc::from(find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?),
+            augmentation: Augmentation::build(&PluginChoice::named("none"))?,
+            recipe: TrainRecipe {
+                lr: defaults.lr,
+                momentum: defaults.momentum,
+                weight_decay: defaults.weight_decay,
+                batch: defaults.batch,
+                // The reference's E: evaluation trains E + 1 epochs (DC's `range(Epoch + 1)`),
+                // so E = 0 is the one epoch the PyTorch twin times.
+                epochs: 0,
+                nets: 1,
+                parallel: 1,
+                schedule: Schedule::ReferenceStep,
+            },
+        },
         dataset,
         images,
         labels,
@@ -314,31 +322,24 @@ impl Prepared {
             Kind::Eval {
                 dataset,
                 arch,
-                augmenter,
-                config,
                 images,
                 labels,
             } => {
-                let setup = EvalSetup {
-                    arch: arch.as_ref(),
-                    arch_name: "convnet",
+                let job = EvalJob {
+                    arch,
                     classes: dataset.classes,
                     shape: dataset.train.shape,
                     test: &dataset.test,
-                    config,
-                    augmenter: augmenter.as_ref(),
-                    augment_name: "none",
-                    // The reference's E: `evaluate_set` trains E + 1 epochs (DC's `range(Epoch
-                    // + 1)`), so E = 0 is the one epoch the PyTorch twin times.
-                    epochs: 0,
+                    test_limit: None,
                     device: &Device::Cpu,
                     seed: 0,
                     on_network: None,
                 };
-                let ev = evaluate_set(&setup, "synthetic", images, labels)?;
+                evaluate_set(&job, &TrainingSet::labelled("synthetic", images, labels))?;
                 Ok(RunSummary {
                     outer_steps: 0,
-                    inner_epochs: ev.epochs,
+                    // Epochs trained: E + 1.
+                    inner_epochs: arch.recipe.step_schedule().epochs,
                     loss: f64::NAN,
                 })
             }

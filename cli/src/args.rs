@@ -47,9 +47,10 @@ pub enum Command {
     Report(crate::report::ReportArgs),
 }
 
-/// Flags shared by every command that loads data and evaluates.
+/// The flags that choose and load a dataset, shared by every command that reads one
+/// (`condense`, `evaluate`, `baseline`, `experts`).
 #[derive(Debug, Args, Default, Clone)]
-pub struct CommonArgs {
+pub struct DataArgs {
     /// Dataset: shapes (embedded, no files), mnist, fashion-mnist, cifar10, cifar100, svhn.
     #[arg(long)]
     pub dataset: Option<String>,
@@ -63,6 +64,27 @@ pub struct CommonArgs {
     /// MTT's --zca, with its eps 0.1 unless given (`--zca 0.05`).
     #[arg(long, value_name = "EPS", num_args = 0..=1, default_missing_value = "0.1")]
     pub zca: Option<f64>,
+}
+
+impl DataArgs {
+    /// The data flags that were given, as settings keys (the same in a run's and in
+    /// `experts`' settings).
+    pub fn put_json(&self, m: &mut Map<String, Value>) {
+        let pairs = [
+            ("dataset", self.dataset.as_ref().map(|v| json!(v))),
+            ("data_dir", self.data_dir.as_ref().map(|v| json!(v))),
+            ("download", self.download.then_some(json!(true))),
+            ("zca", self.zca.map(|v| json!(v))),
+        ];
+        m.extend(pairs.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))));
+    }
+}
+
+/// Flags shared by every command that loads data and evaluates.
+#[derive(Debug, Args, Default, Clone)]
+pub struct CommonArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
     /// A published protocol whose settings are the defaults (`cafe-lab list` shows them):
     /// dc, dsa, dm, cafe, cafe-dsa; `none` for cafe-lab's built-in defaults. Without it, the
     /// matcher's own protocol (gradient: dc, distribution: dm, cafe: cafe).
@@ -219,10 +241,6 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
         }
     };
     put("protocol", common.protocol.as_ref().map(|v| json!(v)));
-    put("dataset", common.dataset.as_ref().map(|v| json!(v)));
-    put("data_dir", common.data_dir.as_ref().map(|v| json!(v)));
-    put("download", common.download.then_some(json!(true)));
-    put("zca", common.zca.map(|v| json!(v)));
     put("arch", common.arch.as_ref().map(|v| json!(v)));
     put("seed", common.seed.map(|v| json!(v)));
     put("out", common.out.as_ref().map(|v| json!(v)));
@@ -261,5 +279,6 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     if !eval.is_empty() {
         m.insert("eval".into(), Value::Object(eval));
     }
+    common.data.put_json(&mut m);
     Value::Object(m)
 }

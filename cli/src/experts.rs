@@ -3,24 +3,15 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use crate::args::DataArgs;
 
 /// `cafe-lab experts`: the settings of `ExpertsConfig`, defaults from MTT's `buffer.py`.
 #[derive(Debug, Args, Clone)]
 pub struct ExpertsArgs {
-    /// Dataset: shapes (embedded, no files), mnist, fashion-mnist, cifar10, cifar100, svhn.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// Folder holding the dataset files.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Download the canonical dataset files into --data-dir (verifying checksums).
-    #[arg(long)]
-    pub download: bool,
-    /// ZCA-whiten the dataset (fitted on its train set) instead of normalising each channel:
-    /// MTT's --zca, with its eps 0.1 unless given (`--zca 0.05`).
-    #[arg(long, value_name = "EPS", num_args = 0..=1, default_missing_value = "0.1")]
-    pub zca: Option<f64>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Expert architecture (default convnet; `cafe-lab list`).
     #[arg(long)]
     pub arch: Option<String>,
@@ -71,10 +62,6 @@ impl ExpertsArgs {
     /// The flags that were given, as a JSON patch over `ExpertsConfig`.
     pub fn flags_as_json(&self) -> Value {
         let pairs = [
-            ("dataset", self.dataset.as_ref().map(|v| json!(v))),
-            ("data_dir", self.data_dir.as_ref().map(|v| json!(v))),
-            ("download", self.download.then_some(json!(true))),
-            ("zca", self.zca.map(|v| json!(v))),
             ("arch", self.arch.as_ref().map(|v| json!(v))),
             ("augment", self.augment.as_ref().map(|v| json!(v))),
             ("num_experts", self.num_experts.map(|v| json!(v))),
@@ -89,11 +76,11 @@ impl ExpertsArgs {
             ("device", self.device.as_ref().map(|v| json!(v))),
             ("out", self.out.as_ref().map(|v| json!(v))),
         ];
-        Value::Object(
-            pairs
-                .into_iter()
-                .filter_map(|(k, v)| Some((k.to_string(), v?)))
-                .collect(),
-        )
+        let mut m: Map<String, Value> = pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?)))
+            .collect();
+        self.data.put_json(&mut m);
+        Value::Object(m)
     }
 }

@@ -10,10 +10,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use cafe_framework::config::{ConfigBuilder, RunConfig};
+use cafe_framework::run::run_experts;
 use cafe_framework::run::{
     evaluation_base, repeat_seeds, resume_condense, run_baseline, run_condense, run_evaluate, run_repeated, RunOptions,
 };
-use cafe_framework::trajectory::{run_experts, ExpertsConfig};
+use cafe_framework::trajectory::ExpertsConfig;
 use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;

@@ -30,7 +30,7 @@ fn print_protocols() -> Result<()> {
     println!("protocols (--protocol; `none`: cafe-lab's built-in defaults):");
     let all = protocols()?;
     let width = all.keys().map(|k| k.len()).max().unwrap_or(0);
-    for (name, p) in &all {
+    for (name, p) in all {
         let default = match &p.default_for {
             Some(m) => format!(" [default for --matcher {m}]"),
             None => String::new(),

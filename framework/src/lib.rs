@@ -4,12 +4,11 @@
 
 pub mod checkpoint;
 pub mod config;
-mod config_layers;
 pub mod data;
 pub mod engine;
 pub mod error;
-pub mod evaluate;
-pub mod evaluate_kd;
+pub mod eval;
+pub mod json_merge;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

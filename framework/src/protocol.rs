@@ -24,6 +24,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -91,7 +92,7 @@ impl Protocol {
         for v in &self.when {
             let dataset_fits = v.dataset.as_deref().is_none_or(|d| same_dataset(d, dataset));
             if dataset_fits && v.ipc.is_none_or(|i| i == ipc) {
-                crate::config::merge_layer(&mut value, &v.settings);
+                crate::json_merge::merge_layer(&mut value, &v.settings);
             }
         }
         value["protocol"] = Value::String(self.name.clone());
@@ -99,34 +100,44 @@ impl Protocol {
     }
 }
 
-/// Every registered protocol by name. A file that does not parse, or two files with one name,
-/// is an error naming the file.
-pub fn protocols() -> Result<BTreeMap<String, Protocol>> {
+/// Every registered protocol by name, parsed once per process. A file that does not parse,
+/// or two files with one name, is an error naming the file.
+pub fn protocols() -> Result<&'static BTreeMap<String, Protocol>> {
+    static INDEX: OnceLock<std::result::Result<BTreeMap<String, Protocol>, String>> = OnceLock::new();
+    INDEX
+        .get_or_init(parse_protocols)
+        .as_ref()
+        .map_err(|e| Error::Other(e.clone()))
+}
+
+fn parse_protocols() -> std::result::Result<BTreeMap<String, Protocol>, String> {
     let mut map = BTreeMap::new();
     for source in inventory::iter::<ProtocolSource> {
-        let parsed: Protocol = toml::from_str(source.text)
-            .map_err(|e| Error::Other(format!("protocol file {} does not parse: {e}", source.file)))?;
-        if parsed.name == NO_PROTOCOL {
-            return Err(Error::Other(format!(
-                "protocol file {}: the name '{NO_PROTOCOL}' is reserved",
-                source.file
-            )));
-        }
+        let parsed = parse_protocol(source.text).map_err(|e| format!("protocol file {}: {e}", source.file))?;
         if let Some(previous) = map.insert(parsed.name.clone(), parsed) {
-            return Err(Error::Other(format!(
+            return Err(format!(
                 "protocol '{}' is registered twice (again by {}); names must be unique",
                 previous.name, source.file
-            )));
+            ));
         }
     }
     Ok(map)
 }
 
+/// Parses one protocol file's text (the error says why it does not parse).
+pub fn parse_protocol(text: &str) -> std::result::Result<Protocol, String> {
+    let parsed: Protocol = toml::from_str(text).map_err(|e| format!("does not parse: {e}"))?;
+    if parsed.name == NO_PROTOCOL {
+        return Err(format!("the name '{NO_PROTOCOL}' is reserved"));
+    }
+    Ok(parsed)
+}
+
 /// The protocol called `name`; an unknown name lists the valid ones.
-pub fn find_protocol(name: &str) -> Result<Protocol> {
-    let mut all = protocols()?;
+pub fn find_protocol(name: &str) -> Result<&'static Protocol> {
+    let all = protocols()?;
     let valid: Vec<String> = all.keys().cloned().chain([NO_PROTOCOL.to_string()]).collect();
-    all.remove(&name.to_ascii_lowercase()).ok_or_else(|| {
+    all.get(&name.to_ascii_lowercase()).ok_or_else(|| {
         Error::invalid(
             "protocol",
             name,
@@ -137,8 +148,8 @@ pub fn find_protocol(name: &str) -> Result<Protocol> {
 
 /// The protocol that `--matcher matcher` means without `--protocol` (None: the matcher has
 /// none, e.g. a plugin's own matcher).
-pub fn default_protocol_for(matcher: &str) -> Result<Option<Protocol>> {
-    Ok(protocols()?.into_values().find(|p| {
+pub fn default_protocol_for(matcher: &str) -> Result<Option<&'static Protocol>> {
+    Ok(protocols()?.values().find(|p| {
         p.default_for
             .as_deref()
             .is_some_and(|m| m.eq_ignore_ascii_case(matcher))

@@ -1,14 +1,17 @@
 //! The plugin registry: plugins register plain data (a name, a one-line description, a default
-//! config and a factory) with `inventory`, through the `register_*!` macros; lookups index
-//! the entries once into sorted maps.
+//! config and a factory) with `inventory`, through the `register_*!` macros; the entries of
+//! each kind are indexed once per process into a sorted map (typetag's habit), which every
+//! lookup reads.
 //!
 //! `inventory` entries of a crate that nothing references are dropped by the linker
 //! (CANDLE_NOTES 7): every binary and test that needs the plugins must `use cafe_plugins as _;`.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::traits::{architecture::Architecture, augmenter::Augmenter, matcher::Matcher, scheduler::Scheduler};
 use crate::{Error, Result};
@@ -35,10 +38,17 @@ inventory::collect!(SchedulerPlugin);
 inventory::collect!(ArchitecturePlugin);
 inventory::collect!(AugmenterPlugin);
 
+/// The plugins of one kind by name, or the name registered twice.
+type Index<T> = std::result::Result<BTreeMap<&'static str, &'static Plugin<T>>, &'static str>;
+
 /// The plugin kinds, for messages and listings.
 pub trait PluginKind: 'static {
     const KIND: &'static str;
+    /// Every registered plugin of the kind, in link order.
     fn entries() -> Vec<&'static Plugin<Self>>;
+    /// The kind's index, built on first use.
+    #[doc(hidden)]
+    fn index() -> &'static Index<Self>;
 }
 
 macro_rules! kind {
@@ -48,8 +58,23 @@ macro_rules! kind {
             fn entries() -> Vec<&'static Plugin<Self>> {
                 inventory::iter::<$alias>.into_iter().collect()
             }
+            fn index() -> &'static Index<Self> {
+                static INDEX: OnceLock<Index<$t>> = OnceLock::new();
+                INDEX.get_or_init(build_index::<$t>)
+            }
         }
     };
+}
+
+/// Indexes the entries of kind `T` by name; the first name registered twice is the error.
+fn build_index<T: ?Sized + PluginKind>() -> Index<T> {
+    let mut map = BTreeMap::new();
+    for entry in T::entries() {
+        if map.insert(entry.name, entry).is_some() {
+            return Err(entry.name);
+        }
+    }
+    Ok(map)
 }
 kind!(dyn Matcher, "matcher", MatcherPlugin);
 kind!(dyn Scheduler, "scheduler", SchedulerPlugin);
@@ -57,17 +82,11 @@ kind!(dyn Architecture, "architecture", ArchitecturePlugin);
 kind!(dyn Augmenter, "augmenter", AugmenterPlugin);
 
 /// All plugins of one kind, sorted by name; a duplicate name is an error.
-pub fn plugins<T: ?Sized + PluginKind>() -> Result<BTreeMap<&'static str, &'static Plugin<T>>> {
-    let mut map = BTreeMap::new();
-    for entry in T::entries() {
-        if map.insert(entry.name, entry).is_some() {
-            return Err(Error::DuplicatePlugin {
-                kind: T::KIND,
-                name: entry.name.to_string(),
-            });
-        }
-    }
-    Ok(map)
+pub fn plugins<T: ?Sized + PluginKind>() -> Result<&'static BTreeMap<&'static str, &'static Plugin<T>>> {
+    T::index().as_ref().map_err(|name| Error::DuplicatePlugin {
+        kind: T::KIND,
+        name: name.to_string(),
+    })
 }
 
 /// The plugin of kind `T` called `name`; an unknown name lists the valid ones.
@@ -83,14 +102,14 @@ pub fn find<T: ?Sized + PluginKind>(name: &str) -> Result<&'static Plugin<T>> {
 
 /// Sorted names of every plugin of kind `T`.
 pub fn names<T: ?Sized + PluginKind>() -> Result<Vec<&'static str>> {
-    Ok(plugins::<T>()?.into_keys().collect())
+    Ok(plugins::<T>()?.keys().copied().collect())
 }
 
 impl<T: ?Sized + PluginKind> Plugin<T> {
     /// The default config with `overrides` merged over it (objects merge key by key).
     pub fn resolve_config(&self, overrides: &Value) -> Value {
         let mut config = (self.default_config)();
-        merge_json(&mut config, overrides);
+        crate::json_merge::merge_json(&mut config, overrides);
         config
     }
 
@@ -100,17 +119,52 @@ impl<T: ?Sized + PluginKind> Plugin<T> {
     }
 }
 
-/// Merges `patch` into `base`: objects key by key, anything else replaced.
-pub fn merge_json(base: &mut Value, patch: &Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => {
-            for (k, v) in p {
-                merge_json(b.entry(k.clone()).or_insert(Value::Null), v);
-            }
+pub use crate::json_merge::merge_json;
+
+/// A plugin chosen by name, with its config keys beside the name:
+/// `{"name": "gradient", "dis_metric": "cos"}`, or in TOML `[matcher] name = "gradient"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginChoice {
+    pub name: String,
+    #[serde(flatten)]
+    pub config: Map<String, Value>,
+}
+
+impl PluginChoice {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            config: Map::new(),
         }
-        (b, p) if !p.is_null() => *b = p.clone(),
-        _ => {}
     }
+
+    /// The config keys as a JSON object (without the name).
+    pub fn config_value(&self) -> Value {
+        Value::Object(self.config.clone())
+    }
+}
+
+/// A plugin built from a choice: the object, its fully resolved config (every key, defaults
+/// filled in) and its registry entry.
+pub struct BuiltPlugin<T: ?Sized + 'static> {
+    pub plugin: Box<T>,
+    pub config: Value,
+    pub entry: &'static Plugin<T>,
+}
+
+impl<T: ?Sized + 'static> BuiltPlugin<T> {
+    /// The choice written out in full: the registered name and every config key.
+    pub fn resolved_choice(&self) -> Value {
+        crate::json_merge::with_name(self.entry.name, &self.config)
+    }
+}
+
+/// Looks `choice` up and builds it with its config over the plugin's defaults.
+pub fn build_plugin<T: ?Sized + PluginKind>(choice: &PluginChoice) -> Result<BuiltPlugin<T>> {
+    let entry = find::<T>(&choice.name)?;
+    let config = entry.resolve_config(&choice.config_value());
+    let plugin = (entry.build)(&config)?;
+    Ok(BuiltPlugin { plugin, config, entry })
 }
 
 /// Parses a plugin's config, naming the plugin and the valid keys when it does not fit.

@@ -33,3 +33,35 @@ pub fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
 pub fn sub_rng(seed: u64, parts: &[u64]) -> Rng {
     rng_from_seed(derive_seed(seed, parts))
 }
+
+/// Every seed-stream tag of cafe-lab, in one place so that no two uses share one by accident.
+/// A tag names what a sub-stream draws; changing one changes every seeded output that uses it.
+pub mod stream {
+    /// The engine, per iteration: the condensation network's initialisation.
+    pub const NETWORK: u64 = 1;
+    /// The engine, per iteration: real batches drawn for matching.
+    pub const SAMPLING: u64 = 2;
+    /// The engine: augmentation seeds of the inner loop.
+    pub const AUGMENT: u64 = 3;
+    /// The synthetic set's initialisation.
+    pub const INIT: u64 = 4;
+    /// The random-subset baseline's images.
+    pub const BASELINE: u64 = 5;
+    /// The final evaluation (and the baseline's, the metrics' and KD's networks).
+    pub const EVAL: u64 = 6;
+    /// Seeds handed to matchers (`MatchContext.seeds`).
+    pub const MATCH: u64 = 7;
+    /// Network `k` of an evaluation, under the evaluation's seed: the same initialisations for
+    /// every set, so the synthetic set and the baseline meet the same networks.
+    pub const EVAL_NETWORK: u64 = 0xE7A1;
+    /// The KD teacher trained on the real training set.
+    pub const TEACHER: u64 = 0x7EAC_4E12;
+    /// Expert `k` of an `experts` run.
+    pub const EXPERT: u64 = 0xE4_9E27;
+    /// The validation split held out for `--eval-every`.
+    pub const SPLIT: u64 = 0x7A1_5917;
+    /// The networks of the evaluations during condensation.
+    pub const DURING: u64 = 0x7A1_E7A1;
+    /// The embedded `shapes` dataset's images.
+    pub const SHAPES: u64 = 0x05A4_E5E5;
+}

@@ -43,7 +43,8 @@ fn assert_same_output(a: &NetworkOutput, b: &NetworkOutput, what: &str) -> Resul
 
 /// Every registered architecture, ConvNets at width 8 (the others have fixed widths).
 fn networks() -> Result<Vec<(&'static str, Box<dyn Network>)>> {
-    let all: Vec<(&'static str, &'static ArchitecturePlugin)> = plugins::<dyn Architecture>()?.into_iter().collect();
+    let all: Vec<(&'static str, &'static ArchitecturePlugin)> =
+        plugins::<dyn Architecture>()?.iter().map(|(k, v)| (*k, *v)).collect();
     assert!(all.len() >= 30, "{} architectures registered", all.len());
     all.into_iter()
         .enumerate()

@@ -25,8 +25,9 @@ fn randn(shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
 
 fn convnets() -> Result<BTreeMap<&'static str, &'static ArchitecturePlugin>> {
     Ok(plugins::<dyn Architecture>()?
-        .into_iter()
+        .iter()
         .filter(|(name, _)| name.starts_with("convnet"))
+        .map(|(k, v)| (*k, *v))
         .collect())
 }
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use cafe_framework::evaluate::Evaluation;
+use cafe_framework::eval::Evaluation;
 use cafe_framework::metrics::{FairMetrics, MetricSummary, Storage, Summary};
 use cafe_framework::run::REPEAT_COMMAND;
 use serde_json::Value;

@@ -2,8 +2,8 @@
 //! set's accuracy pooled over every network of every run, its 95 % confidence interval, the
 //! baselines, DD-Ranking's metrics, storage, time and memory.
 
+use cafe_framework::eval::WHOLE_SET;
 use cafe_framework::metrics::{FairMetrics, MetricSummary};
-use cafe_framework::run::WHOLE_SET;
 
 use super::load::RunRecord;
 

@@ -2,16 +2,34 @@
 
 use crate::{Error, ImageShape, Result};
 
-/// One of the datasets cafe-lab can load.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// One of the datasets cafe-lab can load. In settings it is its canonical name
+/// ([`DatasetKind::name`]); any spelling [`DatasetKind::from_name`] accepts reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum DatasetKind {
     /// The embedded procedural set (no files); the default.
+    #[default]
     Shapes,
     Mnist,
     FashionMnist,
     Cifar10,
     Cifar100,
     Svhn,
+}
+
+impl serde::Serialize for DatasetKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DatasetKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::from_name(&name).map_err(|_| {
+            let valid: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+            serde::de::Error::custom(format!("unknown dataset '{name}'; valid names: {}", valid.join(", ")))
+        })
+    }
 }
 
 impl DatasetKind {

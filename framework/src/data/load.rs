@@ -27,6 +27,18 @@ pub struct LoadOptions {
     pub zca: Option<f64>,
 }
 
+impl LoadOptions {
+    /// The options of a run's or an `experts` run's data settings.
+    pub fn new(data_dir: &Option<PathBuf>, download: bool, seed: u64, zca: Option<f64>) -> Self {
+        Self {
+            data_dir: data_dir.clone(),
+            download,
+            seed,
+            zca,
+        }
+    }
+}
+
 /// The canonical dataset names, the default (`shapes`) first.
 pub fn dataset_names() -> Vec<&'static str> {
     DatasetKind::ALL.iter().map(|k| k.name()).collect()

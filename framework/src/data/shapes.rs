@@ -49,7 +49,7 @@ pub const MEAN: [f32; 3] = [0.3908, 0.3895, 0.3848];
 pub const STD: [f32; 3] = [0.2743, 0.2740, 0.2720];
 
 /// Tag of the `shapes` random stream (`derive_seed(seed, [STREAM, split, index])`).
-const STREAM: u64 = 0x05A4_E5E5;
+use crate::rng::stream::SHAPES as STREAM;
 
 /// Sub-samples per pixel side for the anti-aliasing.
 const SUB: usize = 4;

@@ -19,16 +19,7 @@ use crate::traits::matcher::{MatchContext, Matcher, RealSampler};
 use crate::traits::scheduler::{BilevelLoop, ProbeDraw};
 use crate::{Error, Result, Rng};
 
-/// Seed-stream tags, so that each kind of random draw has its own sub-stream.
-pub(crate) mod stream {
-    pub const NETWORK: u64 = 1;
-    pub const SAMPLING: u64 = 2;
-    pub const AUGMENT: u64 = 3;
-    pub const INIT: u64 = 4;
-    pub const BASELINE: u64 = 5;
-    pub const EVAL: u64 = 6;
-    pub const MATCH: u64 = 7;
-}
+pub(crate) use crate::rng::stream;
 
 /// The state of one iteration, implementing [`BilevelLoop`] for the scheduler.
 pub struct IterationLoop<'a> {

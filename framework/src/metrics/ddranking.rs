@@ -64,7 +64,7 @@ pub struct MetricSummary {
 
 impl MetricSummary {
     pub fn of(values: Vec<f64>) -> Self {
-        let (mean, std) = crate::evaluate::mean_std(&values);
+        let (mean, std) = super::stats::mean_std(&values);
         Self { values, mean, std }
     }
 }
@@ -145,7 +145,7 @@ impl FairMetrics {
             len if len == n => inputs.whole[k],
             // A known accuracy, or fewer whole-set networks than the others: their mean for
             // every run.
-            _ => crate::evaluate::mean_std(&inputs.whole).0,
+            _ => super::stats::mean_std(&inputs.whole).0,
         };
         if inputs.whole.is_empty() {
             return Err(Error::Other(

@@ -11,5 +11,5 @@ pub use ddranking::{
     FairMetrics, MetricSummary,
 };
 pub use per_class::class_accuracies;
-pub use stats::{student_t_975, Summary};
+pub use stats::{mean_std, student_t_975, Summary};
 pub use storage::{storage_of_safetensors, Storage};

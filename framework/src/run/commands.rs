@@ -1,32 +1,28 @@
 //! The commands: `condense` (and `--resume`), `evaluate`, `baseline`.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::Tensor;
 use serde_json::Value;
 
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
-use crate::config::RunConfig;
+use crate::config::{RunConfig, Select};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::engine::{condense, RunControl};
+use crate::eval::{seal_test_set, DuringEval};
 use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
+use crate::metrics::storage_of_safetensors;
 use crate::output::{save_grid_png, write_json};
 use crate::progress::Progress;
 use crate::synthetic::SyntheticSet;
 use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
-use super::evaluation::{evaluate_on_archs, random_baseline, TrainingSet};
-use super::fair_metrics::fair_metrics;
-use super::kd::kd_evaluations;
+use super::fit_to_dataset::fit_to_dataset;
 use super::metadata::set_metadata;
-use super::notes::fit_to_dataset;
 use super::resolve::{resolve, ResolvedRun};
 use super::results::{median, peak_rss_mib, print_table, write_results, CondensationSummary, Results};
-use super::validation::{seal_test_set, DuringEval};
-use crate::metrics::storage_of_safetensors;
 
 /// How a run talks to the person running it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,29 +36,40 @@ pub struct RunOptions {
     pub interrupt: Option<&'static AtomicBool>,
 }
 
-/// Refuses to overwrite a non-empty output directory unless forced.
-pub(super) fn prepare_out(out: &Path, force: bool) -> Result<()> {
+/// Refuses to overwrite a non-empty output directory unless forced. Returns whether the
+/// directory was empty (or absent) before: a fresh one, which a run refused before its
+/// first iteration leaves as it found it.
+pub(super) fn prepare_out(out: &Path, force: bool) -> Result<bool> {
+    let mut fresh = true;
     if let Ok(mut entries) = std::fs::read_dir(out) {
-        if entries.next().is_some() && !force {
-            return Err(Error::invalid(
-                "out",
-                out.display(),
-                "the output directory is not empty; pass --force to overwrite, or choose another --out",
-            ));
+        if entries.next().is_some() {
+            if !force {
+                return Err(Error::invalid(
+                    "out",
+                    out.display(),
+                    "the output directory is not empty; pass --force to overwrite, or choose another --out",
+                ));
+            }
+            fresh = false;
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating output directory {}", out.display()), e))
+    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("creating output directory {}", out.display()), e))?;
+    Ok(fresh)
+}
+
+/// Empties the fresh output directory `out` of what a run wrote before it was refused (its
+/// config.json, tensorboard/), so that the corrected run needs no `--force`. Best effort: the
+/// refusal is what the user must see.
+fn release_out(out: &Path) {
+    let _ = std::fs::remove_file(out.join("config.json"));
+    let _ = std::fs::remove_dir_all(out.join("tensorboard"));
+    let _ = std::fs::remove_dir(out);
 }
 
 fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
     data::load_announced(
-        &config.dataset,
-        &LoadOptions {
-            data_dir: config.data_dir.clone(),
-            download: config.download,
-            seed: config.seed,
-            zca: config.zca,
-        },
+        config.dataset.name(),
+        &LoadOptions::new(&config.data_dir, config.download, config.seed, config.zca),
         quiet,
     )
 }
@@ -70,9 +77,17 @@ fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
 /// `cafe-lab condense`: condenses, saves the set, evaluates it beside the random baseline.
 pub fn run_condense(config: &RunConfig, opts: RunOptions) -> Result<Results> {
     let run = resolve(config)?;
-    prepare_out(&run.out, opts.force)?;
-    write_json(&run.out.join("config.json"), &run.resolved_json)?;
-    condense_and_evaluate(run, opts, None)
+    let fresh = prepare_out(&run.out, opts.force)?;
+    let out = run.out.clone();
+    write_json(&out.join("config.json"), &run.resolved_json)?;
+    let iterated = AtomicBool::new(false);
+    let result = condense_and_evaluate(run, opts, None, &iterated);
+    // Refused before any iteration (e.g. by the matcher's preparation, which needs the data):
+    // nothing of the run is worth keeping.
+    if result.is_err() && fresh && !iterated.load(Ordering::SeqCst) {
+        release_out(&out);
+    }
+    result
 }
 
 /// `cafe-lab --resume DIR`: continues an interrupted condensation from its checkpoint, with
@@ -124,16 +139,29 @@ pub fn resume_condense(dir: &Path, opts: RunOptions) -> Result<Results> {
             checkpoint.state.next_iteration
         );
     }
-    condense_and_evaluate(run, opts, Some(checkpoint))
+    condense_and_evaluate(run, opts, Some(checkpoint), &AtomicBool::new(true))
 }
 
-fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<Checkpoint>) -> Result<Results> {
+/// The condensation and evaluation of a resolved run; sets `iterated` once an iteration is done.
+fn condense_and_evaluate(
+    mut run: ResolvedRun,
+    opts: RunOptions,
+    resume: Option<Checkpoint>,
+    iterated: &AtomicBool,
+) -> Result<Results> {
     if run.components.matcher.defaults().needs_second_order {
         crate::enable_second_order_gradients();
     }
     let mut ds = load_dataset(&run.config, opts.quiet)?;
     // The validation split leaves the training set before anything else reads it.
-    let mut during = DuringEval::prepare(&run, &mut ds, opts.quiet)?;
+    let mut during = DuringEval::prepare(
+        &run.eval,
+        &mut ds,
+        run.settings.ipc,
+        run.settings.iterations,
+        &run.device,
+        opts.quiet,
+    )?;
     let notes = fit_to_dataset(&mut run, &ds)?;
     if !opts.quiet {
         notes.iter().for_each(|n| eprintln!("note: {n}"));
@@ -152,6 +180,7 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
             r.last_loss, r.outer_steps, r.inner_epochs
         );
         bar.step(it + 1, &message);
+        iterated.store(true, Ordering::SeqCst);
     };
     if !opts.quiet {
         eprintln!(
@@ -227,16 +256,9 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         inner_loops_capped_total: reports.iter().map(|r| r.inner_loops_capped).sum(),
         per_iteration: reports.clone(),
     };
-    let images = syn.images_detached();
-    let targets = syn.training_targets();
-    let set = synthetic_training_set(syn, &images, &targets)?;
-    let mut evaluations = evaluate_on_archs(&run, &ds, &set, opts.quiet)?;
-    if run.config.eval.baseline {
-        evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
-    }
-    let metrics = fair_metrics(&run, &ds, &set, &syn.labels, &mut evaluations, opts.quiet)?;
-    let (kd_evaluations, kd) = kd_evaluations(&run, &ds, &images, opts.quiet)?;
-    evaluations.extend(kd_evaluations);
+    let evaluator = run.evaluator(&ds, run.settings.ipc, opts.quiet);
+    let evaluated = evaluator.synthetic_set(syn, &run.out)?;
+    let evaluations = evaluated.evaluations;
     for ev in &evaluations {
         logger.scalar(&format!("eval/{}/{}", ev.set, ev.arch), 0, ev.mean);
     }
@@ -248,26 +270,15 @@ fn condense_and_evaluate(mut run: ResolvedRun, opts: RunOptions, resume: Option<
         notes,
         evaluations,
         condensation: Some(summary),
-        metrics,
+        metrics: evaluated.metrics,
         storage: Some(storage_of_safetensors(&run.out.join("synthetic.safetensors"))?),
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
         validation_curve: during.map(|d| d.curve).unwrap_or_default(),
         selection,
-        kd,
+        kd: evaluated.kd,
     };
     publish(&run.out, results, opts.quiet)
-}
-
-/// What a synthetic set's evaluation networks train on: its images, its soft labels when it
-/// learned them (else its labels), its learned step size when it has one.
-fn synthetic_training_set<'a>(syn: &SyntheticSet, images: &'a Tensor, targets: &'a Tensor) -> Result<TrainingSet<'a>> {
-    Ok(TrainingSet {
-        name: "synthetic",
-        images,
-        targets,
-        lr: syn.learned_lr()?,
-    })
 }
 
 /// The end of every command: results.json and evaluations.md in `out`, the table on stdout.
@@ -287,13 +298,13 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
     // Evaluation during condensation belongs to the run that made the set (its saved
     // settings may carry it); there is no condensation here.
     config.eval.every = 0;
-    config.eval.select = "final".into();
+    config.eval.select = Select::Final;
     if config.out.is_none() {
         let dir = synthetic.parent().unwrap_or(Path::new("."));
         config.out = Some(dir.join(format!("evaluate-seed{}", config.seed)));
     }
     let started = Instant::now();
-    let mut run = resolve(&config)?;
+    let run = resolve(&config)?;
     // The set first: a missing or broken file is refused before the dataset is loaded.
     let syn = SyntheticSet::load(synthetic, &run.device)?;
     let ds = load_dataset(&run.config, opts.quiet)?;
@@ -307,19 +318,10 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
             ),
         ));
     }
-    run.settings.ipc = syn.ipc;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
-    let images = syn.images_detached();
-    let targets = syn.training_targets();
-    let set = synthetic_training_set(&syn, &images, &targets)?;
-    let mut evaluations = evaluate_on_archs(&run, &ds, &set, opts.quiet)?;
-    if run.config.eval.baseline {
-        evaluations.extend(random_baseline(&run, &ds, opts.quiet)?);
-    }
-    let metrics = fair_metrics(&run, &ds, &set, &syn.labels, &mut evaluations, opts.quiet)?;
-    let (kd_evaluations, kd) = kd_evaluations(&run, &ds, &images, opts.quiet)?;
-    evaluations.extend(kd_evaluations);
+    let evaluator = run.evaluator(&ds, syn.ipc, opts.quiet);
+    let evaluated = evaluator.synthetic_set(&syn, &run.out)?;
     let mut notes = Vec::new();
     if !syn.metadata.contains_key("config") {
         notes.push(format!(
@@ -333,13 +335,13 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         dataset: ds.name.clone(),
         ipc: syn.ipc,
         notes,
-        evaluations,
+        evaluations: evaluated.evaluations,
         condensation: None,
-        metrics,
+        metrics: evaluated.metrics,
         storage: Some(storage_of_safetensors(synthetic)?),
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
-        kd,
+        kd: evaluated.kd,
         ..Results::default()
     };
     publish(&run.out, results, opts.quiet)
@@ -350,12 +352,13 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
     let started = Instant::now();
     let mut config = config.clone();
     config.eval.every = 0;
-    config.eval.select = "final".into();
+    config.eval.select = Select::Final;
     let run = resolve(&config)?;
     prepare_out(&run.out, opts.force)?;
     write_json(&run.out.join("config.json"), &run.resolved_json)?;
     let ds = load_dataset(&run.config, opts.quiet)?;
-    let evaluations = random_baseline(&run, &ds, opts.quiet)?;
+    let evaluator = run.evaluator(&ds, run.settings.ipc, opts.quiet);
+    let evaluations = evaluator.random_baseline()?;
     let results = Results {
         command: "baseline".into(),
         dataset: ds.name.clone(),

@@ -17,7 +17,6 @@ use crate::config::ConfigBuilder;
 use crate::synthetic::SyntheticSet;
 use crate::Result;
 
-use super::evaluation::eval_recipes;
 use super::resolve::ResolvedRun;
 
 /// Value of the `format` key; a reader can tell a cafe-lab set from other safetensors files.
@@ -29,9 +28,9 @@ pub const SET_FORMAT: &str = "cafe-lab synthetic set 1";
 /// learned soft labels.
 pub fn set_metadata(run: &ResolvedRun, syn: &SyntheticSet) -> Result<BTreeMap<String, String>> {
     let c = &run.config;
-    let recipes = eval_recipes(c)?;
-    let join =
-        |f: &dyn Fn(&super::evaluation::EvalRecipe) -> String| recipes.iter().map(f).collect::<Vec<_>>().join(",");
+    let plan = &run.eval;
+    let join = |f: &dyn Fn(&crate::eval::ArchPlan) -> String| plan.archs.iter().map(f).collect::<Vec<_>>().join(",");
+    let recipe = plan.recipe();
     let strategy = run.resolved_json["augment"]["strategy"]
         .as_str()
         .unwrap_or("")
@@ -48,7 +47,7 @@ pub fn set_metadata(run: &ResolvedRun, syn: &SyntheticSet) -> Result<BTreeMap<St
         ("format", SET_FORMAT.to_string()),
         ("cafe_lab_version", env!("CARGO_PKG_VERSION").to_string()),
         ("protocol", c.protocol.clone().unwrap_or_else(|| "none".into())),
-        ("dataset", c.dataset.clone()),
+        ("dataset", c.dataset.name().to_string()),
         (
             "preprocess",
             c.zca
@@ -63,20 +62,20 @@ pub fn set_metadata(run: &ResolvedRun, syn: &SyntheticSet) -> Result<BTreeMap<St
         ("init", format!("{:?}", run.settings.init).to_lowercase()),
         ("iterations", run.settings.iterations.to_string()),
         ("seed", run.settings.seed.to_string()),
-        ("eval_archs", join(&|r| r.arch.clone())),
-        ("eval_epochs", join(&|r| r.epochs.to_string())),
-        ("eval_augment", join(&|r| r.augment.clone())),
-        ("eval_lr", learned_lr.unwrap_or(c.eval.lr).to_string()),
+        ("eval_archs", join(&|a| a.name.clone())),
+        ("eval_epochs", join(&|a| a.recipe.epochs.to_string())),
+        ("eval_augment", join(&|a| a.augmentation.name.clone())),
+        ("eval_lr", learned_lr.unwrap_or(recipe.lr).to_string()),
         (
             "eval_lr_source",
             if learned_lr.is_some() { "learned" } else { "config" }.to_string(),
         ),
         ("eval_targets", if soft { "soft_labels" } else { "labels" }.to_string()),
         ("learned", learned.join(",")),
-        ("eval_batch", c.eval.batch.to_string()),
-        ("eval_momentum", c.eval.momentum.to_string()),
-        ("eval_weight_decay", c.eval.weight_decay.to_string()),
-        ("eval_nets", c.eval.nets.to_string()),
+        ("eval_batch", recipe.batch.to_string()),
+        ("eval_momentum", recipe.momentum.to_string()),
+        ("eval_weight_decay", recipe.weight_decay.to_string()),
+        ("eval_nets", recipe.nets.to_string()),
         ("config", config.to_string()),
     ];
     Ok(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
@@ -92,7 +91,7 @@ pub fn evaluation_base(path: &Path) -> Result<(ConfigBuilder, Option<String>)> {
     let metadata = SyntheticSet::read_metadata(path)?;
     match metadata.get("config").map(|text| serde_json::from_str::<Value>(text)) {
         Some(Ok(config)) => Ok((ConfigBuilder::from_saved(&config), None)),
-        Some(Err(e)) => Err(crate::Error::DatasetCorrupt {
+        Some(Err(e)) => Err(crate::Error::SyntheticCorrupt {
             path: path.to_path_buf(),
             message: format!("its 'config' metadata is not valid JSON ({e}); pass --dataset and the evaluation flags, or re-save the set"),
         }),

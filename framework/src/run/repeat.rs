@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::RunConfig;
-use crate::evaluate::Evaluation;
+use crate::eval::Evaluation;
 use crate::metrics::{FairMetrics, MetricSummary, Storage, Summary};
 use crate::output::{write_atomic, write_json};
 use crate::{Error, Result};

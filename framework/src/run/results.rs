@@ -4,11 +4,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::evaluate::Evaluation;
+use crate::eval::{Evaluation, KdSummary, Selection, ValPoint};
 use crate::metrics::{FairMetrics, Storage};
 
-use super::kd::KdSummary;
-use super::validation::{Selection, ValPoint};
 use crate::output::{write_atomic, write_json};
 use crate::traits::scheduler::IterationReport;
 use crate::Result;

@@ -17,6 +17,46 @@ pub fn batches(n: usize, batch: usize, rng: Option<&mut Rng>) -> Vec<Vec<u32>> {
     order.chunks(batch.max(1)).map(|c| c.to_vec()).collect()
 }
 
+/// What a training batch is scored against: labels, soft labels, a teacher's outputs.
+pub trait BatchLoss: Sync {
+    /// The loss of `logits` (the network's on the batch) for the batch `x` (augmented, as the
+    /// network saw it) made of the rows `idx` of the epoch's images.
+    fn loss(&self, logits: &Tensor, x: &Tensor, idx: &Tensor) -> Result<Tensor>;
+    /// What to say when the loss became `value`, not a finite number.
+    fn non_finite(&self, value: f64) -> String;
+}
+
+/// Cross-entropy against hard labels `[n]` (u32) or soft-label logits `[n, classes]` (see
+/// [`classification_loss`]).
+pub struct TargetLoss<'a>(pub &'a Tensor);
+
+impl BatchLoss for TargetLoss<'_> {
+    fn loss(&self, logits: &Tensor, _x: &Tensor, idx: &Tensor) -> Result<Tensor> {
+        classification_loss(logits, &self.0.index_select(idx, 0)?)
+    }
+
+    fn non_finite(&self, value: f64) -> String {
+        format!("training loss became {value}; lower the learning rate or check the training images")
+    }
+}
+
+/// A batch scored against a frozen teacher's outputs on the same augmented images.
+pub struct TeacherLoss<'a> {
+    pub net: &'a dyn Network,
+    pub temperature: f64,
+}
+
+impl BatchLoss for TeacherLoss<'_> {
+    fn loss(&self, logits: &Tensor, x: &Tensor, _idx: &Tensor) -> Result<Tensor> {
+        let target = self.net.logits(&x.detach(), Mode::Eval)?.detach();
+        super::loss::kd_loss(logits, &target, self.temperature, false)
+    }
+
+    fn non_finite(&self, value: f64) -> String {
+        format!("distillation loss became {value}; lower the learning rate or the temperature")
+    }
+}
+
 /// Trains `net` for one epoch on `images` `[n, c, h, w]` / `labels` (`[n]` u32 labels, or
 /// `[n, classes]` soft-label logits: see [`classification_loss`]), shuffled by `rng`,
 /// each batch augmented (independently per image) when an augmenter is given.
@@ -30,24 +70,35 @@ pub fn train_epoch(
     augmenter: Option<&dyn Augmenter>,
     rng: &mut Rng,
 ) -> Result<f64> {
+    train_epoch_with(net, opt, images, batch, augmenter, rng, &TargetLoss(labels))
+}
+
+/// One epoch as [`train_epoch`], each batch scored by `loss`: the batch order is drawn from
+/// `rng`, then each batch's augmentation seed, so every loss sees the same batches.
+pub fn train_epoch_with(
+    net: &dyn Network,
+    opt: &mut Sgd,
+    images: &Tensor,
+    batch: usize,
+    augmenter: Option<&dyn Augmenter>,
+    rng: &mut Rng,
+    loss: &dyn BatchLoss,
+) -> Result<f64> {
     let n = images.dim(0)?;
     let mut total = 0.0;
     for idx in &batches(n, batch, Some(rng)) {
         let idx_t = Tensor::new(idx.as_slice(), images.device())?;
         let mut x = images.index_select(&idx_t, 0)?;
-        let y = labels.index_select(&idx_t, 0)?;
         if let Some(aug) = augmenter.filter(|a| !a.is_identity()) {
             x = aug.augment(&x, rand::Rng::random(rng), false)?;
         }
-        let loss = classification_loss(&net.logits(&x, Mode::Train)?, &y)?;
-        let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let value_t = loss.loss(&net.logits(&x, Mode::Train)?, &x, &idx_t)?;
+        let value = value_t.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !value.is_finite() {
-            return Err(Error::NonFinite(format!(
-                "training loss became {value}; lower the learning rate or check the training images"
-            )));
+            return Err(Error::NonFinite(loss.non_finite(value)));
         }
         total += value * idx.len() as f64;
-        opt.backward_step(&loss)?;
+        opt.backward_step(&value_t)?;
     }
     Ok(total / n.max(1) as f64)
 }

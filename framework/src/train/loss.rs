@@ -1,5 +1,6 @@
 //! The classification losses a network trains with: cross-entropy against hard labels, and
-//! against soft labels given as logits (learned soft labels, DATM), chosen by the targets' type.
+//! against soft labels given as logits (learned soft labels, DATM), chosen by the targets' type;
+//! and the distillation loss against a teacher's outputs (KD evaluation).
 
 use candle_core::{DType, Tensor, D};
 
@@ -38,4 +39,20 @@ pub fn classification_loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> 
              rank {rank} {dtype:?}"
         ))),
     }
+}
+
+/// The distillation loss: KL(softmax(teacher / T) || softmax(student / T)), summed over classes
+/// and averaged over the batch (`batchmean`), times T^2 when `scale` (`kl.py:12-19`). The
+/// teacher's logits carry no gradient.
+///
+/// # Shapes
+/// `student`, `teacher`: `[n, classes]`.
+pub fn kd_loss(student: &Tensor, teacher: &Tensor, temperature: f64, scale: bool) -> Result<Tensor> {
+    let n = student.dim(0)? as f64;
+    let log_q = candle_nn::ops::log_softmax(&(student / temperature)?, D::Minus1)?;
+    let log_p = candle_nn::ops::log_softmax(&(teacher.detach() / temperature)?, D::Minus1)?;
+    let p = log_p.exp()?;
+    let kl = (p * (log_p - log_q)?)?.sum_all()?;
+    let factor = if scale { temperature * temperature } else { 1.0 } / n;
+    Ok((kl * factor)?)
 }

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::PluginChoice;
-use crate::registry::merge_json;
+use crate::config::{PluginChoice, UserLayers};
+use crate::data::DatasetKind;
+use crate::json_merge::merge_layer;
 use crate::{Error, Result};
 
 /// Every setting of an `experts` run. Saved whole in each expert file's `settings` metadata.
@@ -17,7 +18,7 @@ pub struct ExpertsConfig {
     /// `shapes` (embedded), `mnist`, `fashion-mnist`, `cifar10`, `cifar100`, `svhn`. The
     /// reference defaults to CIFAR10 (`buffer.py` line 112); cafe-lab's commands default to
     /// the embedded set, which needs no download.
-    pub dataset: String,
+    pub dataset: DatasetKind,
     pub data_dir: Option<PathBuf>,
     pub download: bool,
     /// ZCA whitening with this `eps` (`buffer.py --zca`, line 127; `utils.py:137-165` fits it
@@ -65,7 +66,7 @@ pub struct ExpertsConfig {
 impl Default for ExpertsConfig {
     fn default() -> Self {
         Self {
-            dataset: "shapes".into(),
+            dataset: DatasetKind::Shapes,
             data_dir: None,
             download: false,
             zca: None,
@@ -88,41 +89,19 @@ impl Default for ExpertsConfig {
 
 impl ExpertsConfig {
     /// The defaults with `flags` (a JSON object of settings) merged over them, then each
-    /// `PATH=VALUE` of `sets` (e.g. `arch.width=8`, `augment.strategy=crop`; the value read as
-    /// JSON when it parses, as a string otherwise). A plugin named anew (`"arch": "mlp"`)
-    /// drops the previous plugin's keys. Unknown keys are errors.
+    /// `PATH=VALUE` of `sets` (e.g. `arch.width=8`, `augment.strategy=crop`), merged as a run's
+    /// `--set` is ([`UserLayers`]): a plugin named anew (`"arch": "mlp"`) drops the previous
+    /// plugin's keys; an unknown key or a value of the wrong type is an error naming the key
+    /// and the flag or `--set` that gave it.
     pub fn from_overrides(flags: &Value, sets: &[String]) -> Result<Self> {
-        let mut value = serde_json::to_value(Self::default()).map_err(|e| Error::Other(e.to_string()))?;
-        let mut apply = |patch: Value| {
-            if let (Value::Object(base), Value::Object(p)) = (&mut value, &patch) {
-                for key in ["arch", "augment"] {
-                    if let Some(Value::String(name)) = p.get(key) {
-                        base.insert(key.into(), serde_json::json!({ "name": name }));
-                    }
-                }
-            }
-            let mut patch = patch;
-            if let Value::Object(p) = &mut patch {
-                p.retain(|k, v| !(["arch", "augment"].contains(&k.as_str()) && v.is_string()));
-            }
-            merge_json(&mut value, &patch);
-        };
-        apply(flags.clone());
+        let mut layers = UserLayers::default();
+        layers.merge_from("the command-line flags", flags);
         for assignment in sets {
-            let (path, raw) = assignment
-                .split_once('=')
-                .ok_or_else(|| Error::invalid("--set", assignment, "expected PATH=VALUE, e.g. arch.width=64"))?;
-            let mut patch =
-                serde_json::from_str::<Value>(raw.trim()).unwrap_or_else(|_| Value::String(raw.trim().to_string()));
-            for key in path.trim().split('.').rev() {
-                if key.is_empty() {
-                    return Err(Error::invalid("--set", assignment, "empty key in path"));
-                }
-                patch = serde_json::json!({ key: patch });
-            }
-            apply(patch);
+            layers.set(assignment)?;
         }
-        serde_json::from_value(value).map_err(|e| Error::invalid("experts settings", "(merged)", e.to_string()))
+        let mut value = serde_json::to_value(Self::default()).map_err(|e| Error::Other(e.to_string()))?;
+        merge_layer(&mut value, layers.merged());
+        layers.deserialize(&value)
     }
 
     /// Refuses settings that cannot train, before any work.

@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 
-use crate::rng::rng_from_seed;
 use crate::traits::matcher::PrepareContext;
 use crate::{Error, Result};
 
@@ -46,23 +45,7 @@ pub fn expert_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// What a run's trajectories must fit: its dataset, image shape, classes, architecture and the
 /// parameter shapes of a network the architecture builds.
 pub fn run_key(ctx: &PrepareContext) -> Result<TrajectoryKey> {
-    let ds = ctx.dataset;
-    let probe = ctx.arch.build(
-        ds.train.shape,
-        ds.classes,
-        DType::F32,
-        ctx.device,
-        &mut rng_from_seed(0),
-    )?;
-    Ok(TrajectoryKey {
-        dataset: ds.name.clone(),
-        zca: ds.zca.as_ref().map(|z| z.eps),
-        image_shape: ds.train.shape,
-        classes: ds.classes,
-        arch: ctx.arch_name.to_string(),
-        arch_config: ctx.arch_config.clone(),
-        parameter_shapes: probe.parameters().iter().map(|p| p.dims().to_vec()).collect(),
-    })
+    TrajectoryKey::for_network(ctx.dataset, ctx.arch, ctx.arch_name, ctx.arch_config, ctx.device)
 }
 
 /// The first `max_experts` (all when `None`) experts of `dir`, each checked against `key`, each

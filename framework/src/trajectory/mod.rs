@@ -1,16 +1,17 @@
 //! Expert trajectories for trajectory matching (MTT, Cazenavette et al., CVPR 2022): training
-//! them (`cafe-lab experts`, the reference's `buffer.py`) and the store they are kept in, one
-//! safetensors file per expert with its parameters after every epoch.
+//! them (the reference's `buffer.py`; the command is [`crate::run::run_experts`]), the store
+//! they are kept in (one safetensors file per expert with its parameters after every epoch),
+//! and unrolling students along them.
 
-pub mod command;
 pub mod config;
+pub mod key;
 pub mod load;
 pub mod store;
 pub mod train;
 pub mod unroll;
 
-pub use command::run_experts;
 pub use config::ExpertsConfig;
+pub use key::{default_store_dir, probe_network};
 pub use load::{expert_files, load_experts, run_key};
 pub use store::{expert_file, ExpertRecord, ExpertTrajectory, TrajectoryKey};
 pub use train::{expert_rng, ExpertEntry, ExpertTrainer, ExpertsSummary, SUMMARY_FILE};

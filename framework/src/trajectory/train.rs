@@ -9,17 +9,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::output::write_json;
-use crate::rng::sub_rng;
-use crate::train::{accuracy, train_epoch, Sgd};
+use crate::rng::{stream, sub_rng};
+use crate::train::{accuracy, train_epoch, StepSchedule};
 use crate::traits::architecture::{Architecture, Mode};
 use crate::traits::augmenter::Augmenter;
 use crate::{Error, Result, Rng};
 
 use super::config::ExpertsConfig;
 use super::store::{expert_file, ExpertRecord, ExpertTrajectory, TrajectoryKey};
-
-/// Tag of the experts' random sub-streams (see [`expert_rng`]).
-const EXPERT_STREAM: u64 = 0xE4_9E27;
 
 /// Test batches: large enough to be fast, small enough for any network's activations.
 const TEST_BATCH: usize = 500;
@@ -31,7 +28,7 @@ pub const SUMMARY_FILE: &str = "experts.json";
 /// its batch orders and augmentations. One stream per expert, so expert `k` is the same
 /// whether it is trained alone, after others, or again after an interruption.
 pub fn expert_rng(seed: u64, index: usize) -> Rng {
-    sub_rng(seed, &[EXPERT_STREAM, index as u64])
+    sub_rng(seed, &[stream::EXPERT, index as u64])
 }
 
 /// Everything needed to train experts of one architecture on one dataset.
@@ -87,30 +84,25 @@ impl ExpertTrainer<'_> {
                 .collect()
         };
         let mut epochs = vec![snapshot()?];
-        let mut opt = Sgd::new(net.parameters(), cfg.lr_teacher, cfg.momentum, cfg.l2);
-        let decay_after = cfg.train_epochs / 2 + 1;
         let (mut train_loss, mut test_accuracy) = (Vec::new(), Vec::new());
-        for epoch in 0..cfg.train_epochs {
-            let (x, y) = &self.train;
-            let loss = train_epoch(
-                net.as_ref(),
-                &mut opt,
-                x,
-                y,
-                cfg.batch_train,
-                Some(self.augmenter),
-                &mut rng,
-            )?;
-            let acc = accuracy(net.as_ref(), &self.test.0, &self.test.1, TEST_BATCH, Mode::Eval)?;
-            epochs.push(snapshot()?);
-            train_loss.push(loss);
-            test_accuracy.push(acc);
-            on_epoch(epoch + 1, loss, acc);
-            // buffer.py lines 94-97: a new optimiser at a tenth of the rate, its momentum reset.
-            if cfg.decay && epoch == decay_after {
-                opt = Sgd::new(net.parameters(), opt.lr * 0.1, cfg.momentum, cfg.l2);
-            }
-        }
+        let (x, y) = &self.train;
+        // buffer.py lines 80-97: SGD for `train_epochs` epochs; with `--decay`, a new optimiser
+        // at a tenth of the rate (momentum reset) after epoch train_epochs / 2 + 1.
+        StepSchedule::experts(cfg.train_epochs, cfg.decay).run(
+            net.parameters(),
+            cfg.lr_teacher,
+            cfg.momentum,
+            cfg.l2,
+            |epoch, opt| {
+                let loss = train_epoch(net.as_ref(), opt, x, y, cfg.batch_train, Some(self.augmenter), &mut rng)?;
+                let acc = accuracy(net.as_ref(), &self.test.0, &self.test.1, TEST_BATCH, Mode::Eval)?;
+                epochs.push(snapshot()?);
+                train_loss.push(loss);
+                test_accuracy.push(acc);
+                on_epoch(epoch + 1, loss, acc);
+                Ok(())
+            },
+        )?;
         let record = ExpertRecord {
             expert: index,
             dataset: key.dataset.clone(),

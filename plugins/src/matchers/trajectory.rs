@@ -22,7 +22,9 @@ use cafe_framework::synthetic::{LEARNED_LABELS, LEARNED_LR};
 use cafe_framework::traits::matcher::{
     Init, LearnableSpec, MatchContext, MatchOutput, Matcher, MatcherDefaults, PrepareContext,
 };
-use cafe_framework::trajectory::{load_experts, run_key, ExpertTrajectory, Student, StudentStep, Targets, Unroll};
+use cafe_framework::trajectory::{
+    default_store_dir, load_experts, probe_network, run_key, ExpertTrajectory, Student, StudentStep, Targets, Unroll,
+};
 use cafe_framework::{register_matcher, Error, Mode, Result};
 use candle_core::{DType, Tensor, Var};
 use rand::seq::SliceRandom;
@@ -210,14 +212,7 @@ impl Trajectory {
         let epoch = self.config.label_expert_epoch.unwrap_or(record.epochs);
         let expert = ExpertTrajectory::load_through(&first, ctx.device, epoch)?;
         let params = expert.epoch(epoch)?;
-        let ds = ctx.dataset;
-        let net = ctx.arch.build(
-            ds.train.shape,
-            ds.classes,
-            DType::F32,
-            ctx.device,
-            &mut rng_from_seed(0),
-        )?;
+        let net = probe_network(ctx.arch, ctx.dataset, ctx.device)?;
         let n = ctx.images.dim(0)?;
         let mut parts = Vec::new();
         let mut at = 0;
@@ -234,7 +229,7 @@ impl Trajectory {
         self.config
             .experts
             .clone()
-            .unwrap_or_else(|| PathBuf::from("experts").join(format!("{}-{}", ctx.dataset.name, ctx.arch_name)))
+            .unwrap_or_else(|| default_store_dir(&ctx.dataset.name, ctx.arch_name))
     }
 }
 

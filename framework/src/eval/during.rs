@@ -10,26 +10,15 @@
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::config::RunConfig;
+use crate::config::Select;
 use crate::data::{Dataset, ImageSet};
-use crate::evaluate::{evaluate_set, EvalSetup};
 use crate::logging::MetricLogger;
-use crate::registry::find;
-use crate::rng::{derive_seed, sub_rng};
+use crate::rng::{derive_seed, stream, sub_rng};
 use crate::synthetic::SyntheticSet;
-use crate::traits::architecture::Architecture;
 use crate::{Error, Result};
 
-use super::evaluation::{eval_arch_names, eval_augmenter_for, eval_epochs};
-use super::resolve::{build_plugin, ResolvedRun};
-
-/// Seed streams of the split and of the networks trained during condensation (apart from the
-/// engine's streams, so that a run without `--eval-every` draws exactly as before).
-const SPLIT_STREAM: u64 = 0x7A1_5917;
-const DURING_STREAM: u64 = 0x7A1_E7A1;
-
-/// `--select`: which synthetic set is kept.
-pub const SELECT_RULES: [&str; 2] = ["final", "best-val"];
+use super::plan::{DuringPlan, EvalPlan};
+use super::trainer::{evaluate_set, EvalJob, Supervision, TrainingSet};
 
 /// One evaluation during condensation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,36 +45,9 @@ pub struct Selection {
     pub val_images: usize,
 }
 
-/// Refuses `--eval-every`/`--select` settings that cannot work, before any work.
-pub(crate) fn validate_during(config: &RunConfig) -> Result<()> {
-    let e = &config.eval;
-    if !SELECT_RULES.contains(&e.select.as_str()) {
-        return Err(Error::invalid(
-            "eval.select",
-            &e.select,
-            format!("valid rules: {}", SELECT_RULES.join(", ")),
-        ));
-    }
-    if e.select == "best-val" && e.every == 0 {
-        return Err(Error::invalid(
-            "eval.select",
-            "best-val",
-            "choosing by validation accuracy needs evaluations during condensation: add --eval-every N",
-        ));
-    }
-    if e.every > 0 && (e.val_per_class == 0 || e.during_nets == 0 || e.during_epochs == Some(0)) {
-        return Err(Error::invalid(
-            "eval.val_per_class / eval.during_nets / eval.during_epochs",
-            0,
-            "evaluation during condensation needs validation images and at least one network trained one epoch",
-        ));
-    }
-    Ok(())
-}
-
 /// Takes `per_class` random images of every class out of `ds.train` (a seeded draw) and
 /// returns them as the validation set.
-pub(crate) fn split_validation(ds: &mut Dataset, per_class: usize, ipc: usize, seed: u64) -> Result<ImageSet> {
+pub fn split_validation(ds: &mut Dataset, per_class: usize, ipc: usize, seed: u64) -> Result<ImageSet> {
     let by_class = ds.train.class_indices(ds.classes);
     for (c, idx) in by_class.iter().enumerate() {
         if per_class + ipc.max(1) > idx.len() {
@@ -103,7 +65,7 @@ pub(crate) fn split_validation(ds: &mut Dataset, per_class: usize, ipc: usize, s
             ));
         }
     }
-    let mut rng = sub_rng(seed, &[SPLIT_STREAM]);
+    let mut rng = sub_rng(seed, &[stream::SPLIT]);
     let mut held = vec![false; ds.train.len()];
     for idx in &by_class {
         for i in rand::seq::index::sample(&mut rng, idx.len(), per_class) {
@@ -127,7 +89,7 @@ pub(crate) fn split_validation(ds: &mut Dataset, per_class: usize, ipc: usize, s
 }
 
 /// Empties `ds.test` for the condensation and returns it for the final evaluation.
-pub(crate) fn seal_test_set(ds: &mut Dataset) -> ImageSet {
+pub fn seal_test_set(ds: &mut Dataset) -> ImageSet {
     let empty = ImageSet {
         images: Vec::new(),
         labels: Vec::new(),
@@ -146,18 +108,13 @@ struct Snapshot {
 }
 
 /// Evaluation during condensation: owns the validation set and what it has seen.
-pub(crate) struct DuringEval {
-    config: RunConfig,
-    arch: Box<dyn Architecture>,
-    arch_name: String,
+pub struct DuringEval {
+    plan: DuringPlan,
     device: Device,
     seed: u64,
     classes: usize,
     val: ImageSet,
-    val_per_class: usize,
-    every: usize,
     total: usize,
-    keep_best: bool,
     quiet: bool,
     pub curve: Vec<ValPoint>,
     /// The best set so far.
@@ -165,37 +122,27 @@ pub(crate) struct DuringEval {
 }
 
 impl DuringEval {
-    /// Splits the validation set off `ds.train` when the run evaluates during condensation.
-    pub(crate) fn prepare(run: &ResolvedRun, ds: &mut Dataset, quiet: bool) -> Result<Option<Self>> {
-        let e = &run.config.eval;
-        if e.every == 0 {
+    /// Splits the validation set off `ds.train` when the plan evaluates during condensation
+    /// of `iterations` iterations of a set of `ipc` images per class.
+    pub fn prepare(
+        plan: &EvalPlan,
+        ds: &mut Dataset,
+        ipc: usize,
+        iterations: usize,
+        device: &Device,
+        quiet: bool,
+    ) -> Result<Option<Self>> {
+        let Some(during) = &plan.during else {
             return Ok(None);
-        }
-        let val = split_validation(ds, e.val_per_class, run.settings.ipc, run.settings.seed)?;
-        // The first evaluation architecture, as the final evaluation builds it.
-        let name = eval_arch_names(&run.config)?.remove(0);
-        let (arch, arch_name) = if name == run.config.arch.name.to_ascii_lowercase() {
-            let (arch, _, plugin) = build_plugin::<dyn Architecture>(&run.config.arch)?;
-            (arch, plugin.name.to_string())
-        } else {
-            let plugin = find::<dyn Architecture>(&name)?;
-            (plugin.instantiate(&serde_json::Value::Null)?, plugin.name.to_string())
         };
-        let mut config = run.config.clone();
-        config.eval.nets = e.during_nets;
-        config.eval.test_limit = None;
+        let val = split_validation(ds, during.val_per_class, ipc, plan.seed)?;
         Ok(Some(Self {
-            config,
-            arch,
-            arch_name,
-            device: run.device.clone(),
-            seed: run.settings.seed,
+            plan: during.clone(),
+            device: device.clone(),
+            seed: plan.seed,
             classes: ds.classes,
             val,
-            val_per_class: e.val_per_class,
-            every: e.every,
-            total: run.settings.iterations,
-            keep_best: e.select == "best-val",
+            total: iterations,
             quiet,
             curve: Vec::new(),
             best: None,
@@ -204,44 +151,31 @@ impl DuringEval {
 
     /// After iteration `done` (1-based): every `every` iterations and at the last, trains
     /// `during_nets` networks on the set and tests them on the validation split.
-    pub(crate) fn after_iteration(
-        &mut self,
-        done: usize,
-        syn: &SyntheticSet,
-        logger: &mut dyn MetricLogger,
-    ) -> Result<()> {
-        if !(done.is_multiple_of(self.every) || done == self.total) {
+    pub fn after_iteration(&mut self, done: usize, syn: &SyntheticSet, logger: &mut dyn MetricLogger) -> Result<()> {
+        if !(done.is_multiple_of(self.plan.every) || done == self.total) {
             return Ok(());
         }
-        let (augmenter, augment_name) = eval_augmenter_for(&self.config, &self.arch_name.to_ascii_lowercase())?;
-        let epochs = self
-            .config
-            .eval
-            .during_epochs
-            .unwrap_or_else(|| eval_epochs(&self.config, augmenter.as_ref()));
         // As the final evaluation trains on the set: its soft labels and step size if learned.
         let targets = syn.training_targets();
-        let eval_config = crate::config::EvalConfig {
-            lr: syn.learned_lr()?.unwrap_or(self.config.eval.lr),
-            ..self.config.eval.clone()
+        let images = syn.images_detached().copy()?;
+        let set = TrainingSet {
+            name: "synthetic",
+            images: &images,
+            supervision: Supervision::Targets(&targets),
+            lr: syn.learned_lr()?,
         };
-        let setup = EvalSetup {
-            arch: self.arch.as_ref(),
-            arch_name: &self.arch_name,
+        let job = EvalJob {
+            arch: &self.plan.arch,
             classes: self.classes,
             shape: self.val.shape,
             test: &self.val,
-            config: &eval_config,
-            augmenter: augmenter.as_ref(),
-            augment_name: &augment_name,
-            epochs,
+            test_limit: None,
             device: &self.device,
             // The same initialisations at every point, so that the curve compares sets.
-            seed: derive_seed(self.seed, &[DURING_STREAM]),
+            seed: derive_seed(self.seed, &[stream::DURING]),
             on_network: None,
         };
-        let images = syn.images_detached().copy()?;
-        let ev = evaluate_set(&setup, "synthetic", &images, &targets)?;
+        let ev = evaluate_set(&job, &set)?;
         logger.scalar("validation/accuracy", done, ev.mean);
         if !self.quiet {
             eprintln!(
@@ -250,7 +184,7 @@ impl DuringEval {
                 ev.accuracies.len()
             );
         }
-        if self.keep_best && self.best.as_ref().is_none_or(|b| ev.mean > b.accuracy) {
+        if self.plan.select == Select::BestVal && self.best.as_ref().is_none_or(|b| ev.mean > b.accuracy) {
             let learned = syn
                 .learned
                 .iter()
@@ -274,7 +208,7 @@ impl DuringEval {
 
     /// Puts the chosen set into `syn` (the best by validation accuracy under `best-val`) and
     /// says which it is.
-    pub(crate) fn select(&mut self, syn: &SyntheticSet, iterations_done: usize) -> Result<Selection> {
+    pub fn select(&mut self, syn: &SyntheticSet, iterations_done: usize) -> Result<Selection> {
         let last = self.curve.last().filter(|p| p.iteration == iterations_done);
         let (rule, iteration, acc) = match self.best.take() {
             Some(best) => {
@@ -292,7 +226,7 @@ impl DuringEval {
             rule: rule.into(),
             iteration,
             validation_accuracy: acc,
-            val_per_class: self.val_per_class,
+            val_per_class: self.plan.val_per_class,
             val_images: self.val.len(),
         })
     }
