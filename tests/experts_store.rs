@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use cafe_cli::{execute, Cli};
+use cafe_framework::dist::Solo;
 use cafe_framework::registry::find;
 use cafe_framework::run::run_experts;
 use cafe_framework::trajectory::{
@@ -48,7 +49,7 @@ fn modified(path: &Path) -> std::time::SystemTime {
 fn experts_are_stored_resumed_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let summary = run_experts(&config(&store), true).unwrap();
+    let summary = run_experts(&config(&store), true, &Solo).unwrap();
     assert_eq!(summary.experts.len(), 2);
     assert!(summary.experts.iter().all(|e| e.trained));
     assert!(store.join(SUMMARY_FILE).exists());
@@ -113,7 +114,7 @@ fn experts_are_stored_resumed_and_checked() {
 
     // Resuming a finished store trains nothing and leaves the files alone.
     let stamps: Vec<_> = (0..2).map(|k| modified(&expert_file(&store, k))).collect();
-    let again = run_experts(&config(&store), true).unwrap();
+    let again = run_experts(&config(&store), true, &Solo).unwrap();
     assert!(again.experts.iter().all(|e| !e.trained));
     let accuracies = |s: &cafe_framework::trajectory::ExpertsSummary| -> Vec<f64> {
         s.experts.iter().map(|e| e.test_accuracy).collect()
@@ -127,7 +128,7 @@ fn experts_are_stored_resumed_and_checked() {
     // An interrupted run leaves no file for its unfinished expert (each is written atomically
     // when done): that expert alone is trained again, to the same trajectory.
     std::fs::remove_file(expert_file(&store, 1)).unwrap();
-    let resumed = run_experts(&config(&store), true).unwrap();
+    let resumed = run_experts(&config(&store), true, &Solo).unwrap();
     assert_eq!(
         resumed.experts.iter().map(|e| e.trained).collect::<Vec<_>>(),
         [false, true]
@@ -170,14 +171,14 @@ fn experts_are_stored_resumed_and_checked() {
     // A store trained with other settings, or for another network, is refused.
     let mut other = config(&store);
     other.lr_teacher = 0.02;
-    let err = run_experts(&other, true).unwrap_err().to_string();
+    let err = run_experts(&other, true, &Solo).unwrap_err().to_string();
     assert!(err.contains("other settings"), "{err}");
     let wider = ExpertsConfig::from_overrides(
         &json!({"num_experts": 2, "train_epochs": 2, "seed": SEED, "out": store}),
         &["arch.width=16".into()],
     )
     .unwrap();
-    let err = run_experts(&wider, true).unwrap_err().to_string();
+    let err = run_experts(&wider, true, &Solo).unwrap_err().to_string();
     assert!(err.contains("does not fit") && err.contains("\"width\":8"), "{err}");
 
     // What a trajectory matcher checks before it uses an expert.
@@ -213,7 +214,7 @@ fn bad_settings_are_refused_before_any_work() {
         ("batch_train", json!(0)),
     ] {
         let config = ExpertsConfig::from_overrides(&json!({ key: value, "out": dir.path() }), &[]).unwrap();
-        assert!(run_experts(&config, true).is_err(), "{key} = {value}");
+        assert!(run_experts(&config, true, &Solo).is_err(), "{key} = {value}");
     }
     assert!(
         ExpertsConfig::from_overrides(&json!({"epochs": 3}), &[]).is_err(),

@@ -8,7 +8,7 @@ use cafe_framework::data::Dataset;
 use cafe_framework::registry::{find, names, plugins};
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_framework::traits::matcher::{Init, MatchContext, PrepareContext};
+use cafe_framework::traits::matcher::{sum_parts, Decomposition, Init, MatchContext, NoExchange, PrepareContext};
 use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport, ProbeDraw};
 use cafe_framework::trajectory::{expert_file, ExpertRecord, ExpertTrajectory};
 use cafe_framework::{Architecture, Augmenter, Error, ImageShape, Matcher, Scheduler};
@@ -185,8 +185,30 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
             augmenter: none.as_ref(),
             seeds: &seeds,
             fresh_real: &real,
+            owned: 0..3,
+            exchange: &NoExchange,
         };
         let a = matcher.compute(&ctx).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // A loss shared among ranks is put together from its parts: they must add up to it,
+        // to the last bit, as the engine adds them.
+        if matcher.decomposition(net.as_ref()) != Decomposition::Global {
+            let dtype = a.loss_parts.first().map_or(DType::F32, |p| p.dtype());
+            let values: Vec<f64> = a
+                .loss_parts
+                .iter()
+                .chain(&a.loss_global)
+                .map(|p| p.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap())
+                .collect();
+            assert!(
+                values.len() > usize::from(a.loss_global.is_some()),
+                "{name}: no loss parts"
+            );
+            assert_eq!(
+                sum_parts(&values, dtype).to_bits(),
+                a.loss.to_bits(),
+                "{name}: parts do not add up to the loss"
+            );
+        }
         let b = matcher.compute(&ctx).unwrap();
         assert!(a.loss.is_finite() && a.loss >= 0.0, "{name}: loss {}", a.loss);
         assert_eq!(a.loss, b.loss, "{name} is not deterministic");

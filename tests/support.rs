@@ -117,7 +117,7 @@ pub fn tiny_expert_store(out: &Path, width: usize) {
     });
     let config = cafe_framework::trajectory::ExpertsConfig::from_overrides(&flags, &[format!("arch.width={width}")])
         .expect("valid expert settings");
-    cafe_framework::run::run_experts(&config, true).expect("tiny experts train");
+    cafe_framework::run::run_experts(&config, true, &cafe_framework::dist::Solo).expect("tiny experts train");
 }
 
 /// MTT's protocol on `shapes` shrunk to seconds (4 iterations of 3 student steps on a width-8

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use cafe_framework::config::ConfigBuilder;
+use cafe_framework::dist::Solo;
 use cafe_framework::run::run_experts;
 use cafe_framework::run::{run_condense, RunOptions};
 use cafe_framework::synthetic::SyntheticSet;
@@ -95,7 +96,7 @@ fn experts_remember_their_whitening_and_refuse_runs_of_the_other_kind() {
     };
     let plain = dir.path().join("plain-experts");
     tiny_expert_store(&plain, 8);
-    let err = run_condense(&mtt_config(&dir.path().join("a"), &plain, true), quiet)
+    let err = run_condense(&mtt_config(&dir.path().join("a"), &plain, true), quiet.clone())
         .unwrap_err()
         .to_string();
     assert!(
@@ -116,12 +117,12 @@ fn experts_remember_their_whitening_and_refuse_runs_of_the_other_kind() {
         "out": whitened,
     });
     let config = ExpertsConfig::from_overrides(&flags, &["arch.width=8".into()]).unwrap();
-    run_experts(&config, true).unwrap();
+    run_experts(&config, true, &Solo).unwrap();
     let record = ExpertRecord::read(&expert_file(&whitened, 0)).unwrap();
     assert_eq!(record.zca, Some(0.1));
     assert_eq!(record.settings["zca"], 0.1);
-    run_condense(&mtt_config(&dir.path().join("b"), &whitened, true), quiet).unwrap();
-    let err = run_condense(&mtt_config(&dir.path().join("c"), &whitened, false), quiet)
+    run_condense(&mtt_config(&dir.path().join("b"), &whitened, true), quiet.clone()).unwrap();
+    let err = run_condense(&mtt_config(&dir.path().join("c"), &whitened, false), quiet.clone())
         .unwrap_err()
         .to_string();
     assert!(

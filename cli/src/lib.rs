@@ -5,11 +5,13 @@ mod args;
 mod experts;
 mod list;
 pub mod report;
+mod world;
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use cafe_framework::config::{ConfigBuilder, RunConfig};
+use cafe_framework::dist::Comm;
 use cafe_framework::run::run_experts;
 use cafe_framework::run::{
     evaluation_base, repeat_seeds, resume_condense, run_baseline, run_condense, run_evaluate, run_repeated, RunOptions,
@@ -21,6 +23,7 @@ use std::sync::Once;
 
 pub use args::{Cli, Command, CommonArgs, CondenseArgs};
 pub use experts::ExpertsArgs;
+pub use world::world;
 
 // Keep the built-in plugins linked into every binary that uses this library (CANDLE_NOTES 7).
 use cafe_plugins as _;
@@ -49,10 +52,25 @@ where
             };
         }
     };
-    match execute(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Under an MPI launcher, this process is one rank of the world; the world (and MPI) ends
+    // when `comm` is dropped, after the command.
+    let comm = match world() {
+        Ok(comm) => comm,
         Err(e) => {
             eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rank = comm.rank();
+    let outcome = execute_on(cli, comm);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if rank == 0 {
+                eprintln!("error: {e:#}");
+            } else {
+                eprintln!("error (rank {rank}): {e:#}");
+            }
             exit_code(&e)
         }
     }
@@ -67,10 +85,22 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
     }
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line in this process alone.
 pub fn execute(cli: Cli) -> Result<()> {
+    execute_on(cli, cafe_framework::dist::solo())
+}
+
+/// Runs a parsed command line on the ranks of `comm` (every rank calls it with the same
+/// command line).
+pub fn execute_on(cli: Cli, comm: Comm) -> Result<()> {
     // A typo in CAFE_CONV stops here, before any work, with the valid values.
     cafe_framework::nn::conv_algorithm::from_env()?;
+    let options = |common: &CommonArgs| RunOptions {
+        quiet: common.quiet,
+        force: common.force,
+        interrupt: None,
+        comm: comm.clone(),
+    };
     match cli.command.unwrap_or(Command::Condense(cli.condense)) {
         Command::Condense(a) => {
             let opts = RunOptions {
@@ -112,18 +142,10 @@ pub fn execute(cli: Cli) -> Result<()> {
         Command::Report(a) => report::run_report(&a)?,
         Command::Experts(a) => {
             let config = ExpertsConfig::from_overrides(&a.flags_as_json(), &a.set)?;
-            run_experts(&config, a.quiet)?;
+            run_experts(&config, a.quiet, comm.as_ref())?;
         }
     }
     Ok(())
-}
-
-fn options(common: &CommonArgs) -> RunOptions {
-    RunOptions {
-        quiet: common.quiet,
-        force: common.force,
-        interrupt: None,
-    }
 }
 
 /// A flag that Ctrl-C sets, so that a condensation stops after its current iteration with a

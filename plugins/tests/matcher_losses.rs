@@ -174,6 +174,8 @@ fn compute_sampling(m: &dyn Matcher, s: &Setup, sampler: &dyn RealSampler) -> (f
         augmenter: s.none.as_ref(),
         seeds: &seeds,
         fresh_real: sampler,
+        owned: 0..s.real.len(),
+        exchange: &cafe_framework::traits::matcher::NoExchange,
     };
     let out = m.compute(&ctx).unwrap();
     (out.loss, out.gradient)

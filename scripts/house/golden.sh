@@ -18,9 +18,15 @@ T="--ipc 2 --batch-real 8 --eval-nets 2 --eval-epochs 2 --test-limit 200 -q --fo
 run() { local name=$1; shift; "$BIN" "$@" --out "$OUT/$name" >/dev/null 2>&1 || { echo "$name: FAILED"; "$BIN" "$@" --out "$OUT/$name.err" 2>&1 | tail -3; }; }
 summ() {
   local d=$1
-  for f in synthetic.safetensors teacher.safetensors; do
-    if [ -f "$d/$f" ]; then echo "$(basename "$d") $f $(sha256sum < "$d/$f" | cut -c1-16)"; fi
-  done
+  # The set's metadata names files under OUT (an expert store): hashed with OUT written as
+  # OUT. The teacher's tensors only: its header's key order was not fixed before the
+  # tensor-file module.
+  if [ -f "$d/synthetic.safetensors" ]; then
+    echo "$(basename "$d") synthetic.safetensors $(python3 -c "import sys,hashlib;print(hashlib.sha256(open(sys.argv[1],'rb').read().replace(sys.argv[2].encode(),b'OUT')).hexdigest()[:16])" "$d/synthetic.safetensors" "$OUT")"
+  fi
+  if [ -f "$d/teacher.safetensors" ]; then
+    echo "$(basename "$d") teacher.safetensors-tensors $(python3 -c "import sys,struct,hashlib;b=open(sys.argv[1],'rb').read();n=struct.unpack('<Q',b[:8])[0];print(hashlib.sha256(b[8+n:]).hexdigest()[:16])" "$d/teacher.safetensors")"
+  fi
   # config.json names its output folder: hash it with that folder written as OUT.
   if [ -f "$d/config.json" ]; then
     echo "$(basename "$d") config.json $(sed "s#$OUT#OUT#g" "$d/config.json" | sha256sum | cut -c1-16)"

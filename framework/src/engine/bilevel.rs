@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
+use crate::dist::{agree, f32_bytes, f32s, f64_bytes, f64s, share, Communicator};
 use crate::engine::CondenseSettings;
 use crate::logging::MetricLogger;
 use crate::rng::derive_seed;
@@ -15,7 +16,9 @@ use crate::synthetic::SyntheticSet;
 use crate::train::{accuracy, train_epoch, Sgd};
 use crate::traits::architecture::{Mode, Network};
 use crate::traits::augmenter::Augmenter;
-use crate::traits::matcher::{MatchContext, Matcher, RealSampler};
+use crate::traits::matcher::{
+    sum_parts, Decomposition, Exchange, MatchContext, MatchOutput, Matcher, NoExchange, RealSampler,
+};
 use crate::traits::scheduler::{BilevelLoop, ProbeDraw};
 use crate::{Error, Result, Rng};
 
@@ -43,6 +46,9 @@ pub struct IterationLoop<'a> {
     pub(crate) logger: &'a mut dyn MetricLogger,
     /// Global counter of outer steps, the x axis of per-step logs.
     pub(crate) global_step: &'a mut usize,
+    /// The ranks that share each matching step when the matcher's loss decomposes over
+    /// classes (every rank runs the same iteration otherwise).
+    pub(crate) comm: &'a dyn Communicator,
 }
 
 impl IterationLoop<'_> {
@@ -62,10 +68,53 @@ fn sample_class(
     c: usize,
     n: usize,
 ) -> Result<Tensor> {
+    let members = sample_indices(by_class, rng, c, n);
+    Ok(dataset.train.to_tensor(&members, device)?.0)
+}
+
+/// The indices [`sample_class`] draws: a rank that does not compute class `c` still draws
+/// them, so that every rank's stream stays where the others' is.
+fn sample_indices(by_class: &[Vec<usize>], rng: &mut Rng, c: usize, n: usize) -> Vec<usize> {
     let mut members = by_class[c].clone();
     members.shuffle(rng);
     members.truncate(n);
-    Ok(dataset.train.to_tensor(&members, device)?.0)
+    members
+}
+
+/// Gathers rows of f32 tensors across ranks for a matcher ([`Exchange`]).
+struct CommExchange<'a>(&'a dyn Communicator);
+
+impl Exchange for CommExchange<'_> {
+    fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor> {
+        let dims = rows.dims().to_vec();
+        let mine = rows.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut values = Vec::new();
+        let mut n = 0;
+        for part in self.0.all_gather_bytes(&f32_bytes(&mine))? {
+            let v = f32s(&part)?;
+            let row: usize = dims[1..].iter().product();
+            n += v.len().checked_div(row).unwrap_or(0);
+            values.extend(v);
+        }
+        let mut shape = dims;
+        if let Some(first) = shape.first_mut() {
+            *first = n;
+        }
+        Ok(Tensor::from_vec(values, shape, rows.device())?)
+    }
+}
+
+/// Sums the terms that share a name, in the order they come (a per-class matcher reports one
+/// per class), keeping the order in which each name first appears.
+fn merge_terms(terms: Vec<(String, f64)>) -> Vec<(String, f64)> {
+    let mut merged: Vec<(String, f64)> = Vec::new();
+    for (name, value) in terms {
+        match merged.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v += value,
+            None => merged.push((name, value)),
+        }
+    }
+    merged
 }
 
 /// The engine's [`RealSampler`]: draws from the iteration's sampling stream.
@@ -111,9 +160,22 @@ impl BilevelLoop for IterationLoop<'_> {
                 )
             })
             .collect();
+        // Shared among ranks when the loss decomposes over classes: this rank's classes.
+        let shared = self.comm.size() > 1 && self.matcher.decomposition(self.network.as_ref()) != Decomposition::Global;
+        let owned = if shared {
+            share(classes, self.comm.rank(), self.comm.size())
+        } else {
+            0..classes
+        };
         let mut real = Vec::with_capacity(classes);
         let wants_real = self.matcher.uses_real_batches();
         for (c, &seed) in seeds.iter().enumerate().filter(|_| wants_real) {
+            if !owned.contains(&c) {
+                // Drawn all the same, so that every rank's stream stays in step.
+                sample_indices(self.by_class, &mut self.rng, c, self.settings.batch_real);
+                real.push(self.synthetic.images.as_tensor().narrow(0, 0, 0)?);
+                continue;
+            }
             let batch = self.sample_class(c, self.settings.batch_real)?;
             let batch = if self.augmenter.is_identity() {
                 batch
@@ -128,6 +190,7 @@ impl BilevelLoop for IterationLoop<'_> {
             device: self.device,
             rng: RefCell::new(&mut self.rng),
         };
+        let exchange = CommExchange(self.comm);
         let ctx = MatchContext {
             network: self.network.as_ref(),
             real: &real,
@@ -144,8 +207,17 @@ impl BilevelLoop for IterationLoop<'_> {
             augmenter: self.augmenter,
             seeds: &seeds,
             fresh_real: &sampler,
+            owned: owned.clone(),
+            exchange: if shared { &exchange } else { &NoExchange },
         };
-        let out = self.matcher.compute(&ctx)?;
+        let out = self.matcher.compute(&ctx);
+        let mut out = if shared {
+            let out = agree(self.comm, out)?;
+            gather_shared(self.comm, out, owned, self.synthetic.ipc)?
+        } else {
+            out?
+        };
+        out.terms = merge_terms(std::mem::take(&mut out.terms));
         if !out.loss.is_finite() {
             return Err(Error::NonFinite(format!(
                 "matching loss is {} at iteration {}; lower --lr-img or check the data",
@@ -232,4 +304,73 @@ impl BilevelLoop for IterationLoop<'_> {
     fn classes(&self) -> usize {
         self.dataset.classes
     }
+}
+
+/// Puts together a matching step shared among ranks: every rank's gradient rows (its classes'
+/// images, in class order), its loss parts (added left to right in class order, then the shared
+/// term, as one process adds them) and its logged terms. The same on every rank.
+fn gather_shared(
+    comm: &dyn Communicator,
+    out: MatchOutput,
+    owned: std::ops::Range<usize>,
+    ipc: usize,
+) -> Result<MatchOutput> {
+    if !out.learned.is_empty() {
+        return Err(Error::Other(
+            "a matcher that learns extras beside the pixels cannot share a step among ranks: its \
+             decomposition must be Global"
+                .into(),
+        ));
+    }
+    let rows = out.gradient.narrow(0, owned.start * ipc, owned.len() * ipc)?;
+    let row_dims = out.gradient.dims()[1..].to_vec();
+    let gradient_rows = CommExchange(comm).all_gather_rows(&rows)?;
+    let mut dims = vec![gradient_rows.dim(0)?];
+    dims.extend(row_dims);
+    let gradient = gradient_rows.reshape(dims)?.to_dtype(out.gradient.dtype())?;
+    let dtype = out.loss_parts.first().map_or(DType::F32, Tensor::dtype);
+    let values: Vec<f64> = out
+        .loss_parts
+        .iter()
+        .map(|p| p.to_dtype(DType::F64)?.to_scalar::<f64>())
+        .collect::<candle_core::Result<_>>()?;
+    let mut all_values = Vec::new();
+    for part in comm.all_gather_bytes(&f64_bytes(&values))? {
+        all_values.extend(f64s(&part)?);
+    }
+    if let Some(g) = &out.loss_global {
+        all_values.push(g.to_dtype(DType::F64)?.to_scalar::<f64>()?);
+    }
+    let mut term_bytes = Vec::new();
+    for (name, value) in &out.terms {
+        term_bytes.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        term_bytes.extend_from_slice(name.as_bytes());
+        term_bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    let mut terms = Vec::new();
+    for part in comm.all_gather_bytes(&term_bytes)? {
+        let mut at = 0;
+        while at < part.len() {
+            let broken = || Error::Other("a rank sent broken loss terms".into());
+            let len =
+                u64::from_le_bytes(part.get(at..at + 8).ok_or_else(broken)?.try_into().expect("8 bytes")) as usize;
+            let name = String::from_utf8_lossy(part.get(at + 8..at + 8 + len).ok_or_else(broken)?).into_owned();
+            let value = f64::from_le_bytes(
+                part.get(at + 8 + len..at + 16 + len)
+                    .ok_or_else(broken)?
+                    .try_into()
+                    .expect("8 bytes"),
+            );
+            terms.push((name, value));
+            at += 16 + len;
+        }
+    }
+    Ok(MatchOutput {
+        loss: sum_parts(&all_values, dtype),
+        terms,
+        gradient,
+        learned: Vec::new(),
+        loss_parts: Vec::new(),
+        loss_global: None,
+    })
 }

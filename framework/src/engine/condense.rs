@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::checkpoint::{Checkpoint, CheckpointState, LearnedCheckpoint};
 use crate::data::Dataset;
+use crate::dist::Communicator;
 use crate::engine::bilevel::{stream, IterationLoop};
 use crate::logging::MetricLogger;
 use crate::output::image_grid;
@@ -113,6 +114,10 @@ pub struct RunControl<'a> {
     pub log_images_every: usize,
     /// Called after every iteration (see [`AfterIteration`]).
     pub after_iteration: Option<&'a mut AfterIteration<'a>>,
+    /// The ranks running this condensation together (None: this process alone). Every rank
+    /// runs every iteration; a matcher whose loss decomposes over classes shares each matching
+    /// step among them. Only rank 0 writes checkpoints.
+    pub comm: Option<&'a dyn Communicator>,
 }
 
 /// What a condensation produced.
@@ -133,6 +138,8 @@ pub fn condense(
     control: RunControl,
 ) -> Result<CondenseOutcome> {
     settings.validate()?;
+    let solo = crate::dist::Solo;
+    let comm = control.comm.unwrap_or(&solo);
     let by_class = check_ipc(&dataset.train, dataset.classes, settings.ipc)?;
     let mut init_rng = sub_rng(settings.seed, &[stream::INIT]);
     let mut synthetic = SyntheticSet::initialise(dataset, settings.ipc, settings.init, device, &mut init_rng)?;
@@ -205,7 +212,7 @@ pub fn condense(
                            global_step: usize,
                            scheduler: &dyn Scheduler|
      -> Result<()> {
-        let Some(path) = &control.checkpoint_path else {
+        let Some(path) = control.checkpoint_path.as_ref().filter(|_| comm.rank() == 0) else {
             return Ok(());
         };
         Checkpoint {
@@ -263,6 +270,7 @@ pub fn condense(
             probe: None,
             logger: &mut *logger,
             global_step: &mut global_step,
+            comm,
         };
         let report = match components.scheduler.run_iteration(&mut lp) {
             Ok(r) => r,
@@ -298,6 +306,14 @@ pub fn condense(
             hook(done, &synthetic, &mut *logger)?;
         }
         let interrupted = control.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
+        // A Ctrl-C may reach the ranks at different iterations: stop where any of them saw it.
+        let interrupted = if comm.size() > 1 {
+            let mut flag = [f64::from(u8::from(interrupted))];
+            comm.all_reduce_sum_f64(&mut flag)?;
+            flag[0] > 0.0
+        } else {
+            interrupted
+        };
         let due = control.checkpoint_every > 0 && done.is_multiple_of(control.checkpoint_every);
         if interrupted || due {
             save_checkpoint(

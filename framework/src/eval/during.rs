@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Select;
 use crate::data::{Dataset, ImageSet};
+use crate::dist::Comm;
 use crate::logging::MetricLogger;
 use crate::rng::{derive_seed, stream, sub_rng};
 use crate::synthetic::SyntheticSet;
@@ -116,6 +117,7 @@ pub struct DuringEval {
     val: ImageSet,
     total: usize,
     quiet: bool,
+    comm: Comm,
     pub curve: Vec<ValPoint>,
     /// The best set so far.
     best: Option<Snapshot>,
@@ -131,6 +133,7 @@ impl DuringEval {
         iterations: usize,
         device: &Device,
         quiet: bool,
+        comm: Comm,
     ) -> Result<Option<Self>> {
         let Some(during) = &plan.during else {
             return Ok(None);
@@ -143,7 +146,8 @@ impl DuringEval {
             classes: ds.classes,
             val,
             total: iterations,
-            quiet,
+            quiet: quiet || comm.rank() != 0,
+            comm,
             curve: Vec::new(),
             best: None,
         }))
@@ -174,6 +178,7 @@ impl DuringEval {
             // The same initialisations at every point, so that the curve compares sets.
             seed: derive_seed(self.seed, &[stream::DURING]),
             on_network: None,
+            comm: self.comm.as_ref(),
         };
         let ev = evaluate_set(&job, &set)?;
         logger.scalar("validation/accuracy", done, ev.mean);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use candle_core::Device;
 
 use crate::data::Dataset;
+use crate::dist::Communicator;
 use crate::progress::Progress;
 use crate::rng::{derive_seed, stream};
 use crate::Result;
@@ -23,6 +24,8 @@ pub struct Evaluator<'a> {
     pub ipc: usize,
     /// No progress on stderr.
     pub quiet: bool,
+    /// The ranks sharing the networks of every evaluation (only rank 0 reports progress).
+    pub comm: &'a dyn Communicator,
 }
 
 impl Evaluator<'_> {
@@ -35,7 +38,9 @@ impl Evaluator<'_> {
     /// Evaluates `set` on `arch`, with a progress bar and a summary line.
     pub fn on_arch(&self, arch: &ArchPlan, set: &TrainingSet) -> Result<Evaluation> {
         let name = &arch.name;
-        let bar = Progress::new(&format!("eval {} on {name}", set.name), arch.recipe.nets, self.quiet, 1);
+        let quiet = self.quiet || self.comm.rank() != 0;
+        // Rank 0 counts its own networks; the others' arrive with the results.
+        let bar = Progress::new(&format!("eval {} on {name}", set.name), arch.recipe.nets, quiet, 1);
         // Networks may finish out of order when they train side by side: count completions.
         let done = AtomicUsize::new(0);
         let report = |_k: usize, acc: f64| {
@@ -51,10 +56,11 @@ impl Evaluator<'_> {
             device: self.device,
             seed: self.seed(),
             on_network: Some(&report),
+            comm: self.comm,
         };
         let ev = evaluate_set(&job, set)?;
         bar.finish();
-        if !self.quiet {
+        if !quiet {
             eprintln!(
                 "{} on {name}: {} over {} networks",
                 set.name,

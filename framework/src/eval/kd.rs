@@ -16,6 +16,7 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::dist::agree;
 use crate::rng::{stream, sub_rng};
 use crate::teacher::{load_teacher, save_teacher, Teacher, TeacherArch, TeacherInfo};
 use crate::Result;
@@ -87,17 +88,23 @@ impl Evaluator<'_> {
                 load_teacher(&target, &ds.name, path, self.device)?
             }
             TeacherSource::Train { epochs } => {
-                if !self.quiet {
+                if !self.quiet && self.comm.rank() == 0 {
                     eprintln!("training the teacher ({}) on {} real images", arch.name, ds.train.len());
                 }
                 let all: Vec<usize> = (0..ds.train.len()).collect();
                 let (x, y) = ds.train.to_tensor(&all, self.device)?;
+                // Every rank trains the same teacher (its seed is the run's); rank 0 saves it.
                 let t = train_teacher(arch, *epochs, self, &x, &y)?;
-                save_teacher(&t, &ds.name, &out.join(TEACHER_FILE))?;
+                let saved = if self.comm.rank() == 0 {
+                    save_teacher(&t, &ds.name, &out.join(TEACHER_FILE))
+                } else {
+                    Ok(())
+                };
+                agree(self.comm, saved)?;
                 t
             }
         };
-        if !self.quiet {
+        if !self.quiet && self.comm.rank() == 0 {
             eprintln!(
                 "teacher {} ({}): test accuracy {:.2} %",
                 teacher.info.arch,

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSet;
+use crate::dist::{gather_f64_tasks, Communicator};
 use crate::metrics::{class_accuracies, mean_std};
 use crate::rng::{stream, sub_rng};
 use crate::train::{train_epoch_with, BatchLoss, TargetLoss, TeacherLoss};
@@ -94,7 +95,7 @@ impl<'a> TrainingSet<'a> {
 }
 
 /// One evaluation of one set: the architecture with its augmentation and recipe, the data's
-/// shape, the test it ends with, the device and the seed.
+/// shape, the test it ends with, the device, the seed and the ranks that share the networks.
 pub struct EvalJob<'a> {
     pub arch: &'a ArchPlan,
     pub classes: usize,
@@ -106,8 +107,11 @@ pub struct EvalJob<'a> {
     /// Network `k` draws everything from `sub_rng(seed, [stream::EVAL_NETWORK, k])`, so every
     /// set evaluated under one seed meets the same initialisations.
     pub seed: u64,
-    /// Called after each trained network with (index, accuracy).
+    /// Called after each network this rank trained, with (index, accuracy).
     pub on_network: Option<&'a (dyn Fn(usize, f64) + Sync)>,
+    /// The ranks among which the networks are shared out (a task farm: network `k` is the same
+    /// whichever rank trains it).
+    pub comm: &'a dyn Communicator,
 }
 
 /// Trains one fresh network of `arch` under `recipe` on `images`, each batch scored by
@@ -186,23 +190,35 @@ pub fn evaluate_set(job: &EvalJob, set: &TrainingSet) -> Result<Evaluation> {
         }
         Ok((acc, per_class))
     };
-    let parallel = recipe.parallel.clamp(1, recipe.nets);
-    let results = if parallel == 1 || !job.device.is_cpu() {
-        (0..recipe.nets).map(train_and_test).collect::<Result<Vec<_>>>()?
-    } else {
+    // This rank's networks, each as [accuracy, per-class accuracies..]; every rank's gathered
+    // in network order.
+    let results = gather_f64_tasks(job.comm, recipe.nets, |mine| {
+        let flat = |k: usize| -> Result<Vec<f64>> {
+            let (acc, per_class) = train_and_test(k)?;
+            Ok(std::iter::once(acc).chain(per_class).collect())
+        };
+        let parallel = recipe.parallel.clamp(1, mine.len().max(1));
+        if parallel == 1 || !job.device.is_cpu() {
+            return mine.map(flat).collect();
+        }
         // Every network draws from its own seed and every CPU kernel gives the same result on
         // any number of threads, so the accuracies equal those of the sequential loop.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(parallel)
             .build()
             .map_err(|e| Error::Other(format!("could not start {parallel} evaluation threads: {e}")))?;
-        pool.install(|| {
-            (0..recipe.nets)
-                .into_par_iter()
-                .map(train_and_test)
-                .collect::<Result<Vec<_>>>()
-        })?
-    };
+        pool.install(|| mine.into_par_iter().map(flat).collect())
+    })?;
+    let results: Vec<(f64, Vec<f64>)> = results
+        .iter()
+        .map(|r| match r.split_first() {
+            Some((acc, per_class)) if per_class.len() == job.classes => Ok((*acc, per_class.to_vec())),
+            _ => Err(Error::Other(format!(
+                "an evaluation network returned {} numbers",
+                r.len()
+            ))),
+        })
+        .collect::<Result<_>>()?;
     let accuracies: Vec<f64> = results.iter().map(|r| r.0).collect();
     let per_class = (0..job.classes)
         .map(|c| results.iter().map(|r| r.1[c]).sum::<f64>() / results.len() as f64)

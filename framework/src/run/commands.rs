@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::config::{RunConfig, Select};
 use crate::data::{self, Dataset, LoadOptions};
+use crate::dist::{agree, Comm, Communicator};
 use crate::engine::{condense, RunControl};
 use crate::eval::{seal_test_set, DuringEval};
 use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
@@ -24,8 +25,8 @@ use super::metadata::set_metadata;
 use super::resolve::{resolve, ResolvedRun};
 use super::results::{median, peak_rss_mib, print_table, write_results, CondensationSummary, Results};
 
-/// How a run talks to the person running it.
-#[derive(Debug, Clone, Copy, Default)]
+/// How a run talks to the person running it, and which processes run it.
+#[derive(Clone)]
 pub struct RunOptions {
     /// No progress lines.
     pub quiet: bool,
@@ -34,6 +35,43 @@ pub struct RunOptions {
     /// Set by a Ctrl-C handler: the condensation stops after its current iteration and
     /// writes a checkpoint.
     pub interrupt: Option<&'static AtomicBool>,
+    /// The ranks running the command together (see [`crate::dist`]); rank 0 alone writes
+    /// files and reports progress.
+    pub comm: Comm,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            quiet: false,
+            force: false,
+            interrupt: None,
+            comm: crate::dist::solo(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("quiet", &self.quiet)
+            .field("force", &self.force)
+            .field("comm", &self.comm.describe())
+            .finish()
+    }
+}
+
+impl RunOptions {
+    /// Quiet on every rank but 0.
+    fn quiet(&self) -> bool {
+        self.quiet || self.comm.rank() != 0
+    }
+}
+
+/// Runs `write` on rank 0 alone; an error there is an error on every rank.
+pub(super) fn on_root<T: Default>(comm: &dyn Communicator, write: impl FnOnce() -> Result<T>) -> Result<T> {
+    let outcome = if comm.rank() == 0 { write() } else { Ok(T::default()) };
+    agree(comm, outcome)
 }
 
 /// Refuses to overwrite a non-empty output directory unless forced. Returns whether the
@@ -77,14 +115,18 @@ fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
 /// `cafe-lab condense`: condenses, saves the set, evaluates it beside the random baseline.
 pub fn run_condense(config: &RunConfig, opts: RunOptions) -> Result<Results> {
     let run = resolve(config)?;
-    let fresh = prepare_out(&run.out, opts.force)?;
+    let comm = opts.comm.clone();
+    let fresh = on_root(comm.as_ref(), || {
+        let fresh = prepare_out(&run.out, opts.force)?;
+        write_json(&run.out.join("config.json"), &run.resolved_json)?;
+        Ok(fresh)
+    })?;
     let out = run.out.clone();
-    write_json(&out.join("config.json"), &run.resolved_json)?;
     let iterated = AtomicBool::new(false);
     let result = condense_and_evaluate(run, opts, None, &iterated);
     // Refused before any iteration (e.g. by the matcher's preparation, which needs the data):
     // nothing of the run is worth keeping.
-    if result.is_err() && fresh && !iterated.load(Ordering::SeqCst) {
+    if result.is_err() && fresh && comm.rank() == 0 && !iterated.load(Ordering::SeqCst) {
         release_out(&out);
     }
     result
@@ -132,7 +174,7 @@ pub fn resume_condense(dir: &Path, opts: RunOptions) -> Result<Results> {
     }
     let run = resolve(&config)?;
     let checkpoint = Checkpoint::load(&checkpoint_path, &run.device)?;
-    if !opts.quiet {
+    if !opts.quiet() {
         eprintln!(
             "resuming {} at iteration {}",
             dir.display(),
@@ -152,7 +194,9 @@ fn condense_and_evaluate(
     if run.components.matcher.defaults().needs_second_order {
         crate::enable_second_order_gradients();
     }
-    let mut ds = load_dataset(&run.config, opts.quiet)?;
+    let comm = opts.comm.clone();
+    let (quiet, root) = (opts.quiet(), comm.rank() == 0);
+    let mut ds = load_dataset(&run.config, quiet)?;
     // The validation split leaves the training set before anything else reads it.
     let mut during = DuringEval::prepare(
         &run.eval,
@@ -160,19 +204,27 @@ fn condense_and_evaluate(
         run.settings.ipc,
         run.settings.iterations,
         &run.device,
-        opts.quiet,
+        quiet,
+        comm.clone(),
     )?;
-    let notes = fit_to_dataset(&mut run, &ds)?;
-    if !opts.quiet {
+    let (notes, refitted) = fit_to_dataset(&mut run, &ds);
+    if refitted {
+        on_root(comm.as_ref(), || {
+            write_json(&run.out.join("config.json"), &run.resolved_json)
+        })?;
+    }
+    if !quiet {
         notes.iter().for_each(|n| eprintln!("note: {n}"));
     }
-    let mut logger = FanOut(vec![
-        Box::new(TensorBoardLogger::new(&run.out.join("tensorboard"))) as Box<dyn MetricLogger>
-    ]);
+    let mut logger = FanOut(if root {
+        vec![Box::new(TensorBoardLogger::new(&run.out.join("tensorboard"))) as Box<dyn MetricLogger>]
+    } else {
+        Vec::new()
+    });
     let total = run.settings.iterations;
     let started = Instant::now();
     let resumed_at = resume.as_ref().map_or(0, |ck| ck.state.next_iteration);
-    let bar = Progress::new("condense", total, opts.quiet, run.config.log_every).resumed_after(resumed_at);
+    let bar = Progress::new("condense", total, quiet, run.config.log_every).resumed_after(resumed_at);
     let mut progress = |it: usize, r: &IterationReport, secs: f64| {
         let capped = if r.capped { " (capped)" } else { "" };
         let message = format!(
@@ -182,9 +234,13 @@ fn condense_and_evaluate(
         bar.step(it + 1, &message);
         iterated.store(true, Ordering::SeqCst);
     };
-    if !opts.quiet {
+    if !quiet {
+        let ranks = match comm.size() {
+            1 => String::new(),
+            n => format!(" on {n} ranks"),
+        };
         eprintln!(
-            "condensing {} with {} / {} on {}: ipc {}, {} iterations -> {}",
+            "condensing {} with {} / {} on {}: ipc {}, {} iterations{ranks} -> {}",
             ds.name,
             run.config.matcher.name,
             run.config.scheduler.name,
@@ -205,6 +261,7 @@ fn condense_and_evaluate(
         interrupt: opts.interrupt,
         log_images_every: run.config.log_images_every,
         after_iteration: Some(&mut hook),
+        comm: Some(comm.as_ref()),
     };
     let config_text = serde_json::to_string_pretty(&run.resolved_json).unwrap_or_default();
     logger.text("config", 0, &format!("```\n{config_text}\n```"));
@@ -226,7 +283,7 @@ fn condense_and_evaluate(
         Some(d) => Some(d.select(&outcome.synthetic, outcome.reports.len())?),
         None => None,
     };
-    if let (Some(s), false) = (&selection, opts.quiet) {
+    if let (Some(s), false) = (&selection, quiet) {
         eprintln!(
             "keeping the set of iteration {} ({}{})",
             s.iteration,
@@ -238,8 +295,12 @@ fn condense_and_evaluate(
     let seconds_total = started.elapsed().as_secs_f64();
     outcome.synthetic.metadata = set_metadata(&run, &outcome.synthetic)?;
     let syn = &outcome.synthetic;
-    syn.save(&run.out.join("synthetic.safetensors"))?;
-    save_grid_png(&run.out.join("synthetic.png"), &syn.images_detached(), &ds, syn.ipc)?;
+    let set_file = run.out.join("synthetic.safetensors");
+    let storage = on_root(comm.as_ref(), || {
+        syn.save(&set_file)?;
+        save_grid_png(&run.out.join("synthetic.png"), &syn.images_detached(), &ds, syn.ipc)?;
+        Ok(Some(storage_of_safetensors(&set_file)?))
+    })?;
     let reports = &outcome.reports;
     let summary = CondensationSummary {
         matcher: run.config.matcher.name.clone(),
@@ -256,7 +317,7 @@ fn condense_and_evaluate(
         inner_loops_capped_total: reports.iter().map(|r| r.inner_loops_capped).sum(),
         per_iteration: reports.clone(),
     };
-    let evaluator = run.evaluator(&ds, run.settings.ipc, opts.quiet);
+    let evaluator = run.evaluator(&ds, run.settings.ipc, quiet, comm.as_ref());
     let evaluated = evaluator.synthetic_set(syn, &run.out)?;
     let evaluations = evaluated.evaluations;
     for ev in &evaluations {
@@ -271,20 +332,21 @@ fn condense_and_evaluate(
         evaluations,
         condensation: Some(summary),
         metrics: evaluated.metrics,
-        storage: Some(storage_of_safetensors(&run.out.join("synthetic.safetensors"))?),
+        storage,
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
         validation_curve: during.map(|d| d.curve).unwrap_or_default(),
         selection,
         kd: evaluated.kd,
     };
-    publish(&run.out, results, opts.quiet)
+    publish(&run.out, results, &opts)
 }
 
-/// The end of every command: results.json and evaluations.md in `out`, the table on stdout.
-fn publish(out: &Path, results: Results, quiet: bool) -> Result<Results> {
-    write_results(out, &results)?;
-    if !quiet {
+/// The end of every command: results.json and evaluations.md in `out` and the table on
+/// stdout, from rank 0.
+fn publish(out: &Path, results: Results, opts: &RunOptions) -> Result<Results> {
+    on_root(opts.comm.as_ref(), || write_results(out, &results))?;
+    if !opts.quiet() {
         print_table(&results);
     }
     Ok(results)
@@ -307,7 +369,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
     let run = resolve(&config)?;
     // The set first: a missing or broken file is refused before the dataset is loaded.
     let syn = SyntheticSet::load(synthetic, &run.device)?;
-    let ds = load_dataset(&run.config, opts.quiet)?;
+    let ds = load_dataset(&run.config, opts.quiet())?;
     if syn.shape != ds.train.shape || syn.classes != ds.classes {
         return Err(Error::invalid(
             "synthetic",
@@ -318,9 +380,12 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
             ),
         ));
     }
-    prepare_out(&run.out, opts.force)?;
-    write_json(&run.out.join("config.json"), &run.resolved_json)?;
-    let evaluator = run.evaluator(&ds, syn.ipc, opts.quiet);
+    let comm = opts.comm.as_ref();
+    on_root(comm, || {
+        prepare_out(&run.out, opts.force)?;
+        write_json(&run.out.join("config.json"), &run.resolved_json)
+    })?;
+    let evaluator = run.evaluator(&ds, syn.ipc, opts.quiet(), comm);
     let evaluated = evaluator.synthetic_set(&syn, &run.out)?;
     let mut notes = Vec::new();
     if !syn.metadata.contains_key("config") {
@@ -344,7 +409,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         kd: evaluated.kd,
         ..Results::default()
     };
-    publish(&run.out, results, opts.quiet)
+    publish(&run.out, results, &opts)
 }
 
 /// `cafe-lab baseline`: the random real subset alone.
@@ -354,10 +419,13 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
     config.eval.every = 0;
     config.eval.select = Select::Final;
     let run = resolve(&config)?;
-    prepare_out(&run.out, opts.force)?;
-    write_json(&run.out.join("config.json"), &run.resolved_json)?;
-    let ds = load_dataset(&run.config, opts.quiet)?;
-    let evaluator = run.evaluator(&ds, run.settings.ipc, opts.quiet);
+    let comm = opts.comm.as_ref();
+    on_root(comm, || {
+        prepare_out(&run.out, opts.force)?;
+        write_json(&run.out.join("config.json"), &run.resolved_json)
+    })?;
+    let ds = load_dataset(&run.config, opts.quiet())?;
+    let evaluator = run.evaluator(&ds, run.settings.ipc, opts.quiet(), comm);
     let evaluations = evaluator.random_baseline()?;
     let results = Results {
         command: "baseline".into(),
@@ -369,5 +437,5 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         peak_rss_mib: peak_rss_mib(),
         ..Results::default()
     };
-    publish(&run.out, results, opts.quiet)
+    publish(&run.out, results, &opts)
 }

@@ -3,6 +3,7 @@
 
 use crate::config::PluginChoice;
 use crate::data::{self, LoadOptions};
+use crate::dist::Communicator;
 use crate::registry::{build_plugin, BuiltPlugin, PluginKind};
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
@@ -18,9 +19,9 @@ fn build<T: ?Sized + PluginKind>(choice: &PluginChoice) -> Result<(BuiltPlugin<T
     Ok((built, full))
 }
 
-/// Trains (or completes) the expert store that `config` describes; progress on stderr
-/// unless `quiet`.
-pub fn run_experts(config: &ExpertsConfig, quiet: bool) -> Result<ExpertsSummary> {
+/// Trains (or completes) the expert store that `config` describes, the experts shared out among
+/// the ranks of `comm`; progress on stderr unless `quiet`.
+pub fn run_experts(config: &ExpertsConfig, quiet: bool, comm: &dyn Communicator) -> Result<ExpertsSummary> {
     config.validate()?;
     let (arch, arch_choice) = build::<dyn Architecture>(&config.arch)?;
     let (augmenter, augment_choice) = build::<dyn Augmenter>(&config.augment)?;
@@ -28,7 +29,7 @@ pub fn run_experts(config: &ExpertsConfig, quiet: bool) -> Result<ExpertsSummary
     let ds = data::load_announced(
         config.dataset.name(),
         &LoadOptions::new(&config.data_dir, config.download, config.seed, config.zca),
-        quiet,
+        quiet || comm.rank() != 0,
     )?;
     let out = config
         .out
@@ -76,5 +77,5 @@ pub fn run_experts(config: &ExpertsConfig, quiet: bool) -> Result<ExpertsSummary
             );
         }
     };
-    trainer.train_all(&out, &on_epoch, &on_expert)
+    trainer.train_all(&out, comm, &on_epoch, &on_expert)
 }

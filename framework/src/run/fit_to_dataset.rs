@@ -11,15 +11,15 @@
 //!   condensed result.
 
 use crate::data::Dataset;
-use crate::output::write_json;
 use crate::traits::matcher::Init;
-use crate::Result;
 
 use super::resolve::ResolvedRun;
 
-/// Fits `run` to the loaded dataset: clamps `batch_real` (rewriting config.json when it
-/// changes) and returns the notes for the person running it and for results.json.
-pub(super) fn fit_to_dataset(run: &mut ResolvedRun, ds: &Dataset) -> Result<Vec<String>> {
+/// Fits `run` to the loaded dataset: clamps `batch_real` and returns the notes for the person
+/// running it and for results.json, and whether the resolved configuration changed (then
+/// config.json is to be written again).
+pub(super) fn fit_to_dataset(run: &mut ResolvedRun, ds: &Dataset) -> (Vec<String>, bool) {
+    let mut refitted = false;
     let mut notes = Vec::new();
     let sizes: Vec<usize> = ds.train.class_indices(ds.classes).iter().map(Vec::len).collect();
     let smallest = sizes.iter().copied().min().unwrap_or(0);
@@ -42,7 +42,7 @@ pub(super) fn fit_to_dataset(run: &mut ResolvedRun, ds: &Dataset) -> Result<Vec<
             run.settings.batch_real = largest;
             run.config.batch_real = largest;
             run.resolved_json["batch_real"] = largest.into();
-            write_json(&run.out.join("config.json"), &run.resolved_json)?;
+            refitted = true;
             note.push_str(&format!(
                 "; config.json records batch_real {largest}, the value in effect"
             ));
@@ -59,5 +59,5 @@ pub(super) fn fit_to_dataset(run: &mut ResolvedRun, ds: &Dataset) -> Result<Vec<
              initialisation ({init}), not a condensed set"
         ));
     }
-    Ok(notes)
+    (notes, refitted)
 }

@@ -14,7 +14,7 @@ use crate::metrics::{FairMetrics, MetricSummary, Storage, Summary};
 use crate::output::{write_atomic, write_json};
 use crate::{Error, Result};
 
-use super::commands::{prepare_out, run_condense, RunOptions};
+use super::commands::{on_root, prepare_out, run_condense, RunOptions};
 use super::resolve::resolve;
 use super::results::{metrics_table, peak_rss_mib, Results};
 
@@ -119,7 +119,9 @@ pub fn run_repeated(config: &RunConfig, seeds: &[u64], opts: RunOptions) -> Resu
         Some(out) => out.clone(),
         None => default_out(config, seeds)?,
     };
-    prepare_out(&out, opts.force)?;
+    let comm = opts.comm.clone();
+    let quiet = opts.quiet || comm.rank() != 0;
+    on_root(comm.as_ref(), || prepare_out(&out, opts.force))?;
     let mut runs = Vec::new();
     let mut all = Vec::new();
     for (i, &seed) in seeds.iter().enumerate() {
@@ -127,7 +129,7 @@ pub fn run_repeated(config: &RunConfig, seeds: &[u64], opts: RunOptions) -> Resu
         let mut c = config.clone();
         c.seed = seed;
         c.out = Some(out.join(&dir));
-        if !opts.quiet {
+        if !quiet {
             eprintln!(
                 "run {} of {} (seed {seed}) -> {}",
                 i + 1,
@@ -135,7 +137,13 @@ pub fn run_repeated(config: &RunConfig, seeds: &[u64], opts: RunOptions) -> Resu
                 out.join(&dir).display()
             );
         }
-        let results = run_condense(&c, RunOptions { force: true, ..opts })?;
+        let results = run_condense(
+            &c,
+            RunOptions {
+                force: true,
+                ..opts.clone()
+            },
+        )?;
         runs.push(RunEntry {
             seed,
             dir,
@@ -156,10 +164,12 @@ pub fn run_repeated(config: &RunConfig, seeds: &[u64], opts: RunOptions) -> Resu
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
     };
-    write_json(&out.join("results.json"), &results)?;
     let table = repeat_table(&results);
-    write_atomic(&out.join("evaluations.md"), table.as_bytes())?;
-    if !opts.quiet {
+    on_root(comm.as_ref(), || {
+        write_json(&out.join("results.json"), &results)?;
+        write_atomic(&out.join("evaluations.md"), table.as_bytes())
+    })?;
+    if !quiet {
         println!("\n{table}");
     }
     Ok(results)

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::config::RunConfig;
 use crate::data::Dataset;
+use crate::dist::Communicator;
 use crate::engine::{Components, CondenseSettings};
 use crate::eval::{EvalPlan, Evaluator};
 use crate::registry::build_plugin;
@@ -54,14 +55,22 @@ pub struct ResolvedRun {
 }
 
 impl ResolvedRun {
-    /// The evaluations of sets of `ipc` images per class on `ds` under the run's plan.
-    pub fn evaluator<'a>(&'a self, ds: &'a Dataset, ipc: usize, quiet: bool) -> Evaluator<'a> {
+    /// The evaluations of sets of `ipc` images per class on `ds` under the run's plan, their
+    /// networks shared among the ranks of `comm`.
+    pub fn evaluator<'a>(
+        &'a self,
+        ds: &'a Dataset,
+        ipc: usize,
+        quiet: bool,
+        comm: &'a dyn Communicator,
+    ) -> Evaluator<'a> {
         Evaluator {
             plan: &self.eval,
             ds,
             device: &self.device,
             ipc,
             quiet,
+            comm,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `Matcher`: the loss that makes the synthetic set look like the real one to a network.
 
-use candle_core::{Device, Tensor, Var};
+use std::ops::Range;
+
+use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -76,6 +78,45 @@ pub struct MatchContext<'a> {
     /// Fresh random real images of a class, un-augmented, drawn apart from `real` (DC's
     /// BatchNorm statistics come from 16 such images per class).
     pub fresh_real: &'a dyn RealSampler,
+    /// The classes this rank computes: every class, unless the run has several ranks and the
+    /// matcher's loss decomposes over classes ([`Matcher::decomposition`]); then `real` holds
+    /// empty batches for the other classes.
+    pub owned: Range<usize>,
+    /// Gathers what every rank computed for its classes (see [`Exchange`]).
+    pub exchange: &'a dyn Exchange,
+}
+
+/// How a matcher's loss decomposes over classes: what lets the engine share a matching step
+/// among ranks (README "Several processes (MPI)").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decomposition {
+    /// A sum of per-class terms, each reading only its class's images (DM, DC): each rank
+    /// computes the classes of [`MatchContext::owned`] and returns their terms in
+    /// [`MatchOutput::loss_parts`]; the engine gathers every rank's gradient rows and terms.
+    PerClass,
+    /// Per-class terms plus one term over summaries of every class (CAFE's discriminant over
+    /// all class centres): as `PerClass`, the summaries gathered with
+    /// [`MatchContext::exchange`] and the shared term in [`MatchOutput::loss_global`].
+    PerClassWithSummaries,
+    /// Not decomposable (MTT's minibatches mix classes): every rank computes the whole step,
+    /// the same on all.
+    Global,
+}
+
+/// Rows that each rank computed for its own classes, put together in class order.
+pub trait Exchange {
+    /// Every rank's `rows` (`[n_rank, ...]`, f32, no graph) concatenated along the first
+    /// dimension in rank order, which is class order.
+    fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor>;
+}
+
+/// The exchange of a single process: its rows are all the rows.
+pub struct NoExchange;
+
+impl Exchange for NoExchange {
+    fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor> {
+        Ok(rows.clone())
+    }
 }
 
 /// Draws random real training images of one class.
@@ -97,6 +138,11 @@ impl RealSampler for Vec<Tensor> {
 impl MatchContext<'_> {
     pub fn classes(&self) -> usize {
         self.classes
+    }
+
+    /// Whether this rank computes every class.
+    pub fn owns_all(&self) -> bool {
+        self.owned == (0..self.classes)
     }
 
     /// The learned extra called `name`.
@@ -132,12 +178,41 @@ pub struct MatchOutput {
     /// stepped this time (its optimiser's momentum does not move either), as PyTorch's SGD skips
     /// a parameter whose gradient is `None`.
     pub learned: Vec<(String, Tensor)>,
+    /// For a matcher whose loss decomposes over classes: the scalar terms of the classes it
+    /// computed, in class order, whose sum from left to right (in their dtype) is the loss but
+    /// for `loss_global`. The engine adds every rank's parts in that order, so the loss is the
+    /// same at any number of ranks. Empty for other matchers.
+    pub loss_parts: Vec<Tensor>,
+    /// The term over every class's summaries (the same on every rank), added after the parts.
+    pub loss_global: Option<Tensor>,
 }
 
 impl MatchOutput {
     /// Backpropagates a scalar `loss` to the synthetic set; the usual way to finish `compute`.
     pub fn from_loss(loss: &Tensor, synthetic: &Var, terms: Vec<(String, f64)>) -> Result<Self> {
         Self::reading(loss, synthetic, &[], terms)
+    }
+
+    /// The way to finish a per-class matcher's `compute` ([`Decomposition`]): the loss is
+    /// `parts` added left to right, then `global`; backpropagated to the synthetic set.
+    pub fn from_parts(
+        parts: Vec<Tensor>,
+        global: Option<Tensor>,
+        synthetic: &Var,
+        terms: Vec<(String, f64)>,
+    ) -> Result<Self> {
+        let mut total: Option<Tensor> = None;
+        for part in parts.iter().chain(&global) {
+            total = Some(match total {
+                Some(t) => (t + part)?,
+                None => part.clone(),
+            });
+        }
+        let loss = total.ok_or_else(|| crate::Error::Other("a matching loss needs at least one term".into()))?;
+        let mut out = Self::reading(&loss, synthetic, &[], terms)?;
+        out.loss_parts = parts.iter().map(Tensor::detach).collect();
+        out.loss_global = global.map(|g| g.detach());
+        Ok(out)
     }
 
     /// [`MatchOutput::from_loss`] that also reads the gradient of every learned extra of `ctx`
@@ -171,6 +246,8 @@ impl MatchOutput {
                 .iter()
                 .map(|l| Ok((l.name.clone(), read(&l.var)?)))
                 .collect::<Result<_>>()?,
+            loss_parts: Vec::new(),
+            loss_global: None,
         })
     }
 }
@@ -224,5 +301,30 @@ pub trait Matcher: Send + Sync {
     /// augmenting) a real batch per class every step for a method that never reads them.
     fn uses_real_batches(&self) -> bool {
         true
+    }
+
+    /// How the loss decomposes over classes on `network` (a BatchNorm network couples the
+    /// classes of a batch through its statistics). The default, `Global`, is always right:
+    /// every rank then computes the whole step.
+    fn decomposition(&self, _network: &dyn Network) -> Decomposition {
+        Decomposition::Global
+    }
+}
+
+/// The sum of per-class loss terms from left to right, as [`MatchOutput::from_parts`] adds
+/// them: in f32 for f32 terms (candle's addition of two f32 scalars is the IEEE one), in f64
+/// otherwise. `values` are the terms as f64 (exact for f32 terms), `dtype` theirs.
+pub fn sum_parts(values: &[f64], dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => values
+            .iter()
+            .fold(None, |acc: Option<f32>, v| {
+                Some(acc.map_or(*v as f32, |a| a + *v as f32))
+            })
+            .map_or(0.0, f64::from),
+        _ => values
+            .iter()
+            .fold(None, |acc: Option<f64>, v| Some(acc.map_or(*v, |a| a + v)))
+            .unwrap_or(0.0),
     }
 }

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::dist::{agree, gather_f64_tasks, Communicator};
 use crate::output::write_json;
 use crate::rng::{stream, sub_rng};
 use crate::train::{accuracy, train_epoch, StepSchedule};
@@ -154,45 +155,87 @@ impl ExpertTrainer<'_> {
 
     /// Trains experts `0..num_experts` into `dir`, one file each, skipping those already there
     /// (an interrupted run leaves no partial file: each is written atomically once its expert
-    /// is done, so the unfinished one starts again). Rewrites [`SUMMARY_FILE`] after each.
+    /// is done, so the unfinished one starts again). The experts are shared out among the
+    /// ranks of `comm` (expert `k` is the same whichever rank trains it); rank 0 rewrites
+    /// [`SUMMARY_FILE`] (after each expert when alone, once at the end otherwise).
     pub fn train_all(
         &self,
         dir: &Path,
+        comm: &dyn Communicator,
         on_epoch: &dyn Fn(usize, usize, f64, f64),
         on_expert: &dyn Fn(&ExpertEntry),
     ) -> Result<ExpertsSummary> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating store folder {}", dir.display()), e))?;
+        let root = comm.rank() == 0;
+        agree(
+            comm,
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating store folder {}", dir.display()), e)),
+        )?;
         let mut summary = ExpertsSummary {
             out: dir.to_path_buf(),
             settings: serde_json::to_value(self.config).map_err(|e| Error::Other(e.to_string()))?,
             experts: Vec::new(),
         };
-        for index in 0..self.config.num_experts {
-            let path = expert_file(dir, index);
-            let entry = match self.stored(&path)? {
-                Some(record) => ExpertEntry {
-                    expert: index,
-                    file: path,
-                    epochs: record.epochs,
-                    test_accuracy: record.test_accuracy.last().copied().unwrap_or(f64::NAN),
-                    trained: false,
-                },
-                None => {
-                    let trajectory = self.train_expert(index, &|e, loss, acc| on_epoch(index, e, loss, acc))?;
-                    trajectory.save(&path)?;
-                    ExpertEntry {
-                        expert: index,
-                        file: path,
-                        epochs: trajectory.epochs(),
-                        test_accuracy: trajectory.record.test_accuracy.last().copied().unwrap_or(f64::NAN),
-                        trained: true,
-                    }
+        let numbers = gather_f64_tasks(comm, self.config.num_experts, |mine| {
+            let mut numbers = Vec::new();
+            for index in mine {
+                let entry = self.expert(dir, index, on_epoch)?;
+                on_expert(&entry);
+                numbers.push(vec![
+                    entry.epochs as f64,
+                    entry.test_accuracy,
+                    f64::from(u8::from(entry.trained)),
+                ]);
+                if comm.size() == 1 {
+                    summary.experts.push(entry);
+                    write_json(&dir.join(SUMMARY_FILE), &summary)?;
                 }
+            }
+            Ok(numbers)
+        })?;
+        summary.experts = numbers
+            .iter()
+            .enumerate()
+            .map(|(index, n)| ExpertEntry {
+                expert: index,
+                file: expert_file(dir, index),
+                epochs: n.first().copied().unwrap_or(0.0) as usize,
+                test_accuracy: n.get(1).copied().unwrap_or(f64::NAN),
+                trained: n.get(2).is_some_and(|t| *t > 0.0),
+            })
+            .collect();
+        if comm.size() > 1 {
+            let written = if root {
+                write_json(&dir.join(SUMMARY_FILE), &summary)
+            } else {
+                Ok(())
             };
-            on_expert(&entry);
-            summary.experts.push(entry);
-            write_json(&dir.join(SUMMARY_FILE), &summary)?;
+            agree(comm, written)?;
         }
         Ok(summary)
+    }
+
+    /// Expert `index` of the store `dir`: the one there when it fits, else trained and saved.
+    fn expert(&self, dir: &Path, index: usize, on_epoch: &dyn Fn(usize, usize, f64, f64)) -> Result<ExpertEntry> {
+        let path = expert_file(dir, index);
+        Ok(match self.stored(&path)? {
+            Some(record) => ExpertEntry {
+                expert: index,
+                file: path,
+                epochs: record.epochs,
+                test_accuracy: record.test_accuracy.last().copied().unwrap_or(f64::NAN),
+                trained: false,
+            },
+            None => {
+                let trajectory = self.train_expert(index, &|e, loss, acc| on_epoch(index, e, loss, acc))?;
+                trajectory.save(&path)?;
+                ExpertEntry {
+                    expert: index,
+                    file: path,
+                    epochs: trajectory.epochs(),
+                    test_accuracy: trajectory.record.test_accuracy.last().copied().unwrap_or(f64::NAN),
+                    trained: true,
+                }
+            }
+        })
     }
 }

@@ -19,7 +19,7 @@
 //! The reference also adds the network's CE on the real batch; it does not reach the
 //! synthetic pixels, so it is left out. The real features are used as values only.
 
-use cafe_framework::traits::matcher::{Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
+use cafe_framework::traits::matcher::{Decomposition, Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
 use cafe_framework::{register_matcher, Error, Mode, NetworkOutput, Result};
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -121,12 +121,12 @@ fn real_summaries(net: &dyn cafe_framework::Network, batches: &[Tensor]) -> Resu
 
 impl Matcher for Cafe {
     fn compute(&self, ctx: &MatchContext) -> Result<MatchOutput> {
-        let classes = ctx.classes();
         let net = ctx.network;
-        let real = real_summaries(net, ctx.real)?;
-        let syn_batches: Vec<Tensor> = (0..classes).map(|c| ctx.synthetic_class(c)).collect::<Result<_>>()?;
+        let owned = ctx.owned.clone();
+        let real = real_summaries(net, &ctx.real[owned.clone()])?;
+        let syn_batches: Vec<Tensor> = owned.clone().map(|c| ctx.synthetic_class(c)).collect::<Result<_>>()?;
         let syn = forward_classes(net, &syn_batches)?;
-        let depth = syn[0].block_features.len();
+        let depth = syn.first().map_or(0, |o| o.block_features.len());
         let weights = self
             .config
             .block_weights
@@ -139,58 +139,87 @@ impl Matcher for Cafe {
                 format!("the network has {depth} blocks; give one weight per block"),
             ));
         }
-        // Layer-wise alignment.
-        let mut per_block = vec![0.0; depth];
-        let mut embedding_term = 0.0;
-        let mut align: Option<Tensor> = None;
-        let add = |acc: &mut Option<Tensor>, t: Tensor| -> Result<()> {
-            *acc = Some(match acc.take() {
-                Some(a) => (a + t)?,
-                None => t,
-            });
-            Ok(())
-        };
-        for c in 0..classes {
+        // Layer-wise alignment, one weighted term per (class, block) and per class's embedding,
+        // added in that order. The logged terms repeat their names once per class: the engine
+        // sums them by name.
+        let mut parts = Vec::new();
+        let mut terms = Vec::new();
+        for (r, s) in real.iter().zip(&syn) {
             for (b, w) in weights.iter().enumerate() {
-                let d = (&real[c].block_means[b] - class_mean(&syn[c].block_features[b])?)?
+                let d = (&r.block_means[b] - class_mean(&s.block_features[b])?)?
                     .sqr()?
                     .sum_all()?;
-                per_block[b] += d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                add(&mut align, (d * *w)?)?;
+                terms.push((format!("block_{}", b + 1), d.to_dtype(DType::F64)?.to_scalar::<f64>()?));
+                parts.push((d * *w)?);
             }
-            let d = (&real[c].embedding_mean - class_mean(&syn[c].embedding)?)?
-                .sqr()?
-                .sum_all()?;
-            embedding_term += d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            add(&mut align, (d * self.config.embedding_weight)?)?;
+            let d = (&r.embedding_mean - class_mean(&s.embedding)?)?.sqr()?.sum_all()?;
+            terms.push(("embedding".into(), d.to_dtype(DType::F64)?.to_scalar::<f64>()?));
+            parts.push((d * self.config.embedding_weight)?);
         }
-        // Discriminant loss: mean synthetic embeddings classify the real embeddings.
-        let centres = Tensor::stack(
+        // Discriminant loss: the mean synthetic embeddings of every class classify the real
+        // embeddings of every class.
+        let own_centres = Tensor::stack(
             &syn.iter()
                 .map(|o| o.embedding.mean(0))
                 .collect::<candle_core::Result<Vec<_>>>()?,
             0,
         )?;
-        let real_emb = Tensor::cat(&real.iter().map(|o| o.embedding.clone()).collect::<Vec<_>>(), 0)?;
+        let own_real = Tensor::cat(&real.iter().map(|o| o.embedding.clone()).collect::<Vec<_>>(), 0)?;
+        let own_counts: Vec<f32> = real
+            .iter()
+            .map(|o| Ok(o.embedding.dim(0)? as f32))
+            .collect::<Result<_>>()?;
+        let (centres, real_emb, counts) = if ctx.owns_all() {
+            (own_centres, own_real, own_counts)
+        } else {
+            // The other ranks' centres as values, this rank's as they are (with their graph);
+            // every rank's real embeddings: the same matrix on every rank, in class order.
+            let all = ctx.exchange.all_gather_rows(&own_centres.detach())?;
+            let (lo, hi) = (owned.start, owned.end);
+            let mut pieces = Vec::new();
+            if lo > 0 {
+                pieces.push(all.narrow(0, 0, lo)?);
+            }
+            pieces.push(own_centres);
+            if hi < ctx.classes() {
+                pieces.push(all.narrow(0, hi, ctx.classes() - hi)?);
+            }
+            let counts = Tensor::new(own_counts.as_slice(), own_real.device())?;
+            (
+                Tensor::cat(&pieces, 0)?,
+                ctx.exchange.all_gather_rows(&own_real)?,
+                ctx.exchange.all_gather_rows(&counts)?.to_vec1::<f32>()?,
+            )
+        };
         let mut labels: Vec<u32> = Vec::with_capacity(real_emb.dim(0)?);
-        for (c, o) in real.iter().enumerate() {
-            labels.extend(std::iter::repeat_n(c as u32, o.embedding.dim(0)?));
+        for (c, n) in counts.iter().enumerate() {
+            labels.extend(std::iter::repeat_n(c as u32, *n as usize));
         }
         let labels = Tensor::from_vec(labels, real_emb.dim(0)?, real_emb.device())?;
         let logits = real_emb.matmul(&centres.t()?)?;
         let log_probs = candle_nn_free::log_softmax(&logits)?;
         let picked = log_probs.gather(&labels.unsqueeze(1)?, 1)?;
         let discriminant = picked.sum_all()?.neg()?;
-        let disc_value = discriminant.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let loss = (align.expect("at least one class") + (&discriminant * self.config.inner_weight)?)?;
-        let mut terms: Vec<(String, f64)> = per_block
-            .iter()
-            .enumerate()
-            .map(|(b, v)| (format!("block_{}", b + 1), *v))
-            .collect();
-        terms.push(("embedding".into(), embedding_term));
-        terms.push(("discriminant".into(), disc_value));
-        MatchOutput::from_loss(&loss, ctx.synthetic, terms)
+        // The shared term, reported once.
+        if owned.start == 0 {
+            terms.push((
+                "discriminant".into(),
+                discriminant.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+            ));
+        }
+        let global = (&discriminant * self.config.inner_weight)?;
+        MatchOutput::from_parts(parts, Some(global), ctx.synthetic, terms)
+    }
+
+    /// Per class with shared summaries: the alignment of each class reads its own images; the
+    /// discriminant reads every class's synthetic centre and real embeddings, gathered from the
+    /// ranks. Not on a BatchNorm network, whose statistics mix the classes of a batch.
+    fn decomposition(&self, network: &dyn cafe_framework::Network) -> Decomposition {
+        if network.has_batch_norm() {
+            Decomposition::Global
+        } else {
+            Decomposition::PerClassWithSummaries
+        }
     }
 
     fn defaults(&self) -> MatcherDefaults {

@@ -6,8 +6,8 @@
 //! `sum_c || mean_i embed(real_c,i) - mean_j embed(syn_c,j) ||^2`, with the real side computed
 //! without gradient. The network is never trained (use it with the `none` scheduler).
 
-use cafe_framework::traits::matcher::{Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
-use cafe_framework::{register_matcher, Mode, Result};
+use cafe_framework::traits::matcher::{Decomposition, Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
+use cafe_framework::{register_matcher, Mode, Network, Result};
 use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 
@@ -20,45 +20,52 @@ pub struct Distribution;
 
 impl Matcher for Distribution {
     fn compute(&self, ctx: &MatchContext) -> Result<MatchOutput> {
-        let classes = ctx.classes();
         let net = ctx.network;
-        let synthetic: Vec<Tensor> = (0..classes).map(|c| ctx.synthetic_class(c)).collect::<Result<_>>()?;
-        // BatchNorm networks see all classes in one batch, as the reference does, so that the
-        // batch statistics are those of a mixed batch.
-        let (real_emb, syn_emb): (Vec<Tensor>, Vec<Tensor>) = if net.has_batch_norm() {
+        let mean_distance = |r: &Tensor, s: &Tensor| -> Result<Tensor> {
+            let diff = (r.mean(0)? - s.mean(0)?)?;
+            Ok(diff.sqr()?.sum(D::Minus1)?)
+        };
+        let parts: Vec<Tensor> = if net.has_batch_norm() {
+            // BatchNorm networks see all classes in one batch, as the reference does, so that
+            // the batch statistics are those of a mixed batch (and the step is not shared
+            // among ranks: see `decomposition`).
+            let classes = ctx.classes();
+            let synthetic: Vec<Tensor> = (0..classes).map(|c| ctx.synthetic_class(c)).collect::<Result<_>>()?;
             let real_all = net.embedding(&Tensor::cat(ctx.real, 0)?, Mode::Train)?.detach();
             let syn_all = net.embedding(&Tensor::cat(&synthetic, 0)?, Mode::Train)?;
-            let mut r = Vec::new();
-            let mut s = Vec::new();
             let (mut ro, mut so) = (0, 0);
+            let mut parts = Vec::new();
             for (c, syn_c) in synthetic.iter().enumerate() {
                 let (nr, ns) = (ctx.real[c].dim(0)?, syn_c.dim(0)?);
-                r.push(real_all.narrow(0, ro, nr)?);
-                s.push(syn_all.narrow(0, so, ns)?);
+                parts.push(mean_distance(
+                    &real_all.narrow(0, ro, nr)?,
+                    &syn_all.narrow(0, so, ns)?,
+                )?);
                 ro += nr;
                 so += ns;
             }
-            (r, s)
+            parts
         } else {
-            let mut r = Vec::new();
-            let mut s = Vec::new();
-            for (c, syn_c) in synthetic.iter().enumerate() {
-                r.push(net.embedding(&ctx.real[c], Mode::Train)?.detach());
-                s.push(net.embedding(syn_c, Mode::Train)?);
-            }
-            (r, s)
+            ctx.owned
+                .clone()
+                .map(|c| {
+                    let syn_c = ctx.synthetic_class(c)?;
+                    let r = net.embedding(&ctx.real[c], Mode::Train)?.detach();
+                    mean_distance(&r, &net.embedding(&syn_c, Mode::Train)?)
+                })
+                .collect::<Result<_>>()?
         };
-        let mut total: Option<Tensor> = None;
-        for (r, s) in real_emb.iter().zip(&syn_emb) {
-            let diff = (r.mean(0)? - s.mean(0)?)?;
-            let term = diff.sqr()?.sum(D::Minus1)?;
-            total = Some(match total {
-                Some(t) => (t + term)?,
-                None => term,
-            });
+        MatchOutput::from_parts(parts, None, ctx.synthetic, Vec::new())
+    }
+
+    /// Per class (each class's term reads its own images), except on a BatchNorm network,
+    /// whose statistics mix every class of the batch.
+    fn decomposition(&self, network: &dyn Network) -> Decomposition {
+        if network.has_batch_norm() {
+            Decomposition::Global
+        } else {
+            Decomposition::PerClass
         }
-        let loss = total.expect("at least one class");
-        MatchOutput::from_loss(&loss, ctx.synthetic, Vec::new())
     }
 
     fn defaults(&self) -> MatcherDefaults {

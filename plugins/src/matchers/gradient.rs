@@ -16,7 +16,7 @@
 
 use cafe_framework::nn::first_order;
 use cafe_framework::train::cross_entropy;
-use cafe_framework::traits::matcher::{Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
+use cafe_framework::traits::matcher::{Decomposition, Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
 use cafe_framework::{register_matcher, Error, Mode, Network, Result};
 use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -91,8 +91,9 @@ impl Gradient {
 
     fn exact(&self, ctx: &MatchContext, params: &[Var], mode: Mode) -> Result<MatchOutput> {
         let mut total: Option<Tensor> = None;
+        let mut parts = Vec::new();
         let mut terms = Vec::new();
-        for c in 0..ctx.classes() {
+        for c in ctx.owned.clone() {
             // Only g_syn is differentiated again: g_real keeps no graph of its backward pass.
             let g_real: Vec<Tensor> = first_order(|| parameter_gradients(ctx.network, params, &ctx.real[c], c, mode))?
                 .iter()
@@ -101,6 +102,7 @@ impl Gradient {
             let g_syn = parameter_gradients(ctx.network, params, &ctx.synthetic_class(c)?, c, mode)?;
             let d = gradient_distance(self.config.dis_metric, &g_real, &g_syn)?;
             terms.push((format!("class_{c}"), d.to_dtype(DType::F64)?.to_scalar::<f64>()?));
+            parts.push(d.detach());
             total = Some(match total {
                 Some(t) => (t + d)?,
                 None => d,
@@ -133,6 +135,8 @@ impl Gradient {
             terms,
             gradient,
             learned: Vec::new(),
+            loss_parts: parts,
+            loss_global: None,
         })
     }
 
@@ -143,8 +147,9 @@ impl Gradient {
             .collect::<candle_core::Result<_>>()?;
         let mut gradient = ctx.synthetic.as_tensor().zeros_like()?;
         let mut loss_total = 0.0;
+        let mut parts = Vec::new();
         let mut terms = Vec::new();
-        for c in 0..ctx.classes() {
+        for c in ctx.owned.clone() {
             let g_real: Vec<Tensor> = first_order(|| parameter_gradients(ctx.network, params, &ctx.real[c], c, mode))?
                 .iter()
                 .map(Tensor::detach)
@@ -159,6 +164,8 @@ impl Gradient {
             let value = d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             terms.push((format!("class_{c}"), value));
             loss_total += value;
+            // The loss adds the terms in f64: so do the parts.
+            parts.push(Tensor::new(value, ctx.synthetic.device())?);
             // v = dD/dg_syn: first order.
             let dgrads = first_order(|| d.backward())?;
             let v: Vec<Tensor> = g_syn
@@ -206,6 +213,8 @@ impl Gradient {
             terms,
             gradient,
             learned: Vec::new(),
+            loss_parts: parts,
+            loss_global: None,
         })
     }
 }
@@ -218,6 +227,12 @@ impl Matcher for Gradient {
             Hvp::Exact => self.exact(ctx, &params, mode),
             Hvp::FiniteDifference => self.finite_difference(ctx, &params, mode),
         }
+    }
+
+    /// Per class: each class's gradients come from its own images. On a BatchNorm network too:
+    /// the statistics are estimated on every class's fresh images on every rank, then frozen.
+    fn decomposition(&self, _network: &dyn Network) -> Decomposition {
+        Decomposition::PerClass
     }
 
     fn defaults(&self) -> MatcherDefaults {

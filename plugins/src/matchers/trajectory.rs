@@ -317,6 +317,8 @@ impl Matcher for Trajectory {
             terms: vec![("start_epoch".into(), start_epoch as f64), ("syn_lr".into(), lr_value)],
             gradient: out.images,
             learned,
+            loss_parts: Vec::new(),
+            loss_global: None,
         })
     }
 

@@ -1,0 +1,213 @@
+//! The same bytes at any world size (issue "Beyond one machine"): runs on 1, 2 and 3 ranks
+//! (threads of this process, `dist::LocalWorld`, which exchange through the same collectives as
+//! MPI ranks) give byte-identical synthetic sets and identical per-network accuracies and
+//! losses, for a matcher of each decomposition (DM per class, DC per class with a bi-level
+//! inner loop, CAFE per class with shared summaries, MTT global), for evaluation networks, KD
+//! students, DD-Ranking's metrics and experts shared out as tasks. `tests/mpi.rs` does the same
+//! through `mpirun` with real processes.
+
+use std::path::Path;
+
+use cafe_cli::{execute_on, Cli};
+use cafe_framework::dist::LocalWorld;
+use cafe_tests::{read_json, tiny_expert_store};
+use clap::Parser;
+
+/// Tiny settings: seconds per run.
+const TINY: &[&str] = &[
+    "--dataset",
+    "shapes",
+    "--ipc",
+    "2",
+    "--iterations",
+    "2",
+    "--batch-real",
+    "8",
+    "--eval-nets",
+    "3",
+    "--eval-epochs",
+    "2",
+    "--test-limit",
+    "100",
+    "--set",
+    "arch.width=8",
+    "--quiet",
+];
+
+/// Runs the CLI with `args` on `ranks` ranks, rank 0 writing into `out`.
+fn run_on(ranks: usize, out: &Path, args: &[&str]) {
+    let out = out.to_str().unwrap();
+    let mut full = vec!["cafe-lab"];
+    full.extend(args);
+    full.extend(["--out", out]);
+    let outcomes = LocalWorld::run(ranks, |comm| {
+        let cli = Cli::try_parse_from(&full).unwrap();
+        execute_on(cli, comm).map_err(|e| format!("{e:#}"))
+    });
+    for (rank, outcome) in outcomes.into_iter().enumerate() {
+        outcome.unwrap_or_else(|e| panic!("rank {rank} of {ranks}: {e}"));
+    }
+}
+
+/// What must not depend on the world size: the set's bytes, and every evaluation's numbers,
+/// metrics and per-iteration losses of results.json.
+fn fingerprint(out: &Path) -> (Option<Vec<u8>>, String) {
+    let set = std::fs::read(out.join("synthetic.safetensors")).ok();
+    let r = read_json(&out.join("results.json"));
+    let numbers = serde_json::json!({
+        "evaluations": r["evaluations"],
+        "metrics": r["metrics"],
+        "kd": r["kd"],
+        "losses": r["condensation"]["per_iteration"]
+            .as_array()
+            .map(|its| its.iter().map(|i| i["last_loss"].clone()).collect::<Vec<_>>()),
+        "validation_curve": r["validation_curve"],
+    });
+    (set, numbers.to_string())
+}
+
+/// Runs `args` on 1, 2 and 3 ranks and checks that every world size gives rank 1's outputs.
+fn same_at_every_world_size(name: &str, args: &[&str]) {
+    cafe_plugins::link();
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("np1");
+    run_on(1, &one, args);
+    let reference = fingerprint(&one);
+    assert!(
+        reference.1.contains("accuracies"),
+        "{name}: no evaluations in {}",
+        reference.1
+    );
+    for ranks in [2, 3] {
+        let out = dir.path().join(format!("np{ranks}"));
+        run_on(ranks, &out, args);
+        let got = fingerprint(&out);
+        assert!(
+            got.0 == reference.0,
+            "{name}: the synthetic set on {ranks} ranks differs from one rank's"
+        );
+        assert_eq!(
+            got.1, reference.1,
+            "{name}: numbers on {ranks} ranks differ from one rank's"
+        );
+    }
+}
+
+#[test]
+fn distribution_matching_shares_classes_and_networks_with_the_same_bytes() {
+    same_at_every_world_size(
+        "DM",
+        &[
+            TINY,
+            &[
+                "--matcher",
+                "distribution",
+                "--metrics",
+                "--kd",
+                "--set",
+                "eval.kd_teacher_epochs=1",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
+fn gradient_matching_shares_classes_and_trains_the_same_inner_networks() {
+    same_at_every_world_size(
+        "DC",
+        &[
+            TINY,
+            &[
+                "--matcher",
+                "gradient",
+                "--scheduler",
+                "fixed",
+                "--eval-every",
+                "1",
+                "--val-per-class",
+                "4",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
+fn cafe_shares_classes_and_gathers_the_centres_of_its_discriminant() {
+    same_at_every_world_size(
+        "CAFE",
+        &[
+            TINY,
+            &["--matcher", "cafe", "--scheduler", "none", "--protocol", "none"],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
+fn trajectory_matching_runs_whole_on_every_rank() {
+    cafe_plugins::link();
+    let dir = tempfile::tempdir().unwrap();
+    let experts = dir.path().join("experts");
+    tiny_expert_store(&experts, 8);
+    let store = format!("matcher.experts=\"{}\"", experts.display());
+    same_at_every_world_size(
+        "MTT",
+        &[
+            TINY,
+            &[
+                "--matcher",
+                "trajectory",
+                "--ipc",
+                "1",
+                "--set",
+                &store,
+                "--set",
+                "matcher.syn_steps=2",
+                "--set",
+                "matcher.max_start_epoch=2",
+                "--set",
+                "matcher.expert_epochs=1",
+                "--set",
+                "matcher.soft_labels=true",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
+fn experts_are_shared_out_and_each_is_the_same_file() {
+    cafe_plugins::link();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "experts",
+        "--dataset",
+        "shapes",
+        "--num-experts",
+        "3",
+        "--train-epochs",
+        "1",
+        "--test-limit",
+        "50",
+        "--set",
+        "arch.width=4",
+        "--quiet",
+    ];
+    let mut stores = Vec::new();
+    for ranks in [1, 2, 3] {
+        let out = dir.path().join(format!("np{ranks}"));
+        run_on(ranks, &out, &args);
+        let files: Vec<Vec<u8>> = (0..3)
+            .map(|k| std::fs::read(out.join(format!("expert_{k:04}.safetensors"))).unwrap())
+            .collect();
+        let summary = read_json(&out.join("experts.json"));
+        assert_eq!(summary["experts"].as_array().map(Vec::len), Some(3), "{ranks} ranks");
+        stores.push(files);
+    }
+    assert!(
+        stores[1] == stores[0] && stores[2] == stores[0],
+        "experts differ with the world size"
+    );
+}
