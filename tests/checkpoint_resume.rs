@@ -10,7 +10,7 @@ use cafe_framework::config::ConfigBuilder;
 use cafe_framework::run::{resume_condense, run_condense, RunOptions};
 use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::Error;
-use cafe_tests::read_json;
+use cafe_tests::{read_json, require_python_modules};
 use candle_core::Device;
 
 fn config(out: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
@@ -181,13 +181,7 @@ print(json.dumps(out))
 
 #[test]
 fn tensorboard_event_files_read_back_with_tensorboards_own_reader() {
-    let probe = Command::new("python3").args(["-c", "import tensorboard"]).status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the Python tensorboard package (.ci/run)"
-        );
-        eprintln!("SKIPPED: Python's tensorboard package is not installed (pip install tensorboard)");
+    if !require_python_modules(&["tensorboard"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

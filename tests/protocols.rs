@@ -10,7 +10,7 @@ use cafe_framework::config::RunConfig;
 use cafe_framework::protocol::{protocols, ProtocolSource};
 use cafe_framework::run::{eval_mode_archs, eval_recipes, evaluation_base, resolve};
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_tests::{cafe_lab_result, read_json, reevaluate};
+use cafe_tests::{cafe_lab_result, read_json, reevaluate, require_python_modules};
 use candle_core::Device;
 use clap::Parser;
 
@@ -415,15 +415,7 @@ fn a_set_without_metadata_still_evaluates_with_a_note_of_what_was_assumed() {
 
 #[test]
 fn the_metadata_reads_back_from_pythons_safetensors() {
-    let probe = Command::new("python3")
-        .args(["-c", "import safetensors, numpy"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the Python safetensors and numpy packages (.ci/run)"
-        );
-        eprintln!("SKIPPED: Python's safetensors/numpy are not installed (pip install safetensors numpy)");
+    if !require_python_modules(&["safetensors", "numpy"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
