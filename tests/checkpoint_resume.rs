@@ -6,16 +6,16 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use cafe_framework::checkpoint::{Checkpoint, CHECKPOINT_FILE};
-use cafe_framework::config::ConfigBuilder;
 use cafe_framework::run::{resume_condense, run_condense, RunOptions};
 use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::Error;
-use cafe_tests::{read_json, require_python_modules};
+use cafe_tests::{quiet, read_json, require_python_modules, run_config};
 use candle_core::Device;
 
+/// Tiny DM settings on `shapes` with a checkpoint and images logged every 2 iterations, then
+/// `extra`.
 fn config(out: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
-    let mut b = ConfigBuilder::default();
-    for s in [
+    let base = [
         "dataset=shapes",
         "ipc=2",
         "iterations=5",
@@ -26,21 +26,8 @@ fn config(out: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
         "arch.width=8",
         "checkpoint_every=2",
         "log_images_every=2",
-    ]
-    .iter()
-    .chain(extra)
-    {
-        b.set(s).unwrap();
-    }
-    b.set(&format!("out=\"{}\"", out.display())).unwrap();
-    b.build().unwrap()
-}
-
-fn quiet() -> RunOptions {
-    RunOptions {
-        quiet: true,
-        ..RunOptions::default()
-    }
+    ];
+    run_config(&[&base[..], extra].concat(), out)
 }
 
 #[test]

@@ -10,7 +10,7 @@ use cafe_framework::config::RunConfig;
 use cafe_framework::protocol::{protocols, ProtocolSource};
 use cafe_framework::run::{eval_mode_archs, eval_recipes, evaluation_base, resolve};
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_tests::{cafe_lab_result, read_json, reevaluate, require_python_modules};
+use cafe_tests::{cafe_lab_result, read_json, reevaluate, require_python_modules, tiny_dm_flags};
 use candle_core::Device;
 use clap::Parser;
 
@@ -249,34 +249,17 @@ fn the_evaluation_recipe_follows_the_references_rules() {
     );
 }
 
-/// Tiny DM settings on the embedded set: a run in seconds.
-const TINY: &[&str] = &[
-    "--dataset",
-    "shapes",
-    "--ipc",
-    "2",
-    "--iterations",
-    "3",
-    "--batch-real",
-    "8",
-    "--eval-nets",
-    "2",
-    "--eval-epochs",
-    "3",
-    "--test-limit",
-    "100",
-    "--set",
-    "arch.width=8",
-    "--seed",
-    "5",
-    "--quiet",
-];
+/// Tiny DM settings on the embedded set, two evaluation networks of 3 epochs, seed 5: a run
+/// in seconds.
+fn tiny() -> Vec<&'static str> {
+    tiny_dm_flags("2", "3", &["--seed", "5"])
+}
 
 #[test]
 fn a_synthetic_set_carries_its_protocol_and_reevaluates_exactly_as_its_run_did() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args.extend(["--out", run.to_str().unwrap()]);
     cafe_lab_result(&args).unwrap();
     let set = run.join("synthetic.safetensors");
@@ -345,7 +328,7 @@ fn a_synthetic_set_carries_its_protocol_and_reevaluates_exactly_as_its_run_did()
 
     // One seed, one file: the metadata's order does not change the bytes.
     let twin = dir.path().join("twin");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args.extend(["--out", twin.to_str().unwrap()]);
     cafe_lab_result(&args).unwrap();
     assert!(std::fs::read(&set).unwrap() == std::fs::read(twin.join("synthetic.safetensors")).unwrap());
@@ -355,7 +338,7 @@ fn a_synthetic_set_carries_its_protocol_and_reevaluates_exactly_as_its_run_did()
 fn a_set_without_metadata_still_evaluates_with_a_note_of_what_was_assumed() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args.extend(["--out", run.to_str().unwrap(), "--no-baseline"]);
     cafe_lab_result(&args).unwrap();
     let mut syn = SyntheticSet::load(&run.join("synthetic.safetensors"), &Device::Cpu).unwrap();
@@ -420,7 +403,7 @@ fn the_metadata_reads_back_from_pythons_safetensors() {
     }
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args.extend(["--out", run.to_str().unwrap(), "--no-baseline"]);
     cafe_lab_result(&args).unwrap();
     let script = "import sys, json\nfrom safetensors import safe_open\n\

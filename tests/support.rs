@@ -1,10 +1,12 @@
-//! Shared helpers of cafe-lab's cross-crate tests: small in-memory datasets, CLI runs, and the
-//! one rule for tests that need a tool from outside Rust.
+//! Shared helpers of cafe-lab's cross-crate tests: small in-memory datasets, tiny run settings,
+//! CLI runs, and the one rule for tests that need a tool from outside Rust.
 
 use std::path::{Path, PathBuf};
 
+use cafe_framework::config::{ConfigBuilder, RunConfig};
 use cafe_framework::data::{Dataset, ImageSet};
 use cafe_framework::rng::rng_from_seed;
+use cafe_framework::run::RunOptions;
 use cafe_framework::ImageShape;
 use rand_free::normal_vec;
 
@@ -166,6 +168,63 @@ pub fn require_python_modules(modules: &[&str]) -> bool {
             );
             false
         }
+    }
+}
+
+/// DM on `shapes` shrunk to seconds, as CLI flags: 2 images per class, 3 iterations of 8 real
+/// images per class, a width-8 ConvNet, `eval_nets` evaluation networks of `eval_epochs` epochs
+/// on 100 test images, quiet; `extra` goes before `--quiet`. A test adds `--out`.
+pub fn tiny_dm_flags(eval_nets: &'static str, eval_epochs: &'static str, extra: &[&'static str]) -> Vec<&'static str> {
+    let mut flags = vec![
+        "--dataset",
+        "shapes",
+        "--ipc",
+        "2",
+        "--iterations",
+        "3",
+        "--batch-real",
+        "8",
+        "--eval-nets",
+        eval_nets,
+        "--eval-epochs",
+        eval_epochs,
+        "--test-limit",
+        "100",
+        "--set",
+        "arch.width=8",
+    ];
+    flags.extend(extra);
+    flags.push("--quiet");
+    flags
+}
+
+/// The run configuration of `settings` (`--set` strings, applied in order) writing to `out`.
+pub fn run_config(settings: &[&str], out: &Path) -> RunConfig {
+    let mut b = ConfigBuilder::default();
+    for s in settings {
+        b.set(s).unwrap_or_else(|e| panic!("setting {s}: {e}"));
+    }
+    b.set(&format!("out=\"{}\"", out.display())).unwrap();
+    b.build().unwrap()
+}
+
+/// [`TINY_MTT`] and then `extra`, reading the expert store `experts`, writing to `out`.
+pub fn tiny_mtt_config(out: &Path, experts: &Path, extra: &[&str]) -> RunConfig {
+    let experts = format!("matcher.experts=\"{}\"", experts.display());
+    let settings: Vec<&str> = TINY_MTT
+        .iter()
+        .chain(extra)
+        .copied()
+        .chain([experts.as_str()])
+        .collect();
+    run_config(&settings, out)
+}
+
+/// Run options for a test: no progress output.
+pub fn quiet() -> RunOptions {
+    RunOptions {
+        quiet: true,
+        ..RunOptions::default()
     }
 }
 
