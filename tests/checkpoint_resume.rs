@@ -2,14 +2,13 @@
 //! by a real reader (Python's `tensorboard` package, installed by `.ci/run`).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use cafe_framework::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use cafe_framework::run::{resume_condense, run_condense, RunOptions};
 use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::Error;
-use cafe_tests::{quiet, read_json, require_python_modules, run_config};
+use cafe_tests::{python_json, quiet, read_json, require_python_modules, run_config};
 use candle_core::Device;
 
 /// Tiny DM settings on `shapes` with a checkpoint and images logged every 2 iterations, then
@@ -188,13 +187,7 @@ fn tensorboard_event_files_read_back_with_tensorboards_own_reader() {
         quiet(),
     )
     .unwrap();
-    let output = Command::new("python3")
-        .args(["-c", READ_EVENTS])
-        .arg(out.join("tensorboard"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let events: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let events = python_json(READ_EVENTS, &out.join("tensorboard"));
     let scalars = &events["scalars"];
     for tag in [
         "loss/total",

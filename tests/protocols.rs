@@ -3,14 +3,12 @@
 //! reference's rules; a synthetic set carries its protocol and re-evaluates exactly as its run
 //! did, from Rust and from Python.
 
-use std::process::Command;
-
 use cafe_cli::{resolve_config, Cli, Command as CliCommand};
 use cafe_framework::config::RunConfig;
 use cafe_framework::protocol::{protocols, ProtocolSource};
 use cafe_framework::run::{eval_mode_archs, eval_recipes, evaluation_base, resolve};
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_tests::{cafe_lab_result, read_json, reevaluate, require_python_modules, tiny_dm_flags};
+use cafe_tests::{cafe_lab_result, python_json, read_json, reevaluate, require_python_modules, tiny_dm_flags};
 use candle_core::Device;
 use clap::Parser;
 
@@ -410,13 +408,7 @@ fn the_metadata_reads_back_from_pythons_safetensors() {
                   with safe_open(sys.argv[1], framework='numpy') as f:\n    \
                   m = f.metadata(); x = f.get_tensor('images')\n\
                   print(json.dumps({'meta': m, 'shape': list(x.shape)}))";
-    let output = Command::new("python3")
-        .args(["-c", script])
-        .arg(run.join("synthetic.safetensors"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let read = python_json(script, &run.join("synthetic.safetensors"));
     assert_eq!(read["shape"], serde_json::json!([20, 3, 16, 16]));
     assert_eq!(read["meta"]["protocol"], "dm");
     assert_eq!(read["meta"]["eval_epochs"], "3");

@@ -171,6 +171,18 @@ pub fn require_python_modules(modules: &[&str]) -> bool {
     }
 }
 
+/// What `python3 -c script arg` prints, parsed as JSON (for reading our files with another
+/// library's own reader); a failure shows Python's error output.
+pub fn python_json(script: &str, arg: &Path) -> serde_json::Value {
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(arg)
+        .output()
+        .expect("running python3");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("python3 printed no JSON: {e}"))
+}
+
 /// DM on `shapes` shrunk to seconds, as CLI flags: 2 images per class, 3 iterations of 8 real
 /// images per class, a width-8 ConvNet, `eval_nets` evaluation networks of `eval_epochs` epochs
 /// on 100 test images, quiet; `extra` goes before `--quiet`. A test adds `--out`.
