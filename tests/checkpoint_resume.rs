@@ -2,20 +2,19 @@
 //! by a real reader (Python's `tensorboard` package, installed by `.ci/run`).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use cafe_framework::checkpoint::{Checkpoint, CHECKPOINT_FILE};
-use cafe_framework::config::ConfigBuilder;
 use cafe_framework::run::{resume_condense, run_condense, RunOptions};
 use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::Error;
-use cafe_tests::read_json;
+use cafe_tests::{python_json, quiet, read_json, require_python_modules, run_config};
 use candle_core::Device;
 
+/// Tiny DM settings on `shapes` with a checkpoint and images logged every 2 iterations, then
+/// `extra`.
 fn config(out: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
-    let mut b = ConfigBuilder::default();
-    for s in [
+    let base = [
         "dataset=shapes",
         "ipc=2",
         "iterations=5",
@@ -26,21 +25,8 @@ fn config(out: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
         "arch.width=8",
         "checkpoint_every=2",
         "log_images_every=2",
-    ]
-    .iter()
-    .chain(extra)
-    {
-        b.set(s).unwrap();
-    }
-    b.set(&format!("out=\"{}\"", out.display())).unwrap();
-    b.build().unwrap()
-}
-
-fn quiet() -> RunOptions {
-    RunOptions {
-        quiet: true,
-        ..RunOptions::default()
-    }
+    ];
+    run_config(&[&base[..], extra].concat(), out)
 }
 
 #[test]
@@ -181,13 +167,7 @@ print(json.dumps(out))
 
 #[test]
 fn tensorboard_event_files_read_back_with_tensorboards_own_reader() {
-    let probe = Command::new("python3").args(["-c", "import tensorboard"]).status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the Python tensorboard package (.ci/run)"
-        );
-        eprintln!("SKIPPED: Python's tensorboard package is not installed (pip install tensorboard)");
+    if !require_python_modules(&["tensorboard"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -207,13 +187,7 @@ fn tensorboard_event_files_read_back_with_tensorboards_own_reader() {
         quiet(),
     )
     .unwrap();
-    let output = Command::new("python3")
-        .args(["-c", READ_EVENTS])
-        .arg(out.join("tensorboard"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let events: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let events = python_json(READ_EVENTS, &out.join("tensorboard"));
     let scalars = &events["scalars"];
     for tag in [
         "loss/total",

@@ -4,33 +4,13 @@
 use std::path::Path;
 
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_tests::{cafe_lab, cafe_lab_result, read_json};
+use cafe_tests::{cafe_lab, cafe_lab_result, read_json, tiny_dm_flags};
 use candle_core::Device;
-
-/// Tiny condensation settings: seconds, not minutes.
-const TINY: &[&str] = &[
-    "--dataset",
-    "shapes",
-    "--ipc",
-    "2",
-    "--iterations",
-    "3",
-    "--batch-real",
-    "8",
-    "--eval-nets",
-    "1",
-    "--eval-epochs",
-    "2",
-    "--test-limit",
-    "100",
-    "--set",
-    "arch.width=8",
-    "--quiet",
-];
 
 fn condense(out: &Path, extra: &[&str]) -> Result<(), String> {
     let out = out.to_str().unwrap();
-    let mut args: Vec<&str> = TINY.to_vec();
+    // Tiny condensation settings: seconds, not minutes.
+    let mut args = tiny_dm_flags("1", "2", &[]);
     args.extend(["--out", out]);
     args.extend(extra);
     cafe_lab_result(&args)
@@ -192,7 +172,7 @@ fn a_setting_of_the_wrong_type_is_named_with_the_layer_that_set_it() {
     let toml = dir.path().join("run.toml");
     let out = dir.path().join("o");
     let out = out.to_str().unwrap();
-    // Without TINY, whose flags would override the file's values.
+    // Without the tiny flags of `condense`, which would override the file's values.
     let file_err = |text: &str| {
         std::fs::write(&toml, text).unwrap();
         cafe_lab_result(&["--config", toml.to_str().unwrap(), "--out", out, "--quiet"]).unwrap_err()
@@ -257,7 +237,7 @@ fn toml_config_then_flags_then_set_overrides() {
     assert_eq!(config["ipc"], 1, "--set beats the file and the --ipc flag");
     assert_eq!(
         config["arch"]["width"], 8,
-        "--set arch.width=8 from TINY beats the file"
+        "--set arch.width=8 from the tiny flags beats the file"
     );
 }
 

@@ -3,8 +3,6 @@
 //! reference's rules; a synthetic set carries its protocol and re-evaluates exactly as its run
 //! did, from Rust and from Python.
 
-use std::process::Command;
-
 use cafe_cli::{resolve_config, Cli, Command as CliCommand};
 use cafe_framework::config::EvalMode;
 use cafe_framework::config::RunConfig;
@@ -12,7 +10,7 @@ use cafe_framework::eval::EvalPlan;
 use cafe_framework::protocol::{protocols, ProtocolSource};
 use cafe_framework::run::{evaluation_base, resolve};
 use cafe_framework::synthetic::SyntheticSet;
-use cafe_tests::{cafe_lab_result, read_json, reevaluate};
+use cafe_tests::{cafe_lab_result, python_json, read_json, reevaluate, require_python_modules, tiny_dm_flags};
 use candle_core::Device;
 use clap::Parser;
 
@@ -252,34 +250,17 @@ fn the_evaluation_recipe_follows_the_references_rules() {
     );
 }
 
-/// Tiny DM settings on the embedded set: a run in seconds.
-const TINY: &[&str] = &[
-    "--dataset",
-    "shapes",
-    "--ipc",
-    "2",
-    "--iterations",
-    "3",
-    "--batch-real",
-    "8",
-    "--eval-nets",
-    "2",
-    "--eval-epochs",
-    "3",
-    "--test-limit",
-    "100",
-    "--set",
-    "arch.width=8",
-    "--seed",
-    "5",
-    "--quiet",
-];
+/// Tiny DM settings on the embedded set, two evaluation networks of 3 epochs, seed 5: a run
+/// in seconds.
+fn tiny() -> Vec<&'static str> {
+    tiny_dm_flags("2", "3", &["--seed", "5"])
+}
 
 #[test]
 fn a_synthetic_set_carries_its_protocol_and_reevaluates_exactly_as_its_run_did() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args.extend(["--out", run.to_str().unwrap()]);
     cafe_lab_result(&args).unwrap();
     let set = run.join("synthetic.safetensors");
@@ -348,7 +329,7 @@ fn a_synthetic_set_carries_its_protocol_and_reevaluates_exactly_as_its_run_did()
 
     // One seed, one file: the metadata's order does not change the bytes.
     let twin = dir.path().join("twin");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args.extend(["--out", twin.to_str().unwrap()]);
     cafe_lab_result(&args).unwrap();
     assert!(std::fs::read(&set).unwrap() == std::fs::read(twin.join("synthetic.safetensors")).unwrap());
@@ -358,7 +339,7 @@ fn a_synthetic_set_carries_its_protocol_and_reevaluates_exactly_as_its_run_did()
 fn a_set_without_metadata_still_evaluates_with_a_note_of_what_was_assumed() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args.extend(["--out", run.to_str().unwrap(), "--no-baseline"]);
     cafe_lab_result(&args).unwrap();
     let mut syn = SyntheticSet::load(&run.join("synthetic.safetensors"), &Device::Cpu).unwrap();
@@ -418,33 +399,19 @@ fn a_set_without_metadata_still_evaluates_with_a_note_of_what_was_assumed() {
 
 #[test]
 fn the_metadata_reads_back_from_pythons_safetensors() {
-    let probe = Command::new("python3")
-        .args(["-c", "import safetensors, numpy"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the Python safetensors and numpy packages (.ci/run)"
-        );
-        eprintln!("SKIPPED: Python's safetensors/numpy are not installed (pip install safetensors numpy)");
+    if !require_python_modules(&["safetensors", "numpy"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut args = TINY.to_vec();
+    let mut args = tiny();
     args.extend(["--out", run.to_str().unwrap(), "--no-baseline"]);
     cafe_lab_result(&args).unwrap();
     let script = "import sys, json\nfrom safetensors import safe_open\n\
                   with safe_open(sys.argv[1], framework='numpy') as f:\n    \
                   m = f.metadata(); x = f.get_tensor('images')\n\
                   print(json.dumps({'meta': m, 'shape': list(x.shape)}))";
-    let output = Command::new("python3")
-        .args(["-c", script])
-        .arg(run.join("synthetic.safetensors"))
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let read = python_json(script, &run.join("synthetic.safetensors"));
     assert_eq!(read["shape"], serde_json::json!([20, 3, 16, 16]));
     assert_eq!(read["meta"]["protocol"], "dm");
     assert_eq!(read["meta"]["eval_epochs"], "3");

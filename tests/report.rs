@@ -1,6 +1,7 @@
 //! `cafe-lab report` and repeated runs end to end on the embedded `shapes` set: the statistics
 //! pooled over runs, the errors for runs that do not compare, and the HTML page as a real
-//! headless Chromium renders it (Debian's `chromium`, installed by .ci/run).
+//! headless Chromium renders it (Debian's `chromium`, installed by .ci/run; without it that
+//! test skips loudly, and fails under CI).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,7 +9,7 @@ use std::sync::OnceLock;
 
 use cafe_cli::report::{RANDOM_COLOUR, RUN_COLOURS};
 use cafe_framework::metrics::{student_t_975, Summary};
-use cafe_tests::{cafe_lab_result, read_json};
+use cafe_tests::{cafe_lab_result, find_on_path, missing_tool, read_json};
 
 /// Tiny settings: a width-8 ConvNet, 3 iterations, 2 networks of 3 epochs, 200 test images.
 const TINY: [&str; 16] = [
@@ -176,18 +177,6 @@ fn report_refuses_runs_that_do_not_compare() {
     );
 }
 
-/// Debian's Chromium (or another Chromium-family browser on PATH).
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            let out = Command::new("which").arg(name).output().ok()?;
-            out.status
-                .success()
-                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-        })
-}
-
 /// Runs headless Chromium on `page` with `extra` (e.g. --dump-dom), as the machine's notes
 /// advise: no sandbox (root), no GPU, no background networking (the network is closed), a
 /// fresh profile, and virtual time so that the load handlers have run.
@@ -223,12 +212,12 @@ fn report_page_renders_in_headless_chromium() {
     assert!(md.contains("| dm2 | distribution | dm | 2 | 2 x 2 | convnet |"), "{md}");
     assert!(md.contains("| dm1 | distribution | dm | 1 | 1 x 2 | convnet |"), "{md}");
     let html = rep.join("report.html");
-    let Some(browser) = chromium() else {
-        if std::env::var_os("CAFE_LAB_SKIP_BROWSER_TESTS").is_some() {
-            eprintln!("no chromium; skipped as CAFE_LAB_SKIP_BROWSER_TESTS asks");
-            return;
-        }
-        panic!("this test needs a headless Chromium: `apt-get install chromium` (.ci/run does), or set CAFE_LAB_SKIP_BROWSER_TESTS=1");
+    // Debian's Chromium, or another Chromium-family browser on PATH.
+    let Some(browser) = find_on_path(&["chromium", "chromium-browser", "google-chrome"]) else {
+        return missing_tool(
+            "a headless Chromium (`chromium` on PATH)",
+            "sudo apt-get install chromium",
+        );
     };
 
     // What the browser built: the DOM after the page's load handler ran.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use cafe_tests::{cafe_lab_result, read_json, tiny_expert_store, TINY_MTT};
+use cafe_tests::{cafe_lab_result, quiet, read_json, tiny_expert_store, tiny_mtt_config};
 
 /// Writes a small MNIST-format dataset (IDX files, 28x28, 10 classes) into `dir`: class c
 /// lights rows 2c..2c+4 over noise; 30 training and 10 test images per class. With
@@ -207,29 +207,16 @@ fn impossible_validation_settings_are_refused() {
 /// them from the same iteration, and the metrics evaluate such a set with hard labels too.
 #[test]
 fn best_val_keeps_learned_extras_and_metrics_see_hard_labels() {
-    use cafe_framework::config::ConfigBuilder;
-    use cafe_framework::run::{run_condense, RunOptions};
+    use cafe_framework::run::run_condense;
     use cafe_framework::synthetic::{SyntheticSet, LEARNED_LABELS, LEARNED_LR};
     cafe_plugins::link();
     let dir = tempfile::tempdir().unwrap();
     let experts = dir.path().join("experts");
     tiny_expert_store(&experts, 8);
     let run = |name: &str, extra: &[&str]| {
-        let mut b = ConfigBuilder::default();
-        for s in TINY_MTT
-            .iter()
-            .chain(&["eval.nets=2", "eval.every=1", "eval.val_per_class=10"])
-            .chain(extra)
-        {
-            b.set(s).unwrap();
-        }
-        b.set(&format!("matcher.experts=\"{}\"", experts.display())).unwrap();
-        b.set(&format!("out=\"{}\"", dir.path().join(name).display())).unwrap();
-        let opts = RunOptions {
-            quiet: true,
-            ..RunOptions::default()
-        };
-        let results = run_condense(&b.build().unwrap(), opts).unwrap();
+        let settings = [&["eval.nets=2", "eval.every=1", "eval.val_per_class=10"][..], extra].concat();
+        let config = tiny_mtt_config(&dir.path().join(name), &experts, &settings);
+        let results = run_condense(&config, quiet()).unwrap();
         let set = SyntheticSet::load(
             &dir.path().join(name).join("synthetic.safetensors"),
             &candle_core::Device::Cpu,

@@ -1,9 +1,12 @@
-//! Shared helpers of cafe-lab's cross-crate tests: small in-memory datasets and CLI runs.
+//! Shared helpers of cafe-lab's cross-crate tests: small in-memory datasets, tiny run settings,
+//! CLI runs, and the one rule for tests that need a tool from outside Rust.
 
 use std::path::{Path, PathBuf};
 
+use cafe_framework::config::{ConfigBuilder, RunConfig};
 use cafe_framework::data::{Dataset, ImageSet};
 use cafe_framework::rng::rng_from_seed;
+use cafe_framework::run::RunOptions;
 use cafe_framework::ImageShape;
 use rand_free::normal_vec;
 
@@ -96,10 +99,145 @@ pub fn reevaluate(set_file: &Path, out: &Path) -> serde_json::Value {
     read_json(&out.join("results.json"))["evaluations"].clone()
 }
 
-/// Where the Debian package `dataset-fashion-mnist` puts the files, when installed.
+/// Where the Debian package `dataset-fashion-mnist` puts the files, when installed; where not,
+/// [`missing_tool`] says so (a failure under CI).
 pub fn debian_fashion_mnist() -> Option<PathBuf> {
     let p = PathBuf::from("/usr/share/datasets/fashion-mnist");
-    p.is_dir().then_some(p)
+    if p.is_dir() {
+        return Some(p);
+    }
+    missing_tool(
+        "Fashion-MNIST (/usr/share/datasets/fashion-mnist)",
+        "sudo apt-get install dataset-fashion-mnist",
+    );
+    None
+}
+
+/// True under CI: `CI` set to anything but empty, `0` or `false` (`.ci/run` exports `CI=1`;
+/// hosted CI services set `CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// Called by a test that cannot run because `what` is missing from this machine. Under CI it
+/// fails the test, naming `install`: CI must run every test, so a missing tool there is a
+/// broken CI script, not a reason to skip. Elsewhere it prints `SKIPPED: ...` with the install
+/// line and the test returns, so that the README's `cargo test --workspace --release` passes on
+/// a fresh machine and says what it did not check.
+pub fn missing_tool(what: &str, install: &str) {
+    assert!(
+        !in_ci(),
+        "this test needs {what}, not found here, and CI (CI is set) runs every test: install with \
+         `{install}` (.ci/run does)"
+    );
+    eprintln!("SKIPPED: this test needs {what}, not found here; install with `{install}`");
+}
+
+/// The first of `names` that is an executable file in a folder of `PATH`.
+pub fn find_on_path(names: &[&str]) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Whether `python3` runs and imports every one of `modules`; where not, [`missing_tool`] says
+/// which is missing (the interpreter or the packages) and how to install it.
+pub fn require_python_modules(modules: &[&str]) -> bool {
+    let import = format!("import {}", modules.join(", "));
+    match std::process::Command::new("python3").args(["-c", &import]).output() {
+        Ok(out) if out.status.success() => true,
+        Ok(_) => {
+            missing_tool(
+                &format!("Python's {}", modules.join(" and ")),
+                &format!("python3 -m pip install {}", modules.join(" ")),
+            );
+            false
+        }
+        Err(_) => {
+            missing_tool(
+                "python3",
+                &format!(
+                    "sudo apt-get install python3 python3-pip && python3 -m pip install {}",
+                    modules.join(" ")
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// What `python3 -c script arg` prints, parsed as JSON (for reading our files with another
+/// library's own reader); a failure shows Python's error output.
+pub fn python_json(script: &str, arg: &Path) -> serde_json::Value {
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(arg)
+        .output()
+        .expect("running python3");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("python3 printed no JSON: {e}"))
+}
+
+/// DM on `shapes` shrunk to seconds, as CLI flags: 2 images per class, 3 iterations of 8 real
+/// images per class, a width-8 ConvNet, `eval_nets` evaluation networks of `eval_epochs` epochs
+/// on 100 test images, quiet; `extra` goes before `--quiet`. A test adds `--out`.
+pub fn tiny_dm_flags(eval_nets: &'static str, eval_epochs: &'static str, extra: &[&'static str]) -> Vec<&'static str> {
+    let mut flags = vec![
+        "--dataset",
+        "shapes",
+        "--ipc",
+        "2",
+        "--iterations",
+        "3",
+        "--batch-real",
+        "8",
+        "--eval-nets",
+        eval_nets,
+        "--eval-epochs",
+        eval_epochs,
+        "--test-limit",
+        "100",
+        "--set",
+        "arch.width=8",
+    ];
+    flags.extend(extra);
+    flags.push("--quiet");
+    flags
+}
+
+/// The run configuration of `settings` (`--set` strings, applied in order) writing to `out`.
+pub fn run_config(settings: &[&str], out: &Path) -> RunConfig {
+    let mut b = ConfigBuilder::default();
+    for s in settings {
+        b.set(s).unwrap_or_else(|e| panic!("setting {s}: {e}"));
+    }
+    b.set(&format!("out=\"{}\"", out.display())).unwrap();
+    b.build().unwrap()
+}
+
+/// [`TINY_MTT`] and then `extra`, reading the expert store `experts`, writing to `out`.
+pub fn tiny_mtt_config(out: &Path, experts: &Path, extra: &[&str]) -> RunConfig {
+    let experts = format!("matcher.experts=\"{}\"", experts.display());
+    let settings: Vec<&str> = TINY_MTT
+        .iter()
+        .chain(extra)
+        .copied()
+        .chain([experts.as_str()])
+        .collect();
+    run_config(&settings, out)
+}
+
+/// Run options for a test: no progress output.
+pub fn quiet() -> RunOptions {
+    RunOptions {
+        quiet: true,
+        ..RunOptions::default()
+    }
 }
 
 /// Two tiny experts on the embedded `shapes` set (ConvNet of the given width, 3 epochs of SGD

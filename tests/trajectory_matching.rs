@@ -8,33 +8,19 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use cafe_framework::config::ConfigBuilder;
 use cafe_framework::run::{resume_condense, run_condense, RunOptions};
 use cafe_framework::synthetic::{SyntheticSet, LEARNED_LABELS, LEARNED_LR};
 use cafe_framework::Error;
-use cafe_tests::{read_json, reevaluate, tiny_expert_store, TINY_MTT};
+use cafe_tests::{quiet, read_json, reevaluate, tiny_expert_store, tiny_mtt_config};
 use candle_core::Device;
 
-/// [`TINY_MTT`] with one evaluation network and a checkpoint every 2 iterations.
+/// [`cafe_tests::TINY_MTT`] with one evaluation network and a checkpoint every 2 iterations, then `extra`.
 fn config(out: &Path, experts: &Path, extra: &[&str]) -> cafe_framework::config::RunConfig {
-    let mut b = ConfigBuilder::default();
-    for s in TINY_MTT
-        .iter()
-        .chain(&["eval.nets=1", "checkpoint_every=2"])
-        .chain(extra)
-    {
-        b.set(s).unwrap();
-    }
-    b.set(&format!("matcher.experts=\"{}\"", experts.display())).unwrap();
-    b.set(&format!("out=\"{}\"", out.display())).unwrap();
-    b.build().unwrap()
-}
-
-fn quiet() -> RunOptions {
-    RunOptions {
-        quiet: true,
-        ..RunOptions::default()
-    }
+    tiny_mtt_config(
+        out,
+        experts,
+        &[&["eval.nets=1", "checkpoint_every=2"][..], extra].concat(),
+    )
 }
 
 #[test]

@@ -5,13 +5,12 @@
 
 use std::path::Path;
 
-use cafe_framework::config::ConfigBuilder;
+use cafe_framework::run::run_condense;
+use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::dist::Solo;
 use cafe_framework::run::run_experts;
-use cafe_framework::run::{run_condense, RunOptions};
-use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::trajectory::{expert_file, ExpertRecord, ExpertsConfig};
-use cafe_tests::{cafe_lab_result, read_json, reevaluate, tiny_expert_store, TINY_MTT};
+use cafe_tests::{cafe_lab_result, quiet, read_json, reevaluate, tiny_expert_store, tiny_mtt_config};
 
 #[test]
 fn a_whitened_run_carries_its_whitening_to_evaluation() {
@@ -72,31 +71,23 @@ fn a_whitened_run_carries_its_whitening_to_evaluation() {
     assert!(mean_diff < 1.0, "{mean_diff}");
 }
 
-/// [`TINY_MTT`] reading `experts`, one evaluation network, whitened when `zca`.
+/// [`cafe_tests::TINY_MTT`] reading `experts`, one evaluation network, whitened when `zca`.
 fn mtt_config(out: &Path, experts: &Path, zca: bool) -> cafe_framework::config::RunConfig {
-    let mut b = ConfigBuilder::default();
-    for s in TINY_MTT.iter().chain(&["eval.nets=1", "iterations=1"]) {
-        b.set(s).unwrap();
-    }
-    if zca {
-        b.set("zca=0.1").unwrap();
-    }
-    b.set(&format!("matcher.experts=\"{}\"", experts.display())).unwrap();
-    b.set(&format!("out=\"{}\"", out.display())).unwrap();
-    b.build().unwrap()
+    let whitening: &[&str] = if zca { &["zca=0.1"] } else { &[] };
+    tiny_mtt_config(
+        out,
+        experts,
+        &[&["eval.nets=1", "iterations=1"][..], whitening].concat(),
+    )
 }
 
 #[test]
 fn experts_remember_their_whitening_and_refuse_runs_of_the_other_kind() {
     cafe_plugins::link();
     let dir = tempfile::tempdir().unwrap();
-    let quiet = RunOptions {
-        quiet: true,
-        ..RunOptions::default()
-    };
     let plain = dir.path().join("plain-experts");
     tiny_expert_store(&plain, 8);
-    let err = run_condense(&mtt_config(&dir.path().join("a"), &plain, true), quiet.clone())
+    let err = run_condense(&mtt_config(&dir.path().join("a"), &plain, true), quiet())
         .unwrap_err()
         .to_string();
     assert!(
@@ -121,8 +112,8 @@ fn experts_remember_their_whitening_and_refuse_runs_of_the_other_kind() {
     let record = ExpertRecord::read(&expert_file(&whitened, 0)).unwrap();
     assert_eq!(record.zca, Some(0.1));
     assert_eq!(record.settings["zca"], 0.1);
-    run_condense(&mtt_config(&dir.path().join("b"), &whitened, true), quiet.clone()).unwrap();
-    let err = run_condense(&mtt_config(&dir.path().join("c"), &whitened, false), quiet.clone())
+    run_condense(&mtt_config(&dir.path().join("b"), &whitened, true), quiet()).unwrap();
+    let err = run_condense(&mtt_config(&dir.path().join("c"), &whitened, false), quiet())
         .unwrap_err()
         .to_string();
     assert!(

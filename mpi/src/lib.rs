@@ -14,7 +14,7 @@ use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
-use mpi::traits::*;
+use mpi::traits::{Communicator as _, CommunicatorCollectives as _};
 use mpi::Threading;
 
 /// Environment variables an MPI launcher sets in every rank (Open MPI, PMIx, MPICH/Hydra's PMI,

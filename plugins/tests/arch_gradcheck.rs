@@ -2,26 +2,23 @@
 //! and autograd against central finite differences in f64 (w.r.t. input pixels and
 //! parameters), plus second order through a whole network and BatchNorm's two modes.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use cafe_framework::nn::first_order;
 use cafe_framework::registry::{find, plugins, ArchitecturePlugin};
 use cafe_framework::rng::rng_from_seed;
-use cafe_framework::{Architecture, ImageShape, Mode, Network, Result, Rng};
+use cafe_framework::{Architecture, ImageShape, Mode, Network, Result};
 use cafe_plugins as _;
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng as _;
 use serde_json::{json, Value};
+use support::{uniform, Probe};
 
 const CLASSES: usize = 10;
 /// Small enough for finite differences over many variants, a multiple of groupnorm's 4 groups.
 const WIDTH: usize = 8;
-
-fn randn(shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-    let n = shape.iter().product();
-    let data: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
-    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
-}
 
 fn convnets() -> Result<BTreeMap<&'static str, &'static ArchitecturePlugin>> {
     Ok(plugins::<dyn Architecture>()?
@@ -172,7 +169,7 @@ fn output_shapes() -> Result<()> {
         config["width"] = json!(WIDTH);
         for input in SHAPES {
             let net = build(name, input, 1)?;
-            let out = net.forward(&randn(&input.batch_dims(2), &mut rng_from_seed(2))?, Mode::Train)?;
+            let out = net.forward(&uniform(&input.batch_dims(2), &mut rng_from_seed(2))?, Mode::Train)?;
             let sizes = block_sizes(&config, input);
             let (h, w) = *sizes.last().unwrap();
             let (h, w) = if config["pooling"] == "none" {
@@ -189,38 +186,6 @@ fn output_shapes() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The scalar whose gradients are checked: it reaches the logits, the embedding and every
-/// block's features (CAFE matches those).
-struct Probe {
-    r: Tensor,
-    s: Tensor,
-    t: Vec<Tensor>,
-}
-
-impl Probe {
-    fn new(net: &dyn Network, x: &Tensor, rng: &mut Rng) -> Result<Self> {
-        let out = net.forward(x, Mode::Train)?;
-        Ok(Self {
-            r: randn(out.logits.dims(), rng)?,
-            s: randn(out.embedding.dims(), rng)?,
-            t: out
-                .block_features
-                .iter()
-                .map(|f| randn(f.dims(), rng))
-                .collect::<Result<_>>()?,
-        })
-    }
-
-    fn value(&self, net: &dyn Network, x: &Tensor) -> Result<Tensor> {
-        let out = net.forward(x, Mode::Train)?;
-        let mut total = ((out.logits * &self.r)?.sum_all()? + (out.embedding * &self.s)?.sum_all()?)?;
-        for (f, t) in out.block_features.iter().zip(&self.t) {
-            total = (total + (f * t)?.sum_all()?)?;
-        }
-        Ok(total)
-    }
 }
 
 /// A central difference, whether a kink spoils it, and its rounding noise.
@@ -253,7 +218,7 @@ const REL_TOL: f64 = 1e-5;
 /// batch of 2; returns how many points were skipped for lying at a kink.
 fn gradcheck(name: &str, net: &dyn Network, input: ImageShape, seed: u64) -> Result<usize> {
     let mut rng = rng_from_seed(seed);
-    let x = randn(&input.batch_dims(2), &mut rng)?;
+    let x = uniform(&input.batch_dims(2), &mut rng)?;
     let probe = Probe::new(net, &x, &mut rng)?;
     let xv = Var::from_tensor(&x)?;
     let grads = probe.value(net, &xv)?.backward()?;
@@ -365,12 +330,12 @@ fn second_order_through_convnets_matches_finite_differences() -> Result<()> {
     {
         let net = build(name, input, seed as u64)?;
         let mut rng = rng_from_seed(200 + seed as u64);
-        let x = randn(&input.batch_dims(2), &mut rng)?;
+        let x = uniform(&input.batch_dims(2), &mut rng)?;
         let probe = Probe::new(net.as_ref(), &x, &mut rng)?;
         let params = net.parameters();
         let q: Vec<Tensor> = params
             .iter()
-            .map(|p| randn(p.dims(), &mut rng))
+            .map(|p| uniform(p.dims(), &mut rng))
             .collect::<Result<_>>()?;
         let s_of = |x: &Tensor| -> Result<Tensor> {
             let g = probe.value(net.as_ref(), x)?.backward()?;
@@ -427,7 +392,7 @@ fn batch_norm_train_and_eval_match_hand_computed() -> Result<()> {
     assert!(arch.uses_batch_norm());
     let input = ImageShape::new(2, 5, 4);
     let net = arch.build(input, CLASSES, DType::F64, &Device::Cpu, &mut rng_from_seed(7))?;
-    let x = randn(&input.batch_dims(3), &mut rng_from_seed(8))?;
+    let x = uniform(&input.batch_dims(3), &mut rng_from_seed(8))?;
     let p = net.parameters();
     let conv = x
         .conv2d(&p[0], 1, 1, 1, 1)?
@@ -492,8 +457,8 @@ fn logits_alone_match_the_full_forward_with_gradients() -> Result<()> {
     let mut rng = rng_from_seed(21);
     for (seed, (name, input)) in cases.into_iter().enumerate() {
         let net = build(name, input, seed as u64)?;
-        let x = Var::from_tensor(&randn(&input.batch_dims(3), &mut rng)?)?;
-        let r = randn(&[3, CLASSES], &mut rng)?;
+        let x = Var::from_tensor(&uniform(&input.batch_dims(3), &mut rng)?)?;
+        let r = uniform(&[3, CLASSES], &mut rng)?;
         let full_out = net.forward(&x, Mode::Train)?;
         let embedding: Vec<f64> = net.embedding(&x, Mode::Train)?.flatten_all()?.to_vec1()?;
         for (u, v) in full_out

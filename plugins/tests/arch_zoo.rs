@@ -5,12 +5,15 @@
 //! against f64, autograd against central finite differences in f64, refused inputs, and
 //! BatchNorm's two modes against numbers computed by hand.
 
+mod support;
+
 use cafe_framework::registry::find;
 use cafe_framework::rng::rng_from_seed;
-use cafe_framework::{Architecture, ImageShape, Mode, Network, Result, Rng};
+use cafe_framework::{Architecture, ImageShape, Mode, Network, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng as _;
 use serde_json::json;
+use support::{uniform, Probe};
 
 const CLASSES: usize = 10;
 const ZOO: [&str; 10] = [
@@ -27,12 +30,6 @@ const ZOO: [&str; 10] = [
 ];
 const MNIST: ImageShape = ImageShape::new(1, 28, 28);
 const CIFAR: ImageShape = ImageShape::new(3, 32, 32);
-
-fn uniform(shape: &[usize], rng: &mut Rng) -> Result<Tensor> {
-    let n = shape.iter().product();
-    let data: Vec<f64> = (0..n).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
-    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
-}
 
 fn build(name: &str, input: ImageShape, dtype: DType, seed: u64) -> Result<Box<dyn Network>> {
     let arch = find::<dyn Architecture>(name)?.instantiate(&json!({}))?;
@@ -179,38 +176,6 @@ fn unusable_inputs_are_errors() -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The scalar whose gradients are checked: `<logits, r> + <embedding, s> + sum_i <f_i, t_i>`,
-/// so it reaches every output a matcher may use.
-struct Probe {
-    r: Tensor,
-    s: Tensor,
-    t: Vec<Tensor>,
-}
-
-impl Probe {
-    fn new(net: &dyn Network, x: &Tensor, rng: &mut Rng) -> Result<Self> {
-        let out = net.forward(x, Mode::Train)?;
-        Ok(Self {
-            r: uniform(out.logits.dims(), rng)?,
-            s: uniform(out.embedding.dims(), rng)?,
-            t: out
-                .block_features
-                .iter()
-                .map(|f| uniform(f.dims(), rng))
-                .collect::<Result<_>>()?,
-        })
-    }
-
-    fn value(&self, net: &dyn Network, x: &Tensor) -> Result<Tensor> {
-        let out = net.forward(x, Mode::Train)?;
-        let mut total = ((out.logits * &self.r)?.sum_all()? + (out.embedding * &self.s)?.sum_all()?)?;
-        for (f, t) in out.block_features.iter().zip(&self.t) {
-            total = (total + (f * t)?.sum_all()?)?;
-        }
-        Ok(total)
-    }
 }
 
 const EPS: f64 = 1e-5;

@@ -3,7 +3,7 @@
 
 use candle_core::Tensor;
 
-use super::conv_cpu::Correlation;
+use super::correlation::Correlation;
 use super::cpu_op::Elem;
 use crate::{Error, Result};
 

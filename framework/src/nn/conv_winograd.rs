@@ -24,8 +24,9 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::conv_cpu::{matmul, Correlation, WEIGHT_GRAD_GROUPS};
+use super::correlation::{Correlation, WEIGHT_GRAD_GROUPS};
 use super::cpu_op::Elem;
+use super::matmul::matmul;
 
 /// Transformed positions per tile (a 4x4 block).
 const POSITIONS: usize = 16;
