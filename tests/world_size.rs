@@ -211,3 +211,67 @@ fn experts_are_shared_out_and_each_is_the_same_file() {
         "experts differ with the world size"
     );
 }
+
+#[test]
+fn a_run_interrupted_on_two_ranks_resumes_on_three_to_the_bytes_of_one() {
+    use cafe_framework::run::{resume_condense, run_condense, RunOptions};
+    use std::sync::atomic::AtomicBool;
+    cafe_plugins::link();
+    // Set before the run starts: every rank stops after its first iteration, with a checkpoint.
+    static STOP: AtomicBool = AtomicBool::new(true);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = [
+        "dataset=shapes",
+        "matcher=gradient",
+        "scheduler=fixed",
+        "ipc=2",
+        "iterations=3",
+        "batch_real=8",
+        "arch.width=8",
+        "eval.nets=2",
+        "eval.epochs=1",
+        "eval.test_limit=100",
+        "checkpoint_every=1",
+    ];
+    let whole = dir.path().join("whole");
+    run_condense(&cafe_tests::run_config(&settings, &whole), cafe_tests::quiet()).unwrap();
+    let cut = dir.path().join("cut");
+    let config = cafe_tests::run_config(&settings, &cut);
+    let stopped = LocalWorld::run(2, |comm| {
+        run_condense(
+            &config,
+            RunOptions {
+                quiet: true,
+                interrupt: Some(&STOP),
+                comm,
+                ..RunOptions::default()
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    });
+    for outcome in stopped {
+        let err = outcome.expect_err("the run was interrupted");
+        assert!(err.contains("interrupted"), "{err}");
+    }
+    let resumed = LocalWorld::run(3, |comm| {
+        resume_condense(
+            &cut,
+            RunOptions {
+                quiet: true,
+                comm,
+                ..RunOptions::default()
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    });
+    resumed.into_iter().for_each(|r| r.unwrap());
+    let a = std::fs::read(whole.join("synthetic.safetensors")).unwrap();
+    let b = std::fs::read(cut.join("synthetic.safetensors")).unwrap();
+    assert!(
+        a == b,
+        "interrupted on 2 ranks and resumed on 3, the set differs from one rank's"
+    );
+    assert_eq!(fingerprint(&whole).1, fingerprint(&cut).1);
+}

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use cafe_framework::run::run_condense;
-use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::dist::Solo;
+use cafe_framework::run::run_condense;
 use cafe_framework::run::run_experts;
+use cafe_framework::synthetic::SyntheticSet;
 use cafe_framework::trajectory::{expert_file, ExpertRecord, ExpertsConfig};
 use cafe_tests::{cafe_lab_result, quiet, read_json, reevaluate, tiny_expert_store, tiny_mtt_config};
 

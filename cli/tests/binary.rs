@@ -224,3 +224,27 @@ fn zero_iterations_evaluate_the_initialisation_and_say_so() {
     );
     assert_eq!(results["condensation"]["iterations"], 0);
 }
+
+#[test]
+fn a_binary_without_mpi_refuses_to_be_one_of_several_ranks() {
+    // What mpirun puts in the environment of each of 2 ranks: without the `mpi` feature, each
+    // would run the whole command into the same folder.
+    if cfg!(feature = "mpi") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = cafe_lab()
+        .args(TINY)
+        .args(["--iterations", "1", "--out"])
+        .arg(dir.path().join("x"))
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("no MPI support") && err.contains("--features mpi"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x").exists(), "a refused rank wrote output");
+}
