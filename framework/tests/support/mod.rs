@@ -1,4 +1,10 @@
-//! Helpers shared by the layer tests: random tensors, comparisons, central differences.
+//! Helpers shared by the framework's tests: random tensors, comparisons, central differences
+//! (the layer tests), and the golden tensor files.
+
+// Every test binary that declares `mod support` uses some of these helpers, not all.
+#![allow(dead_code)]
+
+pub mod golden;
 
 use cafe_framework::{Result, Rng};
 use candle_core::{DType, Device, Tensor};
