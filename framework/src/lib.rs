@@ -23,6 +23,7 @@ pub mod run;
 pub mod shape;
 pub mod synthetic;
 pub mod teacher;
+pub mod tensor_file;
 pub mod train;
 pub mod traits;
 pub mod trajectory;

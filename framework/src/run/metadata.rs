@@ -92,7 +92,7 @@ pub fn evaluation_base(path: &Path) -> Result<(ConfigBuilder, Option<String>)> {
     let metadata = SyntheticSet::read_metadata(path)?;
     match metadata.get("config").map(|text| serde_json::from_str::<Value>(text)) {
         Some(Ok(config)) => Ok((ConfigBuilder::from_saved(&config), None)),
-        Some(Err(e)) => Err(crate::Error::DatasetCorrupt {
+        Some(Err(e)) => Err(crate::Error::SyntheticCorrupt {
             path: path.to_path_buf(),
             message: format!("its 'config' metadata is not valid JSON ({e}); pass --dataset and the evaluation flags, or re-save the set"),
         }),
