@@ -260,6 +260,9 @@ impl Default for ConfigBuilder {
     }
 }
 
+/// The most keys a `--set` path may have.
+const MAX_SET_PATH_KEYS: usize = 16;
+
 impl ConfigBuilder {
     /// A builder whose base is a saved, fully resolved configuration (a run's config.json or a
     /// synthetic set's metadata): no protocol layer, the user's layers over it.
@@ -316,8 +319,21 @@ impl ConfigBuilder {
             .split_once('=')
             .ok_or_else(|| Error::invalid("--set", assignment, "expected PATH=VALUE, e.g. matcher.dis_metric=cos"))?;
         let value = serde_json::from_str::<Value>(raw.trim()).unwrap_or_else(|_| Value::String(raw.trim().to_string()));
+        let keys: Vec<&str> = path.trim().split('.').collect();
+        // Every setting lies a few keys deep; a path of thousands would nest the patch as
+        // deep, and merging and dropping nested JSON recurse: past this, the stack would run out.
+        if keys.len() > MAX_SET_PATH_KEYS {
+            return Err(Error::invalid(
+                "--set",
+                assignment,
+                format!(
+                    "the path has {} keys; settings lie at most {MAX_SET_PATH_KEYS} deep (e.g. eval.augment.strategy)",
+                    keys.len()
+                ),
+            ));
+        }
         let mut patch = value;
-        for key in path.trim().split('.').rev() {
+        for key in keys.into_iter().rev() {
             if key.is_empty() {
                 return Err(Error::invalid("--set", assignment, "empty key in path"));
             }
