@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod evaluate_kd;
+pub mod fuzz;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
