@@ -99,7 +99,10 @@ fn an_older_expert_file_loads() {
     assert_eq!(loaded.epochs(), 2);
     for e in 0..=2 {
         let (a, b) = (loaded.epoch(e).unwrap(), expert.epoch(e).unwrap());
-        assert_eq!(a.iter().map(bits).collect::<Vec<_>>(), b.iter().map(bits).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(bits).collect::<Vec<_>>(),
+            b.iter().map(bits).collect::<Vec<_>>()
+        );
     }
     let through = ExpertTrajectory::load_through(&path, &Device::Cpu, 1).unwrap();
     assert_eq!(through.epochs(), 1);
@@ -111,8 +114,7 @@ fn an_older_teacher_file_loads() {
     let path = golden_file("teacher_unsorted.safetensors", |p| {
         save_teacher(&teacher, "shapes", p).unwrap()
     });
-    let shapes = golden::teacher_params().iter().map(|t| t.dims().to_vec()).collect();
-    let arch = golden::ParamsArch(shapes);
+    let arch = golden::teacher_arch();
     let loaded = load_teacher(
         &TeacherArch {
             arch: &arch,

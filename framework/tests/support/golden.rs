@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use cafe_framework::checkpoint::{Checkpoint, CheckpointState, LearnedCheckpoint};
-use cafe_framework::nn::ParamSource;
+use cafe_framework::fuzz::ParamHolder;
+use cafe_framework::rng::rng_from_seed;
 use cafe_framework::synthetic::{Learned, SyntheticSet};
 use cafe_framework::teacher::{Teacher, TeacherInfo};
-use cafe_framework::traits::architecture::{Architecture, Network, NetworkOutput};
 use cafe_framework::traits::scheduler::IterationReport;
 use cafe_framework::trajectory::{ExpertRecord, ExpertTrajectory};
-use cafe_framework::{ImageShape, Mode, Result, Rng};
+use cafe_framework::Architecture;
+use cafe_framework::ImageShape;
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::json;
 
@@ -140,20 +141,6 @@ pub fn expert() -> ExpertTrajectory {
     ExpertTrajectory::new(record, epochs).unwrap()
 }
 
-/// A network that only holds parameters: enough to save and load a teacher without an
-/// architecture plugin.
-pub struct Params(pub Vec<Var>);
-
-impl Network for Params {
-    fn forward_from(&self, _: &mut ParamSource, _: &Tensor, _: Mode) -> Result<NetworkOutput> {
-        Err(cafe_framework::Error::Other("a parameter holder has no forward pass".into()))
-    }
-
-    fn parameters(&self) -> Vec<Var> {
-        self.0.clone()
-    }
-}
-
 /// The parameters of the golden teacher: [2, 3], [2] and a scalar.
 pub fn teacher_params() -> Vec<Tensor> {
     vec![
@@ -163,15 +150,27 @@ pub fn teacher_params() -> Vec<Tensor> {
     ]
 }
 
+/// The architecture the golden teacher is loaded into (its parameters' shapes).
+pub fn teacher_arch() -> ParamHolder {
+    ParamHolder(teacher_params().iter().map(|t| t.dims().to_vec()).collect())
+}
+
 /// A teacher of [`teacher_params`], trained on `shapes`.
 pub fn teacher() -> Teacher {
+    let net = teacher_arch()
+        .build(
+            ImageShape::new(1, 2, 3),
+            2,
+            DType::F32,
+            &Device::Cpu,
+            &mut rng_from_seed(0),
+        )
+        .unwrap();
+    for (var, value) in net.parameters().iter().zip(teacher_params()) {
+        var.set(&value).unwrap();
+    }
     Teacher {
-        net: Box::new(Params(
-            teacher_params()
-                .iter()
-                .map(|t| Var::from_tensor(t).unwrap())
-                .collect(),
-        )),
+        net,
         info: TeacherInfo {
             arch: "params".into(),
             source: "trained".into(),
@@ -179,20 +178,5 @@ pub fn teacher() -> Teacher {
             train_images: 500,
             accuracy: 0.625,
         },
-    }
-}
-
-/// Builds [`Params`] of the given shapes, zero-filled: the architecture `load_teacher` loads
-/// the golden teacher into.
-pub struct ParamsArch(pub Vec<Vec<usize>>);
-
-impl Architecture for ParamsArch {
-    fn build(&self, _: ImageShape, _: usize, dtype: DType, device: &Device, _: &mut Rng) -> Result<Box<dyn Network>> {
-        let vars = self
-            .0
-            .iter()
-            .map(|shape| Ok(Var::zeros(shape.as_slice(), dtype, device)?))
-            .collect::<Result<_>>()?;
-        Ok(Box::new(Params(vars)))
     }
 }
