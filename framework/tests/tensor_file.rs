@@ -548,6 +548,11 @@ fn an_expert_missing_a_tensor_or_claiming_too_much() {
         &["holds no tensor epoch_0003.param_000", "1152921504606846976 epochs"],
     );
     assert!(allocated.largest < 1 << 20, "{allocated:?}");
+    // usize::MAX epochs: `epochs + 1` overflowed before (a panic with overflow checks).
+    record.epochs = usize::MAX;
+    let (_dir, path) = file_of(&claiming(&record));
+    let e = ExpertTrajectory::load(&path, &Device::Cpu).unwrap_err();
+    assert_says(&e.to_string(), &["holds no tensor epoch_0003.param_000"]);
     record.epochs = 2;
     record.parameter_shapes.clear();
     let (_dir, path) = file_of(&claiming(&record));

@@ -42,10 +42,10 @@ impl Architecture for ParamHolder {
     }
 }
 
-/// The first error of several reads, each run whatever the others gave (more code reached
-/// per input).
+/// The first error of several reads (the caller runs each, whatever the others gave: more
+/// code reached per input).
 fn first_error(results: impl IntoIterator<Item = Result<()>>) -> Result<()> {
-    results.into_iter().fold(Ok(()), |acc, r| acc.and(r))
+    results.into_iter().try_for_each(|r| r)
 }
 
 pub(super) fn tensor_file(input: &[u8], scratch: &Path) -> Result<()> {
