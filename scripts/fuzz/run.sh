@@ -5,7 +5,8 @@
 #   scripts/fuzz/run.sh TARGET SECONDS     one target (names: scripts/fuzz/run.sh list)
 #   scripts/fuzz/run.sh all SECONDS        every target, one after the other
 #
-# Each target starts from fuzz/seeds/TARGET/ and writes AFL++'s findings to fuzz/out/TARGET/.
+# Each target starts afresh from fuzz/seeds/TARGET/ and writes AFL++'s findings to
+# fuzz/out/TARGET/ (a previous run's findings there are replaced: copy them away to keep them).
 # Afterwards everything AFL++ kept (its queue, crashes and hangs) is replayed through the same
 # target by tests/fuzz_smoke.rs (replay_a_corpus), which counts panics and the largest
 # allocation under a counting allocator, under /usr/bin/time -v for the peak resident memory.
@@ -54,11 +55,12 @@ stat_of() { awk -F: -v k="$1" '$1 ~ "^"k" *$" { gsub(/ /, "", $2); print $2 }' "
 printf '%-14s %12s %8s %6s %9s %7s %14s %12s\n' target inputs crashes hangs replayed panics largest_alloc peak_rss
 status=0
 for t in "${selected[@]}"; do
+  rm -rf "${out:?}/$t"
   mkdir -p "$out/$t" "$scratch_root/$t"
   # AFL_NO_AFFINITY: the cores are shared; AFL_SKIP_CPUFREQ / AFL_I_DONT_CARE_...: no root
   # settings needed. -m 2048: an input that makes the target allocate 2 GiB is a crash.
   AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
-    AFL_AUTORESUME=1 CAFE_FUZZ_TARGET="$t" CAFE_FUZZ_SCRATCH="$scratch_root/$t" \
+    CAFE_FUZZ_TARGET="$t" CAFE_FUZZ_SCRATCH="$scratch_root/$t" \
     nice -n "$nice_level" cargo afl fuzz -V "$seconds" -m 2048 -t 5000 -i "fuzz/seeds/$t" -o "$out/$t" \
     fuzz/target/release/cafe-fuzz >"$out/$t.log" 2>&1 || { echo "$t: afl-fuzz failed, see $out/$t.log" >&2; status=1; continue; }
   stats="$out/$t/default/fuzzer_stats"
