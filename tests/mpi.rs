@@ -121,33 +121,32 @@ fn dm_on_one_two_and_three_mpi_ranks_gives_the_same_bytes() {
 #[test]
 fn experts_shared_out_among_ranks_are_the_files_one_process_writes() {
     let Some((run, binary)) = tools() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let args = |out: &'static str| {
-        vec![
-            "experts",
-            "--dataset",
-            "shapes",
-            "--num-experts",
-            "3",
-            "--train-epochs",
-            "1",
-            "--test-limit",
-            "50",
-            "--set",
-            "arch.width=4",
-            "--quiet",
-            "--out",
-            out,
-        ]
-    };
-    let (ok, text) = mpirun(&run, 1, &binary, &args("np1"), dir.path());
+    // Two jobs in two directories: an expert's file must not depend on where its store is.
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let args = [
+        "experts",
+        "--dataset",
+        "shapes",
+        "--num-experts",
+        "3",
+        "--train-epochs",
+        "1",
+        "--test-limit",
+        "50",
+        "--set",
+        "arch.width=4",
+        "--quiet",
+        "--out",
+        "store",
+    ];
+    let (ok, text) = mpirun(&run, 1, &binary, &args, one.path());
     assert!(ok, "{text}");
-    let (ok, text) = mpirun(&run, 2, &binary, &args("np2"), dir.path());
+    let (ok, text) = mpirun(&run, 2, &binary, &args, two.path());
     assert!(ok, "{text}");
     for k in 0..3 {
         let name = format!("expert_{k:04}.safetensors");
-        let a = std::fs::read(dir.path().join("np1").join(&name)).unwrap();
-        let b = std::fs::read(dir.path().join("np2").join(&name)).unwrap();
+        let a = std::fs::read(one.path().join("store").join(&name)).unwrap();
+        let b = std::fs::read(two.path().join("store").join(&name)).unwrap();
         assert!(a == b, "{name} differs when trained on 2 ranks");
     }
 }
@@ -205,7 +204,7 @@ fn a_rank_killed_mid_run_ends_the_job_and_its_checkpoint_resumes_on_another_worl
     if is_root() {
         cmd.arg("--allow-run-as-root");
     }
-    let mut job = cmd
+    let job = cmd
         .args(["--bind-to", "none", "-np", "2"])
         .arg(&binary)
         .args(&args)

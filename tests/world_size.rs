@@ -134,6 +134,21 @@ fn gradient_matching_shares_classes_and_trains_the_same_inner_networks() {
 }
 
 #[test]
+fn dsa_draws_each_class_augmentation_from_the_class_not_the_rank() {
+    // DSA augments a class's real and synthetic batches with one shared draw (the reference's
+    // `seed = int(time.time() * 1000) % 100000` per class, main.py:186-188); cafe-lab derives
+    // it from the class and the step, so a rank that owns a class draws what one process draws.
+    same_at_every_world_size(
+        "DSA",
+        &[
+            TINY,
+            &["--matcher", "gradient", "--scheduler", "fixed", "--augment", "dsa"],
+        ]
+        .concat(),
+    );
+}
+
+#[test]
 fn cafe_shares_classes_and_gathers_the_centres_of_its_discriminant() {
     same_at_every_world_size(
         "CAFE",

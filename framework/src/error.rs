@@ -44,14 +44,16 @@ pub enum Error {
     /// expert finishes, so it was damaged afterwards; `cafe-lab experts` trains only the
     /// experts whose files are missing.
     #[error(
-        "expert trajectory {} cannot be read ({message}): delete it and run the same          `cafe-lab experts` command again, which trains the missing experts only",
+        "expert trajectory {} cannot be read ({message}): delete it and run the same \
+         `cafe-lab experts` command again, which trains the missing experts only",
         path.display()
     )]
     ExpertCorrupt { path: PathBuf, message: String },
 
     /// A teacher file (`--kd-teacher`, `eval.kd_teacher`) that is not one a `--kd` run wrote.
     #[error(
-        "teacher {} cannot be read ({message}): pass the teacher.safetensors written by a run          with --kd, or leave --kd-teacher out to train a teacher",
+        "teacher {} cannot be read ({message}): pass the teacher.safetensors written by a run \
+         with --kd, or leave --kd-teacher out to train a teacher",
         path.display()
     )]
     TeacherCorrupt { path: PathBuf, message: String },

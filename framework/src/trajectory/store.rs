@@ -4,8 +4,8 @@
 //! Tensors are named `epoch_EEEE.param_PPP` (PPP in the order of `Network::parameters()`), f32
 //! whatever the network trained in. Metadata keys, all strings (JSON where structured):
 //! `format`, `cafe_lab_version`, `expert`, `dataset`, `image_shape`, `classes`, `arch`,
-//! `arch_config`, `settings` (every setting of the `experts` run), `seed`, `epochs`,
-//! `parameter_shapes`, `train_loss` and `test_accuracy` (one per trained epoch),
+//! `arch_config`, `settings` (every setting of the `experts` run but its `--out`), `seed`,
+//! `epochs`, `parameter_shapes`, `train_loss` and `test_accuracy` (one per trained epoch),
 //! `test_images`. The file is a [`crate::tensor_file`] with a sorted header, so one trajectory
 //! gives the same bytes in any process (files written before that have their keys in another
 //! order and load all the same).

@@ -112,7 +112,13 @@ impl ExpertTrainer<'_> {
             classes: key.classes,
             arch: key.arch.clone(),
             arch_config: key.arch_config.clone(),
-            settings: serde_json::to_value(cfg).map_err(|e| Error::Other(e.to_string()))?,
+            // Without `out`: the store is wherever the file is, and the same expert trained into
+            // another folder (or by another world size into a copy) must be the same bytes.
+            settings: serde_json::to_value(ExpertsConfig {
+                out: None,
+                ..cfg.clone()
+            })
+            .map_err(|e| Error::Other(e.to_string()))?,
             seed: cfg.seed,
             epochs: cfg.train_epochs,
             parameter_shapes: key.parameter_shapes.clone(),
