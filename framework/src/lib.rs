@@ -9,6 +9,7 @@ pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod gpu;
 pub mod json_merge;
 pub mod logging;
 pub mod memory;

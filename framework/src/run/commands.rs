@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::gpu::compute_info;
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::config::{RunConfig, Select};
 use crate::data::{self, Dataset, LoadOptions};
@@ -335,6 +336,7 @@ fn condense_and_evaluate(
         storage,
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        compute: Some(compute_info(&run.device)),
         validation_curve: during.map(|d| d.curve).unwrap_or_default(),
         selection,
         kd: evaluated.kd,
@@ -406,6 +408,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         storage: Some(storage_of_safetensors(synthetic)?),
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        compute: Some(compute_info(&run.device)),
         kd: evaluated.kd,
         ..Results::default()
     };
@@ -435,6 +438,7 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         evaluations,
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        compute: Some(compute_info(&run.device)),
         ..Results::default()
     };
     publish(&run.out, results, &opts)

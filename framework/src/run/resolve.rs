@@ -41,6 +41,16 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
+/// The device named by `--device`, set up for a run: on a GPU, freed memory stays in the
+/// device's pool for reuse ([`crate::gpu::memory::keep_freed_memory`]) and every later
+/// convolution of the process rounds as `precision` says ([`crate::gpu::set_precision`]).
+pub fn open_device(name: &str, precision: crate::gpu::Precision) -> Result<Device> {
+    let device = parse_device(name)?;
+    crate::gpu::set_precision(precision);
+    crate::gpu::memory::keep_freed_memory(&device)?;
+    Ok(device)
+}
+
 /// A run whose plugins are built and whose every setting is resolved.
 pub struct ResolvedRun {
     pub config: RunConfig,
@@ -110,7 +120,7 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
     if let Some(eps) = config.zca {
         crate::data::check_zca_eps(eps)?;
     }
-    let device = parse_device(&config.device)?;
+    let device = open_device(&config.device, config.precision)?;
     let out = config.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{}-{}-{}-ipc{}-seed{}",
