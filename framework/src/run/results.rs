@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::eval::{Evaluation, KdSummary, Selection, ValPoint};
 use crate::gpu::ComputeInfo;
@@ -13,7 +13,8 @@ use crate::traits::scheduler::IterationReport;
 use crate::Result;
 
 /// results.json.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Results {
     pub command: String,
     pub dataset: String,
@@ -62,7 +63,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// What the condensation did, for results.json.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CondensationSummary {
     pub matcher: String,
     pub scheduler: String,
