@@ -2,12 +2,12 @@
 //! path and precision.
 
 use candle_core::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::precision::{conv_path, precision, ConvPath, Precision};
 
 /// The `compute` block of results.json.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComputeInfo {
     /// `cpu` or `cuda:N`.
     pub device: String,

@@ -28,6 +28,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda::{CudaDType, DeviceId};
 use candle_core::{CudaDevice, CudaStorage, DType, Layout};
 use cudarc::cudnn::safe::{
@@ -133,16 +134,6 @@ impl Drop for DeviceState {
 
 thread_local! {
     static STATES: RefCell<HashMap<DeviceId, DeviceState>> = RefCell::new(HashMap::new());
-}
-
-/// How many plans this thread holds on every device (for the correctness check's report).
-pub(crate) fn cached_plans() -> usize {
-    STATES.with(|s| {
-        s.borrow()
-            .values()
-            .map(|d| d.plans.f32.len() + d.plans.f64.len())
-            .sum()
-    })
 }
 
 fn cudnn_err(what: &str, e: impl std::fmt::Display) -> candle_core::Error {
