@@ -22,7 +22,8 @@ use crate::live_bytes::LiveBytes;
 use crate::threads::set_threads;
 use crate::workloads::{convnet_signature, Size, Workload};
 
-pub const USAGE: &str = "usage: cafe-workload NAME[,NAME...] [--repeats N] [--warmup W] [--threads T]\n                     \
+pub const USAGE: &str =
+    "usage: cafe-workload NAME[,NAME...] [--repeats N] [--warmup W] [--threads T]\n                     \
                          [--device cpu|cuda[:N]] [--size cpu|gpu] [--precision fp32|tf32]\n       \
                          cafe-workload list | signature";
 

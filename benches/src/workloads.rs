@@ -166,7 +166,9 @@ impl Workload {
             Workload::DistributionIpc10 => Some(("distribution", "none", json!({}), if gpu { 50 } else { 10 })),
             Workload::CafeIpc10 => Some(("cafe", "fixed", json!({}), 10)),
             Workload::CafeStepIpc10 => Some(("cafe", "fixed", json!({ "outer_loop": 1 }), if gpu { 50 } else { 10 })),
-            Workload::ConvnetFwdBwd | Workload::ConvnetNoNormFwdBwd | Workload::EvalEpoch | Workload::ExpertEpoch => None,
+            Workload::ConvnetFwdBwd | Workload::ConvnetNoNormFwdBwd | Workload::EvalEpoch | Workload::ExpertEpoch => {
+                None
+            }
         }
     }
 
@@ -175,7 +177,11 @@ impl Workload {
         match self.condensation(size) {
             Some((m, _, config, ipc)) => format!(
                 "{m}, ipc {ipc}{}",
-                if config.get("outer_loop").is_some() { ", 1 outer step" } else { "" }
+                if config.get("outer_loop").is_some() {
+                    ", 1 outer step"
+                } else {
+                    ""
+                }
             ),
             None => match self {
                 Workload::ConvnetFwdBwd | Workload::ConvnetNoNormFwdBwd => format!("{} images", size.convnet_batch()),

@@ -249,7 +249,10 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put("seed", common.seed.map(|v| json!(v)));
     put("out", common.out.as_ref().map(|v| json!(v)));
     put("device", common.device.as_ref().map(|v| json!(v)));
-    put("precision", common.precision.as_ref().map(|v| json!(v.to_ascii_lowercase())));
+    put(
+        "precision",
+        common.precision.as_ref().map(|v| json!(v.to_ascii_lowercase())),
+    );
     put("matcher", c.matcher.as_ref().map(|v| json!(v)));
     put("scheduler", c.scheduler.as_ref().map(|v| json!(v)));
     put("augment", c.augment.as_ref().map(|v| json!(v)));

@@ -77,7 +77,10 @@ impl ExpertsArgs {
             ("test_limit", self.test_limit.map(|v| json!(v))),
             ("seed", self.seed.map(|v| json!(v))),
             ("device", self.device.as_ref().map(|v| json!(v))),
-            ("precision", self.precision.as_ref().map(|v| json!(v.to_ascii_lowercase()))),
+            (
+                "precision",
+                self.precision.as_ref().map(|v| json!(v.to_ascii_lowercase())),
+            ),
             ("out", self.out.as_ref().map(|v| json!(v))),
         ];
         let mut m: Map<String, Value> = pairs

@@ -17,7 +17,10 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
         return Ok(f64::INFINITY);
     }
     let read = |t: &Tensor| -> Result<Vec<f64>> {
-        Ok(t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+        Ok(t.to_device(&Device::Cpu)?
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?)
     };
     let (a, b) = (read(a)?, read(b)?);
     let scale = b.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
@@ -34,5 +37,7 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
 
 /// The largest of several relative errors.
 pub fn worst(errors: impl IntoIterator<Item = f64>) -> f64 {
-    errors.into_iter().fold(0.0, |m: f64, e| if e.is_nan() { f64::INFINITY } else { m.max(e) })
+    errors
+        .into_iter()
+        .fold(0.0, |m: f64, e| if e.is_nan() { f64::INFINITY } else { m.max(e) })
 }

@@ -92,7 +92,11 @@ impl Report {
             c.name,
             c.tolerance,
             c.seconds,
-            if c.rel_err.is_none() { format!(" {}", c.note) } else { String::new() }
+            if c.rel_err.is_none() {
+                format!(" {}", c.note)
+            } else {
+                String::new()
+            }
         );
         self.checks.push(c);
     }
@@ -127,7 +131,11 @@ impl Mode {
 
     /// Sets the process's convolution precision for this mode.
     pub fn apply(self) {
-        cafe_framework::gpu::set_precision(if self == Mode::Tf32 { Precision::Tf32 } else { Precision::Fp32 });
+        cafe_framework::gpu::set_precision(if self == Mode::Tf32 {
+            Precision::Tf32
+        } else {
+            Precision::Fp32
+        });
     }
 }
 
@@ -164,7 +172,11 @@ fn parse(args: &[String]) -> Result<Args> {
                 let v = value()?;
                 a.parts = v.split(',').map(str::to_string).collect();
                 if let Some(bad) = a.parts.iter().find(|p| !PARTS.contains(&p.as_str())) {
-                    return Err(Error::invalid("--parts", bad, format!("parts are {}", PARTS.join(", "))));
+                    return Err(Error::invalid(
+                        "--parts",
+                        bad,
+                        format!("parts are {}", PARTS.join(", ")),
+                    ));
                 }
             }
             _ => {
@@ -253,4 +265,46 @@ fn write(out: &std::path::Path, device: &Device, report: &Report, seconds: f64) 
     }
     let path = out.join("device_check.md");
     std::fs::write(&path, md).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_are_every_built_part_on_the_first_gpu() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.device, "cuda");
+        assert!(a.out.is_none());
+        let mut want = vec!["ops", "network", "methods"];
+        if cfg!(feature = "nccl") {
+            want.push("nccl");
+        }
+        assert_eq!(a.parts, want);
+    }
+
+    #[test]
+    fn flags_are_read() {
+        let a = parse(&args(&["--device", "cuda:1", "--out", "x/y", "--parts", "network,ops"])).unwrap();
+        assert_eq!(a.device, "cuda:1");
+        assert_eq!(a.out, Some(PathBuf::from("x/y")));
+        assert_eq!(a.parts, ["network", "ops"]);
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_what_is_valid() {
+        let e = parse(&args(&["--parts", "ops,speed"])).err().unwrap().to_string();
+        assert!(e.contains("speed") && e.contains("ops, network, methods, nccl"), "{e}");
+        let e = parse(&args(&["--out"])).err().unwrap().to_string();
+        assert!(e.contains("--out") && e.contains("needs a value"), "{e}");
+        let e = parse(&args(&["--fast"])).err().unwrap().to_string();
+        assert!(
+            e.contains("--fast") && e.contains("usage: cafe-lab device-check"),
+            "{e}"
+        );
+    }
 }

@@ -64,7 +64,9 @@ fn run(device: &Device, dtype: DType, x: &Tensor, y: &Tensor, r_seed: u64) -> Re
     let mut rng = rng_from_seed(r_seed);
     let mut inner: Option<Tensor> = None;
     for (i, p) in params.iter().enumerate() {
-        let g = grads.get(p.as_tensor()).ok_or_else(|| missing(format!("parameter {i}")))?;
+        let g = grads
+            .get(p.as_tensor())
+            .ok_or_else(|| missing(format!("parameter {i}")))?;
         out.push((format!("parameter {i} gradient"), g.detach()));
         let r = uniform(p.dims(), 1.0, DType::F64, &Device::Cpu, &mut rng)?
             .to_dtype(dtype)?
@@ -88,7 +90,13 @@ fn run(device: &Device, dtype: DType, x: &Tensor, y: &Tensor, r_seed: u64) -> Re
 pub fn check(device: &Device, report: &mut Report) {
     let started = Instant::now();
     let inputs = (|| -> Result<(Tensor, Tensor)> {
-        let x = uniform(&SHAPE.batch_dims(BATCH), 2.0, DType::F64, &Device::Cpu, &mut rng_from_seed(7))?;
+        let x = uniform(
+            &SHAPE.batch_dims(BATCH),
+            2.0,
+            DType::F64,
+            &Device::Cpu,
+            &mut rng_from_seed(7),
+        )?;
         let labels: Vec<u32> = (0..BATCH as u32).map(|i| i % CLASSES as u32).collect();
         Ok((x, Tensor::from_vec(labels, BATCH, &Device::Cpu)?))
     })();
@@ -119,7 +127,10 @@ pub fn check(device: &Device, report: &mut Report) {
                     Ok(errors) => {
                         let first = worst(errors.iter().filter(|(n, _)| n != "second order").map(|(_, e)| *e));
                         let second = worst(errors.iter().filter(|(n, _)| n == "second order").map(|(_, e)| *e));
-                        let name = format!("convnet {}: forward + backward (logits, loss, every gradient)", mode.name());
+                        let name = format!(
+                            "convnet {}: forward + backward (logits, loss, every gradient)",
+                            mode.name()
+                        );
                         report.record("network", &name, first, tolerance(mode, false), started);
                         let name = format!("convnet {}: DC second order d/dx sum_p <dCE/dp, r_p>", mode.name());
                         report.record("network", &name, second, tolerance(mode, true), started);

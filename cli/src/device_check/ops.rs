@@ -28,15 +28,65 @@ struct Geometry {
 
 const GEOMETRIES: [Geometry; 5] = [
     // The ConvNet's first layer on Fashion-MNIST (1 channel padded by 3, DC's networks.py).
-    Geometry { what: "convnet layer 1", n: 8, c: 1, h: 28, w: 28, o: 128, k: 3, stride: 1, padding: 3 },
+    Geometry {
+        what: "convnet layer 1",
+        n: 8,
+        c: 1,
+        h: 28,
+        w: 28,
+        o: 128,
+        k: 3,
+        stride: 1,
+        padding: 3,
+    },
     // Its second and third layers: 128 -> 128 channels.
-    Geometry { what: "convnet layer 2", n: 8, c: 128, h: 16, w: 16, o: 128, k: 3, stride: 1, padding: 1 },
+    Geometry {
+        what: "convnet layer 2",
+        n: 8,
+        c: 128,
+        h: 16,
+        w: 16,
+        o: 128,
+        k: 3,
+        stride: 1,
+        padding: 1,
+    },
     // A strided one (ResNet's downsampling).
-    Geometry { what: "stride 2", n: 4, c: 3, h: 32, w: 32, o: 64, k: 3, stride: 2, padding: 1 },
+    Geometry {
+        what: "stride 2",
+        n: 4,
+        c: 3,
+        h: 32,
+        w: 32,
+        o: 64,
+        k: 3,
+        stride: 2,
+        padding: 1,
+    },
     // Odd sizes: the stride does not divide, so the input gradient has uncovered rows.
-    Geometry { what: "5x5 stride 2 odd", n: 4, c: 16, h: 7, w: 7, o: 8, k: 5, stride: 2, padding: 2 },
+    Geometry {
+        what: "5x5 stride 2 odd",
+        n: 4,
+        c: 16,
+        h: 7,
+        w: 7,
+        o: 8,
+        k: 5,
+        stride: 2,
+        padding: 2,
+    },
     // 1x1, no padding.
-    Geometry { what: "1x1", n: 2, c: 8, h: 9, w: 9, o: 4, k: 1, stride: 1, padding: 0 },
+    Geometry {
+        what: "1x1",
+        n: 2,
+        c: 8,
+        h: 9,
+        w: 9,
+        o: 4,
+        k: 1,
+        stride: 1,
+        padding: 0,
+    },
 ];
 
 /// The tolerance of each mode against the f64 CPU reference.

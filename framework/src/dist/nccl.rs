@@ -40,10 +40,16 @@ fn nccl_err(what: &str) -> impl Fn(cudarc::nccl::result::NcclError) -> Error + '
 }
 
 /// The contiguous f32/f64 data of a CUDA tensor, as a view of its storage.
-fn with_view<T: candle_core::cuda::CudaDType, R>(t: &Tensor, f: impl FnOnce(&CudaView<'_, T>) -> Result<R>) -> Result<R> {
+fn with_view<T: candle_core::cuda::CudaDType, R>(
+    t: &Tensor,
+    f: impl FnOnce(&CudaView<'_, T>) -> Result<R>,
+) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cuda(cuda) = &*storage else {
-        return Err(Error::Other(format!("NCCL: a tensor on {:?}, not on a GPU", t.device())));
+        return Err(Error::Other(format!(
+            "NCCL: a tensor on {:?}, not on a GPU",
+            t.device()
+        )));
     };
     let (start, end) = layout
         .contiguous_offsets()
@@ -57,7 +63,11 @@ impl NcclWorld {
     /// must call this together.
     pub fn new(host: Comm, device: &Device) -> Result<Arc<Self>> {
         let Device::Cuda(dev) = device else {
-            return Err(Error::invalid("device", format!("{device:?}"), "NCCL needs a CUDA device"));
+            return Err(Error::invalid(
+                "device",
+                format!("{device:?}"),
+                "NCCL needs a CUDA device",
+            ));
         };
         // Rank 0 sends nothing when it cannot make an id, so that the others fail too instead
         // of waiting.
@@ -125,17 +135,28 @@ impl NcclWorld {
         match t.dtype() {
             DType::F32 => self.reduce_typed::<f32>(&t),
             DType::F64 => self.reduce_typed::<f64>(&t),
-            other => Err(Error::invalid("NCCL all-reduce dtype", format!("{other:?}"), "f32 or f64")),
+            other => Err(Error::invalid(
+                "NCCL all-reduce dtype",
+                format!("{other:?}"),
+                "f32 or f64",
+            )),
         }
     }
 
     fn reduce_typed<T>(&self, t: &Tensor) -> Result<Tensor>
     where
-        T: candle_core::cuda::CudaDType + cudarc::nccl::safe::NcclType + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits,
+        T: candle_core::cuda::CudaDType
+            + cudarc::nccl::safe::NcclType
+            + cudarc::driver::DeviceRepr
+            + cudarc::driver::ValidAsZeroBits,
     {
         let mut out = self.alloc::<T>(t.elem_count())?;
         with_view::<T, _>(t, |send| {
-            self.locked(|c| c.all_reduce(send, &mut out, &ReduceOp::Sum).map(|_| ()).map_err(nccl_err("ncclAllReduce")))
+            self.locked(|c| {
+                c.all_reduce(send, &mut out, &ReduceOp::Sum)
+                    .map(|_| ())
+                    .map_err(nccl_err("ncclAllReduce"))
+            })
         })?;
         self.tensor(out, t.dims())
     }
@@ -147,22 +168,37 @@ impl NcclWorld {
         match t.dtype() {
             DType::F32 => self.broadcast_typed::<f32>(root, &t),
             DType::F64 => self.broadcast_typed::<f64>(root, &t),
-            other => Err(Error::invalid("NCCL broadcast dtype", format!("{other:?}"), "f32 or f64")),
+            other => Err(Error::invalid(
+                "NCCL broadcast dtype",
+                format!("{other:?}"),
+                "f32 or f64",
+            )),
         }
     }
 
     fn broadcast_typed<T>(&self, root: usize, t: &Tensor) -> Result<Tensor>
     where
-        T: candle_core::cuda::CudaDType + cudarc::nccl::safe::NcclType + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits,
+        T: candle_core::cuda::CudaDType
+            + cudarc::nccl::safe::NcclType
+            + cudarc::driver::DeviceRepr
+            + cudarc::driver::ValidAsZeroBits,
     {
         if root >= self.host.size() {
-            return Err(Error::invalid("NCCL broadcast root", root, format!("a rank below {}", self.host.size())));
+            return Err(Error::invalid(
+                "NCCL broadcast root",
+                root,
+                format!("a rank below {}", self.host.size()),
+            ));
         }
         let mut out = self.alloc::<T>(t.elem_count())?;
         let root_i = root as i32;
         with_view::<T, _>(t, |send| {
             let send = (self.host.rank() == root).then_some(send);
-            self.locked(|c| c.broadcast(send, &mut out, root_i).map(|_| ()).map_err(nccl_err("ncclBroadcast")))
+            self.locked(|c| {
+                c.broadcast(send, &mut out, root_i)
+                    .map(|_| ())
+                    .map_err(nccl_err("ncclBroadcast"))
+            })
         })?;
         self.tensor(out, t.dims())
     }
@@ -213,7 +249,10 @@ impl Communicator for NcclWorld {
             .all_gather_bytes(&(mine as u64).to_le_bytes())?
             .iter()
             .map(|b| {
-                let b: [u8; 8] = b.as_slice().try_into().map_err(|_| Error::Other("a rank sent a broken row count".into()))?;
+                let b: [u8; 8] = b
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Other("a rank sent a broken row count".into()))?;
                 Ok(u64::from_le_bytes(b) as usize)
             })
             .collect::<Result<_>>()?;
@@ -228,7 +267,11 @@ impl Communicator for NcclWorld {
         let mut all = self.alloc::<f32>(most * row * counts.len())?;
         if most * row > 0 {
             with_view::<f32, _>(&padded, |send| {
-                self.locked(|c| c.all_gather(send, &mut all).map(|_| ()).map_err(nccl_err("ncclAllGather")))
+                self.locked(|c| {
+                    c.all_gather(send, &mut all)
+                        .map(|_| ())
+                        .map_err(nccl_err("ncclAllGather"))
+                })
             })?;
         }
         let mut all_dims = dims.clone();

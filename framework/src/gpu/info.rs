@@ -17,7 +17,8 @@ pub struct ComputeInfo {
     /// The CUDA version the driver supports, e.g. `13.0`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub driver_cuda: Option<String>,
-    /// How the f32 convolutions round (GPU only; the CPU always computes FP32).
+    /// How the f32 convolutions round: `fp32` or `tf32` on a GPU, always `fp32` on the CPU
+    /// (`--precision tf32` is refused there). None only in files written before this existed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precision: Option<Precision>,
     /// Which code computed the convolutions: `cpu (CAFE_CONV=auto)`, `cudnn 9.27.0`, `candle`.
@@ -43,10 +44,14 @@ pub fn compute_info(device: &Device) -> ComputeInfo {
             }
         }
         _ => ComputeInfo {
-            device: if device.is_cpu() { "cpu".into() } else { format!("{:?}", device.location()) },
+            device: if device.is_cpu() {
+                "cpu".into()
+            } else {
+                format!("{:?}", device.location())
+            },
             gpu: None,
             driver_cuda: None,
-            precision: None,
+            precision: Some(Precision::Fp32),
             convolutions: format!(
                 "cpu ({}={})",
                 crate::nn::conv_algorithm::ENV_VAR,

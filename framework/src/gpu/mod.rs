@@ -9,9 +9,7 @@ pub mod memory;
 mod precision;
 
 pub use info::{compute_info, ComputeInfo};
-pub use precision::{
-    check_conv_path_env, conv_path, precision, set_precision, ConvPath, Precision, CONV_PATH_ENV,
-};
+pub use precision::{check_conv_path_env, conv_path, precision, set_precision, ConvPath, Precision, CONV_PATH_ENV};
 
 /// Whether this binary computes convolutions with cuDNN on a GPU (the `cudnn` feature).
 pub const CUDNN_BUILT: bool = cfg!(feature = "cudnn");

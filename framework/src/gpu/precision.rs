@@ -4,9 +4,11 @@
 //! process-wide when a run is resolved: every convolution of the process follows it, on every
 //! thread, because a network's convolutions must not change arithmetic halfway through a run.
 //! Matrix products (the classifier) stay FP32 in both modes, as in PyTorch, whose
-//! `torch.backends.cuda.matmul.allow_tf32` defaults to false (`aten/src/ATen/Context.h`,
-//! pytorch/pytorch d0eaa6b: `float32_matmul_precision = HIGHEST`) while cuDNN convolutions may
-//! use TF32 by default (`allow_tf32_cudnn = true`, same file).
+//! `torch.backends.cuda.matmul.allow_tf32` defaults to false (ATen `Context.h` lines 525-528 in
+//! the torch 2.15.0 wheel: `float32_matmul_precision = HIGHEST`) while cuDNN convolutions may
+//! use TF32 by default (`allow_tf32_cudnn = true`, line 530 of the same file; PyTorch's notes,
+//! "CUDA semantics", section TensorFloat-32,
+//! <https://docs.pytorch.org/docs/stable/notes/cuda.html>).
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -20,17 +20,17 @@
 //! closed under differentiation there too. Elsewhere (no `cudnn`, `CAFE_CUDA_CONV=candle`,
 //! other devices, dtypes other than f32/f64) [`conv2d`] falls back to candle's `Tensor::conv2d`.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 #[cfg(feature = "cudnn")]
 use candle_core::CudaStorage;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
 use super::backward_graph::settle;
 use super::channel_op::channel_sum;
 use super::conv_cpu::{correlate, correlate_weight_grad};
-use super::conv_geometry::Geometry;
-use super::cpu_op::{native, run2, run3, to_candle, Elem, Kernel2, Kernel3};
 #[cfg(feature = "cudnn")]
 use super::conv_cudnn::{self, Op};
+use super::conv_geometry::Geometry;
+use super::cpu_op::{native, run2, run3, to_candle, Elem, Kernel2, Kernel3};
 use crate::gpu::{conv_path, ConvPath};
 use crate::{Error, Result};
 
@@ -173,7 +173,14 @@ impl CustomOp2 for Forward {
         let g = self.0;
         let n = expect(l1, "input", [None, Some(g.c), Some(g.h), Some(g.w)])?;
         expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
-        on_gpu(Op::Forward, g, n, (s1, l1), (s2, l2), Shape::from((n, g.o, g.out_h, g.out_w)))
+        on_gpu(
+            Op::Forward,
+            g,
+            n,
+            (s1, l1),
+            (s2, l2),
+            Shape::from((n, g.o, g.out_h, g.out_w)),
+        )
     }
 
     fn bwd(
@@ -342,7 +349,14 @@ impl CustomOp2 for WeightGrad {
         let g = self.0;
         let n = expect(l1, "output gradient", [None, Some(g.o), Some(g.out_h), Some(g.out_w)])?;
         expect(l2, "input", [Some(n), Some(g.c), Some(g.h), Some(g.w)])?;
-        on_gpu(Op::WeightGrad, g, n, (s1, l1), (s2, l2), Shape::from((g.o, g.c, g.k, g.k)))
+        on_gpu(
+            Op::WeightGrad,
+            g,
+            n,
+            (s1, l1),
+            (s2, l2),
+            Shape::from((g.o, g.c, g.k, g.k)),
+        )
     }
 
     /// `d <C(g, x), v> = <dg, A(x, v)> + <B(g, v), dx>`.

@@ -10,18 +10,22 @@
 //! candle runs each thread's kernels on its own per-thread stream): descriptors and algorithm by
 //! the full geometry, batch, dtype, op and math type; one workspace per thread and device,
 //! grown to the largest any plan asked for and reused, as PyTorch's caching allocator reuses
-//! its workspace. The algorithm is cuDNN's heuristic first choice
-//! (`cudnnGetConvolution*Algorithm_v7`), which is what PyTorch uses with
-//! `torch.backends.cudnn.benchmark = False`, its default (`aten/src/ATen/Context.h`:
-//! `bool benchmark_cudnn = false`).
+//! its workspace. The algorithm is cuDNN's heuristic first choice (the legacy
+//! `cudnnGetConvolution*Algorithm_v7`, the one cudarc 0.19.10 wraps), never a timed search:
+//! PyTorch too takes cuDNN's heuristic choice by default (`benchmark_cudnn = false`, ATen
+//! `Context.h` line 523 in the torch 2.15.0 wheel), but through the cuDNN frontend's graph API
+//! (libtorch_cuda's `generate_and_filter_plans`, `cudnn_frontend::OperationGraph_v8`), whose
+//! engine may differ from the legacy API's for the same shape. Unmeasured: the device check's
+//! benchmark part is where a difference would show.
 //!
 //! Math: FP32 is the default (`CUDNN_FMA_MATH`: no tensor-core rounding). With
 //! [`Precision::Tf32`](crate::gpu::Precision) f32 convolutions may use TF32 tensor cores
 //! (`CUDNN_DEFAULT_MATH`), which is what PyTorch does by default: its
-//! `ConvolutionDescriptor::set` (pytorch/pytorch `aten/src/ATen/cudnn/Descriptors.h`, commit
-//! 8f4329e) sets `CUDNN_DEFAULT_MATH` and switches to `CUDNN_FMA_MATH` only when
-//! `allow_tf32` is false, and `allow_tf32_cudnn` defaults to true (`aten/src/ATen/Context.h`,
-//! commit d0eaa6b). f64 always runs in f64.
+//! `ConvolutionDescriptor::set` (ATen `cudnn/Descriptors.h` lines 204-215 in the torch 2.15.0
+//! wheel) sets `CUDNN_DEFAULT_MATH` and switches to `CUDNN_FMA_MATH` only when `allow_tf32` is
+//! false, and `allow_tf32_cudnn` defaults to true (`Context.h` line 530; at run time
+//! `torch.backends.cudnn.allow_tf32` is True and `torch.backends.cudnn.conv.fp32_precision` is
+//! "tf32"). f64 always runs in f64.
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
@@ -36,8 +40,8 @@ use cudarc::cudnn::safe::{
     TensorDescriptor,
 };
 use cudarc::cudnn::sys::{
-    cudnnConvolutionBwdDataAlgo_t, cudnnConvolutionBwdFilterAlgo_t, cudnnConvolutionFwdAlgo_t,
-    cudnnConvolutionMode_t, cudnnMathType_t, cudnnTensorFormat_t,
+    cudnnConvolutionBwdDataAlgo_t, cudnnConvolutionBwdFilterAlgo_t, cudnnConvolutionFwdAlgo_t, cudnnConvolutionMode_t,
+    cudnnMathType_t, cudnnTensorFormat_t,
 };
 use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, ValidAsZeroBits};
 
@@ -182,22 +186,57 @@ impl<T: CudnnElem> Plan<T> {
             .map_err(|e| cudnn_err("filter descriptor", e))?;
         let (algorithm, workspace) = match key.op {
             Op::Forward => {
-                let op = ConvForward { conv: &conv, x: &x, w: &w, y: &y };
+                let op = ConvForward {
+                    conv: &conv,
+                    x: &x,
+                    w: &w,
+                    y: &y,
+                };
                 let a = op.pick_algorithm().map_err(|e| cudnn_err("forward algorithm", e))?;
-                (Algorithm::Forward(a), op.get_workspace_size(a).map_err(|e| cudnn_err("workspace", e))?)
+                (
+                    Algorithm::Forward(a),
+                    op.get_workspace_size(a).map_err(|e| cudnn_err("workspace", e))?,
+                )
             }
             Op::InputGrad => {
-                let op = ConvBackwardData { conv: &conv, dx: &x, w: &w, dy: &y };
-                let a = op.pick_algorithm().map_err(|e| cudnn_err("backward-data algorithm", e))?;
-                (Algorithm::InputGrad(a), op.get_workspace_size(a).map_err(|e| cudnn_err("workspace", e))?)
+                let op = ConvBackwardData {
+                    conv: &conv,
+                    dx: &x,
+                    w: &w,
+                    dy: &y,
+                };
+                let a = op
+                    .pick_algorithm()
+                    .map_err(|e| cudnn_err("backward-data algorithm", e))?;
+                (
+                    Algorithm::InputGrad(a),
+                    op.get_workspace_size(a).map_err(|e| cudnn_err("workspace", e))?,
+                )
             }
             Op::WeightGrad => {
-                let op = ConvBackwardFilter { conv: &conv, x: &x, dw: &w, dy: &y };
-                let a = op.pick_algorithm().map_err(|e| cudnn_err("backward-filter algorithm", e))?;
-                (Algorithm::WeightGrad(a), op.get_workspace_size(a).map_err(|e| cudnn_err("workspace", e))?)
+                let op = ConvBackwardFilter {
+                    conv: &conv,
+                    x: &x,
+                    dw: &w,
+                    dy: &y,
+                };
+                let a = op
+                    .pick_algorithm()
+                    .map_err(|e| cudnn_err("backward-filter algorithm", e))?;
+                (
+                    Algorithm::WeightGrad(a),
+                    op.get_workspace_size(a).map_err(|e| cudnn_err("workspace", e))?,
+                )
             }
         };
-        Ok(Self { conv, x, w, y, algorithm, workspace })
+        Ok(Self {
+            conv,
+            x,
+            w,
+            y,
+            algorithm,
+            workspace,
+        })
     }
 }
 
@@ -244,9 +283,15 @@ fn run_typed<T: CudnnElem>(
     let dev: &CudaDevice = &a.0.device;
     if key.batch == 0 {
         // cuDNN refuses empty tensors: no images give an empty output or a zero weight gradient.
-        return Ok(CudaStorage::wrap_cuda_slice(dev.alloc_zeros::<T>(out_len)?, dev.clone()));
+        return Ok(CudaStorage::wrap_cuda_slice(
+            dev.alloc_zeros::<T>(out_len)?,
+            dev.clone(),
+        ));
     }
-    let (a_view, b_view) = (view::<T>(a.0, a.1, "first operand")?, view::<T>(b.0, b.1, "second operand")?);
+    let (a_view, b_view) = (
+        view::<T>(a.0, a.1, "first operand")?,
+        view::<T>(b.0, b.1, "second operand")?,
+    );
     // SAFETY: every element is written by cuDNN (beta = 0 never reads the destination).
     let mut out = unsafe { dev.alloc::<T>(out_len) }?;
     STATES.with(|states| -> candle_core::Result<()> {

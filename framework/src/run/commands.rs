@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::gpu::compute_info;
 use crate::checkpoint::{Checkpoint, CHECKPOINT_FILE};
 use crate::config::{RunConfig, Select};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::dist::{agree, Comm, Communicator};
 use crate::engine::{condense, RunControl};
 use crate::eval::{seal_test_set, DuringEval};
+use crate::gpu::compute_info;
 use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
 use crate::metrics::storage_of_safetensors;
 use crate::output::{save_grid_png, write_json};

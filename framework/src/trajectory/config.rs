@@ -149,7 +149,15 @@ impl ExpertsConfig {
     pub fn trajectory_settings(&self) -> Result<Value> {
         let mut value = serde_json::to_value(self).map_err(|e| Error::Other(e.to_string()))?;
         if let Value::Object(m) = &mut value {
-            for key in ["num_experts", "test_limit", "out", "data_dir", "download", "device", "precision"] {
+            for key in [
+                "num_experts",
+                "test_limit",
+                "out",
+                "data_dir",
+                "download",
+                "device",
+                "precision",
+            ] {
                 m.remove(key);
             }
         }
