@@ -13,8 +13,15 @@ pub struct Tolerance {
 /// Largest |a - b| over the largest |b| (b the CPU's reference), both read back as f64 on the
 /// CPU. 0 when both are all zeros; infinite on a shape mismatch or a non-finite value.
 pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let (diff, scale) = diff_and_scale(a, b)?;
+    Ok(if scale == 0.0 { diff } else { diff / scale })
+}
+
+/// (largest |a - b|, largest |b|), both read back as f64 on the CPU; the difference is infinite
+/// on a shape mismatch or a non-finite value.
+pub fn diff_and_scale(a: &Tensor, b: &Tensor) -> Result<(f64, f64)> {
     if a.dims() != b.dims() {
-        return Ok(f64::INFINITY);
+        return Ok((f64::INFINITY, 0.0));
     }
     let read = |t: &Tensor| -> Result<Vec<f64>> {
         Ok(t.to_device(&Device::Cpu)?
@@ -28,11 +35,11 @@ pub fn rel_err(a: &Tensor, b: &Tensor) -> Result<f64> {
     for (x, y) in a.iter().zip(&b) {
         let d = (x - y).abs();
         if !d.is_finite() {
-            return Ok(f64::INFINITY);
+            return Ok((f64::INFINITY, scale));
         }
         diff = diff.max(d);
     }
-    Ok(if scale == 0.0 { diff } else { diff / scale })
+    Ok((diff, scale))
 }
 
 /// The largest of several relative errors.

@@ -246,7 +246,8 @@ fn write(out: &std::path::Path, device: &Device, report: &Report, seconds: f64) 
     std::fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     let mut md = format!(
         "# Device check: {} against the CPU\n\n{} checks, {failed} failed, {seconds:.1} s. Relative error: largest \
-         |device - cpu| over the largest |cpu|.\n\n| part | check | relative error | tolerance | result | s | note |\n\
+         |device - cpu| over the largest |cpu| (for the network's gradients, over at least 1e-3 of its \
+         largest gradient).\n\n| part | check | relative error | tolerance | result | s | note |\n\
          |---|---|---:|---:|---|---:|---|\n",
         compute_info(device).gpu.unwrap_or_else(|| format!("{device:?}")),
         report.checks.len()
