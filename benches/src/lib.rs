@@ -5,6 +5,7 @@
 
 pub mod live_bytes;
 pub mod random_data;
+pub mod runner;
 pub mod threads;
 pub mod workloads;
 

@@ -7,15 +7,22 @@
 //! Data are random Fashion-MNIST-shaped images from fixed seeds ([`crate::random_data`]), so
 //! nothing needs downloading; every run of a workload does the same work on the same numbers.
 //!
-//! | workload | what one run is |
-//! |---|---|
-//! | `convnet_fwd_bwd` | default ConvNet (w128 d3, instance norm, ReLU, avg pool), forward + mean CE + backward to the weights, 256 images 1x28x28 |
-//! | `gradient_ipc1` | one DC iteration: `gradient` (exact second order, `ours` distance) + `fixed` at ipc 1 = 1 outer step, 0 inner epochs; 256 real images per class |
-//! | `distribution_ipc10` | one DM iteration: `distribution` + `none` at ipc 10 = 1 outer step on a fresh net; 256 real per class |
-//! | `cafe_ipc10` | one CAFE iteration with `fixed` (not CAFE's `dynamic`, so the work is fixed): ipc 10 = 10 outer steps and 9 x 50 = 450 inner epochs; 256 real per class |
-//! | `cafe_step_ipc10` | one CAFE matching step alone (`fixed` with `outer_loop = 1`): the matcher without the inner training |
-//! | `eval_epoch` | one evaluation epoch: a fresh ConvNet, SGD (lr 0.01, momentum 0.9, wd 5e-4), 500 images (ipc 50) in batches of 256, no augmentation, then its accuracy on 10 test images |
-//! | `expert_epoch` | one epoch of an expert trajectory (`cafe-lab experts`, MTT's buffer.py): a fresh ConvNet, plain SGD (lr 0.01, no momentum or weight decay), 60 000 images in shuffled batches of 256, no augmentation, then a copy of the parameters (the trajectory's next point) |
+//! Each workload runs on a device (`--device cuda` on a GPU build) at one of two sizes
+//! ([`Size`]): `cpu`, the sizes below, and `gpu`, larger batches where a GPU would otherwise
+//! time mostly kernel launches (the table's last column; `scripts/bench/torch_workloads.py`
+//! has the same). On a GPU a run starts and ends with a device synchronisation, so that its
+//! time covers its kernels.
+//!
+//! | workload | what one run is | `gpu` size |
+//! |---|---|---|
+//! | `convnet_fwd_bwd` | default ConvNet (w128 d3, instance norm, ReLU, avg pool), forward + mean CE + backward to the weights, 256 images 1x28x28 | 2048 images |
+//! | `gradient_ipc1` | one DC iteration: `gradient` (exact second order, `ours` distance) + `fixed` at ipc 1 = 1 outer step, 0 inner epochs; 256 real images per class | ipc 10, `outer_loop = 1` |
+//! | `distribution_ipc10` | one DM iteration: `distribution` + `none` at ipc 10 = 1 outer step on a fresh net; 256 real per class | ipc 50 |
+//! | `cafe_ipc10` | one CAFE iteration with `fixed` (not CAFE's `dynamic`, so the work is fixed): ipc 10 = 10 outer steps and 9 x 50 = 450 inner epochs; 256 real per class | the same |
+//! | `cafe_step_ipc10` | one CAFE matching step alone (`fixed` with `outer_loop = 1`): the matcher without the inner training | ipc 50 |
+//! | `eval_epoch` | one evaluation epoch: a fresh ConvNet, SGD (lr 0.01, momentum 0.9, wd 5e-4), 500 images (ipc 50) in batches of 256, no augmentation, then its accuracy on 10 test images | 5000 images (ipc 500) |
+//! | `convnet_nonorm_fwd_bwd` | `convnet_fwd_bwd` without the instance norm (`norm = none`): its time subtracted from that of `convnet_fwd_bwd` is what the norm costs, on each side | 2048 images |
+//! | `expert_epoch` | one epoch of an expert trajectory (`cafe-lab experts`, MTT's buffer.py): a fresh ConvNet, plain SGD (lr 0.01, no momentum or weight decay), 60 000 images in shuffled batches of 256, no augmentation, then a copy of the parameters (the trajectory's next point) | the same |
 
 use std::fmt;
 use std::sync::Arc;
@@ -49,10 +56,53 @@ pub const EXPERT_TRAIN_PER_CLASS: usize = 6000;
 pub const EXPERT_LR: f64 = 0.01;
 pub const EXPERT_BATCH: usize = 256;
 
+/// The sizes a workload runs at: the CPU's (the table's second column) or larger ones for a
+/// GPU (its last column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Size {
+    #[default]
+    Cpu,
+    Gpu,
+}
+
+impl Size {
+    pub fn name(self) -> &'static str {
+        match self {
+            Size::Cpu => "cpu",
+            Size::Gpu => "gpu",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(Size::Cpu),
+            "gpu" => Ok(Size::Gpu),
+            _ => Err(Error::invalid("--size", name, "cpu or gpu")),
+        }
+    }
+
+    /// Images of `convnet_fwd_bwd`.
+    fn convnet_batch(self) -> usize {
+        match self {
+            Size::Cpu => BATCH,
+            Size::Gpu => 2048,
+        }
+    }
+
+    /// Synthetic images per class of the evaluation epoch.
+    fn eval_ipc(self) -> usize {
+        match self {
+            Size::Cpu => EVAL_IPC,
+            Size::Gpu => 500,
+        }
+    }
+}
+
 /// One timed unit of work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
     ConvnetFwdBwd,
+    ConvnetNoNormFwdBwd,
     GradientIpc1,
     DistributionIpc10,
     CafeIpc10,
@@ -62,8 +112,9 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::ConvnetFwdBwd,
+        Workload::ConvnetNoNormFwdBwd,
         Workload::GradientIpc1,
         Workload::DistributionIpc10,
         Workload::CafeIpc10,
@@ -75,6 +126,7 @@ impl Workload {
     pub fn name(self) -> &'static str {
         match self {
             Workload::ConvnetFwdBwd => "convnet_fwd_bwd",
+            Workload::ConvnetNoNormFwdBwd => "convnet_nonorm_fwd_bwd",
             Workload::GradientIpc1 => "gradient_ipc1",
             Workload::DistributionIpc10 => "distribution_ipc10",
             Workload::CafeIpc10 => "cafe_ipc10",
@@ -95,6 +147,7 @@ impl Workload {
     pub fn description(self) -> &'static str {
         match self {
             Workload::ConvnetFwdBwd => "ConvNet w128 d3 forward + CE + backward, 256 images 1x28x28",
+            Workload::ConvnetNoNormFwdBwd => "convnet_fwd_bwd without the instance norm (what the norm costs)",
             Workload::GradientIpc1 => "one DC iteration: gradient (exact 2nd order) + fixed, ipc 1 (1 outer, 0 inner)",
             Workload::DistributionIpc10 => "one DM iteration: distribution + none, ipc 10 (1 outer step)",
             Workload::CafeIpc10 => "one CAFE iteration: cafe + fixed, ipc 10 (10 outer, 450 inner epochs)",
@@ -105,13 +158,36 @@ impl Workload {
     }
 
     /// The (matcher, scheduler, scheduler config, ipc) of a condensation workload.
-    fn condensation(self) -> Option<(&'static str, &'static str, Value, usize)> {
+    fn condensation(self, size: Size) -> Option<(&'static str, &'static str, Value, usize)> {
+        let gpu = size == Size::Gpu;
         match self {
+            Workload::GradientIpc1 if gpu => Some(("gradient", "fixed", json!({ "outer_loop": 1 }), 10)),
             Workload::GradientIpc1 => Some(("gradient", "fixed", json!({}), 1)),
-            Workload::DistributionIpc10 => Some(("distribution", "none", json!({}), 10)),
+            Workload::DistributionIpc10 => Some(("distribution", "none", json!({}), if gpu { 50 } else { 10 })),
             Workload::CafeIpc10 => Some(("cafe", "fixed", json!({}), 10)),
-            Workload::CafeStepIpc10 => Some(("cafe", "fixed", json!({ "outer_loop": 1 }), 10)),
-            Workload::ConvnetFwdBwd | Workload::EvalEpoch | Workload::ExpertEpoch => None,
+            Workload::CafeStepIpc10 => Some(("cafe", "fixed", json!({ "outer_loop": 1 }), if gpu { 50 } else { 10 })),
+            Workload::ConvnetFwdBwd | Workload::ConvnetNoNormFwdBwd | Workload::EvalEpoch | Workload::ExpertEpoch => {
+                None
+            }
+        }
+    }
+
+    /// What one run is at `size`, in a few words (for the tables).
+    pub fn shape(self, size: Size) -> String {
+        match self.condensation(size) {
+            Some((m, _, config, ipc)) => format!(
+                "{m}, ipc {ipc}{}",
+                if config.get("outer_loop").is_some() {
+                    ", 1 outer step"
+                } else {
+                    ""
+                }
+            ),
+            None => match self {
+                Workload::ConvnetFwdBwd | Workload::ConvnetNoNormFwdBwd => format!("{} images", size.convnet_batch()),
+                Workload::EvalEpoch => format!("{} images", size.eval_ipc() * CLASSES),
+                _ => format!("{} images", EXPERT_TRAIN_PER_CLASS * CLASSES),
+            },
         }
     }
 
@@ -120,15 +196,25 @@ impl Workload {
     /// run before any backward pass of the thread (run that workload in its own process), and
     /// every later backward of the process keeps its graph.
     pub fn prepare(self) -> Result<Prepared> {
-        let kind = match self.condensation() {
+        self.prepare_on(&Device::Cpu, Size::Cpu)
+    }
+
+    /// [`Self::prepare`] on `device` at `size`.
+    pub fn prepare_on(self, device: &Device, size: Size) -> Result<Prepared> {
+        let kind = match self.condensation(size) {
             Some((matcher, scheduler, scheduler_config, ipc)) => {
                 prepare_condensation(matcher, scheduler, scheduler_config, ipc)?
             }
-            None if self == Workload::ConvnetFwdBwd => prepare_convnet()?,
-            None if self == Workload::ExpertEpoch => prepare_expert()?,
-            None => prepare_eval()?,
+            None if self == Workload::ConvnetFwdBwd => prepare_convnet(device, size, json!({}))?,
+            None if self == Workload::ConvnetNoNormFwdBwd => prepare_convnet(device, size, json!({ "norm": "none" }))?,
+            None if self == Workload::ExpertEpoch => prepare_expert(device)?,
+            None => prepare_eval(device, size)?,
         };
-        Ok(Prepared { workload: self, kind })
+        Ok(Prepared {
+            workload: self,
+            device: device.clone(),
+            kind,
+        })
     }
 }
 
@@ -152,6 +238,7 @@ pub struct RunSummary {
 /// A workload ready to run.
 pub struct Prepared {
     workload: Workload,
+    device: Device,
     kind: Kind,
 }
 
@@ -187,13 +274,14 @@ impl MetricLogger for NullLogger {
     fn scalar(&mut self, _tag: &str, _step: usize, _value: f64) {}
 }
 
-fn prepare_convnet() -> Result<Kind> {
-    let arch = find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?;
-    let net = arch.build(INPUT, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
+fn prepare_convnet(device: &Device, size: Size, config: Value) -> Result<Kind> {
+    let arch = find::<dyn Architecture>("convnet")?.instantiate(&config)?;
+    let net = arch.build(INPUT, CLASSES, DType::F32, device, &mut rng_from_seed(0))?;
     let params = net.parameters();
-    let set = random_image_set(BATCH / CLASSES + 1, 1);
-    let idx: Vec<usize> = (0..BATCH).collect();
-    let (images, labels) = set.to_tensor(&idx, &Device::Cpu)?;
+    let batch = size.convnet_batch();
+    let set = random_image_set(batch / CLASSES + 1, 1);
+    let idx: Vec<usize> = (0..batch).collect();
+    let (images, labels) = set.to_tensor(&idx, device)?;
     Ok(Kind::Convnet {
         net,
         params,
@@ -229,10 +317,10 @@ fn prepare_condensation(matcher: &str, scheduler: &str, scheduler_config: Value,
     })
 }
 
-fn prepare_eval() -> Result<Kind> {
-    let dataset = random_fashion_mnist(EVAL_IPC, EVAL_TEST_PER_CLASS, 2);
+fn prepare_eval(device: &Device, size: Size) -> Result<Kind> {
+    let dataset = random_fashion_mnist(size.eval_ipc(), EVAL_TEST_PER_CLASS, 2);
     let idx: Vec<usize> = (0..dataset.train.len()).collect();
-    let (images, labels) = dataset.train.to_tensor(&idx, &Device::Cpu)?;
+    let (images, labels) = dataset.train.to_tensor(&idx, device)?;
     let defaults = EvalConfig::default();
     Ok(Kind::Eval {
         arch: ArchPlan {
@@ -258,10 +346,10 @@ fn prepare_eval() -> Result<Kind> {
     })
 }
 
-fn prepare_expert() -> Result<Kind> {
+fn prepare_expert(device: &Device) -> Result<Kind> {
     let set = random_image_set(EXPERT_TRAIN_PER_CLASS, 4);
     let idx: Vec<usize> = (0..set.len()).collect();
-    let (images, labels) = set.to_tensor(&idx, &Device::Cpu)?;
+    let (images, labels) = set.to_tensor(&idx, device)?;
     Ok(Kind::Expert {
         arch: find::<dyn Architecture>("convnet")?.instantiate(&json!({}))?,
         images,
@@ -274,8 +362,16 @@ impl Prepared {
         self.workload
     }
 
-    /// Runs the workload once.
+    /// Runs the workload once; on a GPU, between two synchronisations.
     pub fn run(&mut self) -> Result<RunSummary> {
+        self.device.synchronize()?;
+        let summary = self.run_unsynchronised()?;
+        self.device.synchronize()?;
+        Ok(summary)
+    }
+
+    fn run_unsynchronised(&mut self) -> Result<RunSummary> {
+        let device = self.device.clone();
         match &mut self.kind {
             Kind::Convnet {
                 net,
@@ -304,7 +400,7 @@ impl Prepared {
                     dataset,
                     components,
                     settings,
-                    &Device::Cpu,
+                    &device,
                     &mut NullLogger,
                     &mut |_, _, _| {},
                     RunControl::default(),
@@ -331,7 +427,7 @@ impl Prepared {
                     shape: dataset.train.shape,
                     test: &dataset.test,
                     test_limit: None,
-                    device: &Device::Cpu,
+                    device: &device,
                     seed: 0,
                     on_network: None,
                     comm: &cafe_framework::dist::Solo,
@@ -346,7 +442,7 @@ impl Prepared {
             }
             Kind::Expert { arch, images, labels } => {
                 // As `ExpertTrainer::train_expert` does for each epoch (trajectory/train.rs).
-                let net = arch.build(INPUT, CLASSES, DType::F32, &Device::Cpu, &mut rng_from_seed(0))?;
+                let net = arch.build(INPUT, CLASSES, DType::F32, &device, &mut rng_from_seed(0))?;
                 let mut opt = Sgd::new(net.parameters(), EXPERT_LR, 0.0, 0.0);
                 let loss = train_epoch(
                     net.as_ref(),

@@ -150,6 +150,10 @@ pub struct CommonArgs {
     /// cpu (default) or cuda[:N] (needs a build with --features cuda).
     #[arg(long)]
     pub device: Option<String>,
+    /// How f32 convolutions round on a GPU: fp32 (default) or tf32 (TF32 tensor cores, as
+    /// PyTorch's cuDNN convolutions by default). Recorded in results.json.
+    #[arg(long, value_name = "fp32|tf32")]
+    pub precision: Option<String>,
     /// A TOML file of settings (same keys as config.json); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -245,6 +249,10 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
     put("seed", common.seed.map(|v| json!(v)));
     put("out", common.out.as_ref().map(|v| json!(v)));
     put("device", common.device.as_ref().map(|v| json!(v)));
+    put(
+        "precision",
+        common.precision.as_ref().map(|v| json!(v.to_ascii_lowercase())),
+    );
     put("matcher", c.matcher.as_ref().map(|v| json!(v)));
     put("scheduler", c.scheduler.as_ref().map(|v| json!(v)));
     put("augment", c.augment.as_ref().map(|v| json!(v)));

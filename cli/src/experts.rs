@@ -47,6 +47,9 @@ pub struct ExpertsArgs {
     /// cpu (default) or cuda[:N].
     #[arg(long)]
     pub device: Option<String>,
+    /// How f32 convolutions round on a GPU: fp32 (default) or tf32.
+    #[arg(long, value_name = "fp32|tf32")]
+    pub precision: Option<String>,
     /// Store folder (default experts/<dataset>-<arch>); finished experts there are skipped.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -74,6 +77,10 @@ impl ExpertsArgs {
             ("test_limit", self.test_limit.map(|v| json!(v))),
             ("seed", self.seed.map(|v| json!(v))),
             ("device", self.device.as_ref().map(|v| json!(v))),
+            (
+                "precision",
+                self.precision.as_ref().map(|v| json!(v.to_ascii_lowercase())),
+            ),
             ("out", self.out.as_ref().map(|v| json!(v))),
         ];
         let mut m: Map<String, Value> = pairs

@@ -2,6 +2,7 @@
 //! (one file with a `register_matcher!`) and calls [`run`] to get the whole CLI.
 
 mod args;
+mod device_check;
 mod experts;
 mod list;
 pub mod report;
@@ -41,6 +42,10 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     cafe_plugins::link();
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    if let Some(code) = hidden_command(&args) {
+        return code;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -74,6 +79,40 @@ where
             exit_code(&e)
         }
     }
+}
+
+/// The commands `--help` does not list, for checking a build on a GPU machine with the one
+/// binary that travels there (scripts/cuda/device_check.sh):
+/// - `cafe-lab device-check ...`: the device against the CPU ([`device_check`]);
+/// - `cafe-lab workload ...`: the benchmark workloads of `cafe-workload` (the `workloads`
+///   feature).
+fn hidden_command(args: &[std::ffi::OsString]) -> Option<ExitCode> {
+    let rest = || -> Vec<String> { args.iter().skip(2).map(|a| a.to_string_lossy().into_owned()).collect() };
+    match args.get(1)?.to_str()? {
+        "device-check" => Some(device_check::run(&rest())),
+        "workload" => Some(workload(&rest())),
+        _ => None,
+    }
+}
+
+#[cfg(feature = "workloads")]
+fn workload(args: &[String]) -> ExitCode {
+    match cafe_benches::runner::run(args, false) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cafe-lab workload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "workloads"))]
+fn workload(_: &[String]) -> ExitCode {
+    eprintln!(
+        "cafe-lab workload: this binary was built without the benchmark workloads; build with \
+         `--features workloads` (scripts/cuda/build.sh does), or use `cafe-workload` of cafe-benches"
+    );
+    ExitCode::from(2)
 }
 
 /// 130 (128 + SIGINT, the shell's convention) for a run stopped by Ctrl-C, so that scripts can

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod fuzz;
+pub mod gpu;
 pub mod json_merge;
 pub mod logging;
 pub mod memory;

@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
-"""The cafe-lab benchmark workloads (benches/src/workloads.rs) written in PyTorch, CPU only.
+"""The cafe-lab benchmark workloads (benches/src/workloads.rs) written in PyTorch.
 
-    python torch_workloads.py NAME [--repeats N] [--warmup W] [--threads T]
+    python torch_workloads.py NAME[,NAME...] [--repeats N] [--warmup W] [--threads T]
+                              [--device cpu|cuda] [--size cpu|gpu] [--precision fp32|tf32]
     python torch_workloads.py signature
 
-runs W untimed and N timed runs of one workload and prints one JSON line, like
-`cafe-workload`: {"workload", "threads", "times_s", "median_s", "outer_steps",
-"inner_epochs", "loss", "torch", "import_rss_mib"}. `side_by_side.py` runs it in a
-subprocess per measurement, beside the cafe-lab binary.
+runs W untimed and N timed runs of each workload and prints one JSON line per workload, like
+`cafe-workload`: {"workload", "device", "size", "shape", "precision", "threads", "times_s",
+"median_s", "outer_steps", "inner_epochs", "loss", "torch", "import_rss_mib", "gpu_peak_mib",
+"gpu_reserved_peak_mib"}. `side_by_side.py` runs it in a subprocess per measurement, beside
+the cafe-lab binary.
+
+On a GPU (`--device cuda`) every run starts and ends with `torch.cuda.synchronize()`, the
+peaks are `torch.cuda.max_memory_allocated` / `max_memory_reserved` over the timed runs, and
+`--precision` sets cuDNN's convolutions to FP32 (`ieee`) or TF32 (PyTorch's default); matrix
+products stay FP32 (PyTorch's default) in both. `--size gpu` takes the larger sizes of
+benches/src/workloads.rs (`Size::Gpu`).
 
 Each workload does the work its cafe-lab twin does, step for step (DESIGN.md and the
 plugin sources):
@@ -65,14 +73,24 @@ CONDENSATION = {
     "cafe_ipc10": ("cafe", 10, 10, 50, 0.1, "real"),
     "cafe_step_ipc10": ("cafe", 10, 1, 50, 0.1, "real"),
 }
-WORKLOADS = ["convnet_fwd_bwd", *CONDENSATION, "eval_epoch", "expert_epoch"]
+# The GPU sizes (benches/src/workloads.rs `Size::Gpu`): larger batches, the same loops.
+GPU_CONDENSATION = {
+    "gradient_ipc1": ("gradient", 10, 1, 50, 0.1, "noise"),
+    "distribution_ipc10": ("distribution", 50, 1, 0, 1.0, "real"),
+    "cafe_ipc10": ("cafe", 10, 10, 50, 0.1, "real"),
+    "cafe_step_ipc10": ("cafe", 50, 1, 50, 0.1, "real"),
+}
+GPU_CONVNET_BATCH = 2048
+GPU_EVAL_IPC = 500
+WORKLOADS = ["convnet_fwd_bwd", "convnet_nonorm_fwd_bwd", *CONDENSATION, "eval_epoch", "expert_epoch"]
+DEVICE = torch.device("cpu")
 
 
 class ConvNet(nn.Module):
     """DC's ConvNet (networks.py) with net_norm='instancenorm', net_act='relu',
     net_pooling='avgpooling'; forward returns (logits, embedding, block features)."""
 
-    def __init__(self, channel=1, classes=CLASSES, width=128, depth=3, size=(28, 28)):
+    def __init__(self, channel=1, classes=CLASSES, width=128, depth=3, size=(28, 28), norm=True):
         super().__init__()
         self.blocks = nn.ModuleList()
         h, w = size
@@ -80,7 +98,10 @@ class ConvNet(nn.Module):
             pad = 3 if channel == 1 and d == 0 and (h, w) == (28, 28) else 1
             self.blocks.append(
                 nn.ModuleList(
-                    [nn.Conv2d(channel, width, 3, padding=pad), nn.GroupNorm(width, width, affine=True)]
+                    [
+                        nn.Conv2d(channel, width, 3, padding=pad),
+                        nn.GroupNorm(width, width, affine=True) if norm else nn.Identity(),
+                    ]
                 )
             )
             channel, h, w = width, (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
@@ -97,15 +118,16 @@ class ConvNet(nn.Module):
 
 
 def random_images(per_class, seed):
-    """`per_class` random normalised images of every class, class-major, and their labels."""
+    """`per_class` random normalised images of every class, class-major, and their labels,
+    on DEVICE (drawn on the CPU, so that every device gets the same numbers)."""
     g = torch.Generator().manual_seed(seed)
     x = (torch.rand(per_class * CLASSES, *SHAPE, generator=g) - MEAN) / STD
     y = torch.arange(CLASSES).repeat_interleave(per_class)
-    return x, y
+    return x.to(DEVICE), y.to(DEVICE)
 
 
 def class_labels(c, n):
-    return torch.full((n,), c, dtype=torch.long)
+    return torch.full((n,), c, dtype=torch.long, device=DEVICE)
 
 
 # ---------------------------------------------------------------- matchers
@@ -180,7 +202,7 @@ MATCHERS = {"gradient": gradient_loss, "distribution": distribution_loss, "cafe"
 
 def train_epoch(net, opt, images, labels, batch):
     """One shuffled epoch of mean-CE SGD (cafe_framework::train::train_epoch)."""
-    order = torch.randperm(len(images))
+    order = torch.randperm(len(images), device=DEVICE)
     total = 0.0
     for idx in order.split(batch):
         loss = F.cross_entropy(net(images[idx])[0], labels[idx])
@@ -198,11 +220,11 @@ def train_epoch(net, opt, images, labels, batch):
 
 
 class ConvnetFwdBwd:
-    def __init__(self):
+    def __init__(self, batch, norm=True):
         torch.manual_seed(0)
-        self.net = ConvNet()
-        x, y = random_images(CONVNET_BATCH // CLASSES + 1, 1)
-        self.x, self.y = x[:CONVNET_BATCH], y[:CONVNET_BATCH]
+        self.net = ConvNet(norm=norm).to(DEVICE)
+        x, y = random_images(batch // CLASSES + 1, 1)
+        self.x, self.y = x[:batch], y[:batch]
 
     def run(self):
         self.net.zero_grad(set_to_none=True)
@@ -215,8 +237,8 @@ class ConvnetFwdBwd:
 class Condensation:
     """One iteration of the bi-level loop (cafe_framework::engine::condense, 1 iteration)."""
 
-    def __init__(self, name):
-        self.matcher, self.ipc, self.outer, self.inner, self.lr_img, self.init = CONDENSATION[name]
+    def __init__(self, name, table):
+        self.matcher, self.ipc, self.outer, self.inner, self.lr_img, self.init = table[name]
         x, y = random_images(BATCH_REAL, 0)
         self.by_class = [x[y == c] for c in range(CLASSES)]
 
@@ -224,13 +246,13 @@ class Condensation:
         torch.manual_seed(0)
         ipc = self.ipc
         if self.init == "noise":
-            syn = torch.randn(CLASSES * ipc, *SHAPE)
+            syn = torch.randn(CLASSES * ipc, *SHAPE).to(DEVICE)
         else:
             syn = torch.cat([m[torch.randperm(len(m))[:ipc]] for m in self.by_class])
         syn = syn.clone().requires_grad_(True)
-        labels = torch.arange(CLASSES).repeat_interleave(ipc)
+        labels = torch.arange(CLASSES, device=DEVICE).repeat_interleave(ipc)
         opt_img = torch.optim.SGD([syn], lr=self.lr_img, momentum=0.5)
-        net = ConvNet()
+        net = ConvNet().to(DEVICE)
         if self.matcher == "distribution":
             for p in net.parameters():
                 p.requires_grad_(False)
@@ -262,13 +284,13 @@ class Condensation:
 class EvalEpoch:
     """One epoch of cafe_framework::evaluate::evaluate_set (1 net, 1 epoch, no augmentation)."""
 
-    def __init__(self):
-        self.x, self.y = random_images(EVAL_IPC, 2)
+    def __init__(self, ipc):
+        self.x, self.y = random_images(ipc, 2)
         self.test_x, self.test_y = random_images(EVAL_TEST_PER_CLASS, 3)
 
     def run(self):
         torch.manual_seed(0)
-        net = ConvNet()
+        net = ConvNet().to(DEVICE)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         net.train()
         train_epoch(net, opt, self.x, self.y, 256)
@@ -290,7 +312,7 @@ class ExpertEpoch:
 
     def run(self):
         torch.manual_seed(0)
-        net = ConvNet()
+        net = ConvNet().to(DEVICE)
         opt = torch.optim.SGD(net.parameters(), lr=EXPERT_LR, momentum=0, weight_decay=0)
         net.train()
         loss = train_epoch(net, opt, self.x, self.y, BATCH_TRAIN)
@@ -299,16 +321,52 @@ class ExpertEpoch:
         return {"outer_steps": 0, "inner_epochs": 1, "loss": loss}
 
 
-def prepare(name):
-    if name == "convnet_fwd_bwd":
-        return ConvnetFwdBwd()
+def prepare(name, size):
+    gpu = size == "gpu"
+    if name in ("convnet_fwd_bwd", "convnet_nonorm_fwd_bwd"):
+        return ConvnetFwdBwd(GPU_CONVNET_BATCH if gpu else CONVNET_BATCH, norm=name == "convnet_fwd_bwd")
     if name in CONDENSATION:
-        return Condensation(name)
+        return Condensation(name, GPU_CONDENSATION if gpu else CONDENSATION)
     if name == "eval_epoch":
-        return EvalEpoch()
+        return EvalEpoch(GPU_EVAL_IPC if gpu else EVAL_IPC)
     if name == "expert_epoch":
         return ExpertEpoch()
     raise SystemExit(f"unknown workload {name!r}; valid names: {', '.join(WORKLOADS)}")
+
+
+def shape(name, size):
+    """What one run is, in the words of `Workload::shape` (benches/src/workloads.rs)."""
+    gpu = size == "gpu"
+    if name in CONDENSATION:
+        matcher, ipc, _, _, _, _ = (GPU_CONDENSATION if gpu else CONDENSATION)[name]
+        one_step = name == "cafe_step_ipc10" or (name == "gradient_ipc1" and gpu)
+        return f"{matcher}, ipc {ipc}" + (", 1 outer step" if one_step else "")
+    if name in ("convnet_fwd_bwd", "convnet_nonorm_fwd_bwd"):
+        return f"{GPU_CONVNET_BATCH if gpu else CONVNET_BATCH} images"
+    if name == "eval_epoch":
+        return f"{(GPU_EVAL_IPC if gpu else EVAL_IPC) * CLASSES} images"
+    return f"{EXPERT_TRAIN_PER_CLASS * CLASSES} images"
+
+
+def set_precision(precision):
+    """cuDNN convolutions in FP32 ('ieee') or TF32; matrix products FP32. PyTorch 2.9 added
+    `fp32_precision` settings and deprecated `allow_tf32` (docs notes/cuda.rst, "TensorFloat-32
+    (TF32) on Ampere (and later) devices"); older versions have only the latter."""
+    tf32 = precision == "tf32"
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        conv.fp32_precision = "tf32" if tf32 else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        return {"cudnn.conv.fp32_precision": conv.fp32_precision,
+                "cuda.matmul.fp32_precision": torch.backends.cuda.matmul.fp32_precision}
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    return {"cudnn.allow_tf32": tf32, "cuda.matmul.allow_tf32": False}
+
+
+def synchronize():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def signature():
@@ -329,40 +387,77 @@ def rss_mib():
 
 
 def main():
+    global DEVICE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("name", help=f"one of {', '.join(WORKLOADS)}, or 'signature'")
+    ap.add_argument("name", help=f"one or more (comma-separated) of {', '.join(WORKLOADS)}, or 'signature'")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--size", choices=["cpu", "gpu"], default="cpu")
+    ap.add_argument("--precision", choices=["fp32", "tf32"], default="fp32")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.name == "signature":
         print(json.dumps(signature()))
         return
+    DEVICE = torch.device(args.device)
+    precision = None
+    settings = None
+    if DEVICE.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("torch_workloads.py: --device cuda but torch.cuda.is_available() is False")
+        torch.cuda.set_device(DEVICE)
+        settings = set_precision(args.precision)
+        precision = args.precision
     import_rss = rss_mib()
-    work = prepare(args.name)
-    for _ in range(args.warmup):
-        work.run()
-    times = []
-    report = {}
-    for _ in range(max(1, args.repeats)):
-        start = time.perf_counter()
-        report = work.run()
-        times.append(time.perf_counter() - start)
-    print(
-        json.dumps(
-            {
-                "workload": args.name,
-                "threads": torch.get_num_threads(),
-                "times_s": times,
-                "median_s": statistics.median(times),
-                **report,
-                "torch": torch.__version__,
-                "import_rss_mib": round(import_rss, 1),
+    for name in args.name.split(","):
+        work = prepare(name, args.size)
+        for _ in range(args.warmup):
+            synchronize()
+            work.run()
+            synchronize()
+        times = []
+        report = {}
+        if DEVICE.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(max(1, args.repeats)):
+            synchronize()
+            start = time.perf_counter()
+            report = work.run()
+            synchronize()
+            times.append(time.perf_counter() - start)
+        gpu = {}
+        if DEVICE.type == "cuda":
+            mib = lambda b: round(b / 2**20, 1)  # noqa: E731
+            gpu = {
+                "gpu_peak_mib": mib(torch.cuda.max_memory_allocated()),
+                "gpu_reserved_peak_mib": mib(torch.cuda.max_memory_reserved()),
+                "gpu": torch.cuda.get_device_name(),
+                "cudnn": torch.backends.cudnn.version(),
+                "torch_settings": settings,
             }
+        print(
+            json.dumps(
+                {
+                    "workload": name,
+                    "device": str(DEVICE),
+                    "size": args.size,
+                    "shape": shape(name, args.size),
+                    "precision": precision,
+                    "threads": torch.get_num_threads(),
+                    "times_s": times,
+                    "median_s": statistics.median(times),
+                    **report,
+                    "torch": torch.__version__,
+                    "import_rss_mib": round(import_rss, 1),
+                    **gpu,
+                }
+            ),
+            flush=True,
         )
-    )
+        del work
 
 
 if __name__ == "__main__":

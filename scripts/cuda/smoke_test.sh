@@ -6,8 +6,9 @@
 # BUNDLE_DIR defaults to the folder holding this script when it is the bundle's copy, else
 # target-cuda/bundle/cafe-lab-cuda in the repository. Needs no network and no dataset files (it
 # uses the embedded `shapes` dataset); takes under a minute on 2 CPU cores.
-#  1. ldd: every library resolves, except libcuda.so.1 where no NVIDIA driver is installed.
-#  2. Without a driver: with the bundle's stub libcuda (stub/, on LD_LIBRARY_PATH for this test
+#  1. run.sh --check (the launcher): every library resolves, the bundled ones from lib/, except
+#     where this machine has no NVIDIA driver (libcuda.so.1) or no cuDNN/NCCL pip packages.
+#  2. Without a driver: with the bundle's stubs (stub/, through CAFE_CUDA_LIBS for this test
 #     only) a tiny `--device cpu` condensation must succeed and `--device cuda` must fail with an
 #     error message, not a panic or a crash.
 #     With a driver: the same tiny condensation with `--device cpu` and with `--device cuda`.
@@ -20,7 +21,7 @@ else B="$HERE/../../target-cuda/bundle/cafe-lab-cuda"
 fi
 [ -d "$B" ] || { echo "smoke_test.sh: no bundle at $B (run scripts/cuda/build.sh first)" >&2; exit 2; }
 B=$(cd "$B" && pwd)
-for f in cafe-lab run.sh lib; do
+for f in cafe-lab run.sh lib stub; do
   [ -e "$B/$f" ] || { echo "smoke_test.sh: $B/$f missing: not a bundle from build.sh" >&2; exit 2; }
 done
 T=$(mktemp -d "${TMPDIR:-/tmp}/cafe-cuda-smoke.XXXXXX")
@@ -31,31 +32,35 @@ bad() { echo "  FAIL: $*"; FAILS=$((FAILS + 1)); }
 TINY=(--dataset shapes --ipc 1 --iterations 2 --eval-nets 1 --eval-epochs 2 --quiet --seed 0)
 echo "bundle: $B"
 
-echo "== 1. ldd =="
-LDD=$(LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ldd "$B/cafe-lab" 2>&1) || { echo "$LDD"; bad "ldd failed"; exit 1; }
-echo "$LDD" | sed 's/^/  /'
-UNRESOLVED=$(echo "$LDD" | awk '/not found/ {print $1}' | grep -vx 'libcuda.so.1' || true)
-[ -z "$UNRESOLVED" ] && ok "all resolved but possibly libcuda.so.1" || bad "unresolved: $UNRESOLVED"
+echo "== 1. run.sh --check =="
+set +e
+CHECK_ERR=$("$B/run.sh" --check 2>&1 >/dev/null); CHECK_RC=$?
+set -e
+MISSING=$(echo "$CHECK_ERR" | awk '/^  lib[^ ]*:/ {sub(":", "", $1); print $1}' | sort -u | tr '\n' ' ')
+echo "  launcher: exit $CHECK_RC${MISSING:+, missing: $MISSING}"
+STUBPATH=""
+case " $MISSING " in
+  *" libcuda.so.1 "*)
+    DRIVER=0
+    [ -f "$B/stub/libcuda.so.1" ] || { bad "no driver and no stub at $B/stub/libcuda.so.1"; exit 1; }
+    ok "no driver here: using the bundle's stubs (stub/) for this test only"
+    STUBPATH="$B/stub" ;;
+  *)
+    if [ "$CHECK_RC" = 0 ]; then DRIVER=1; ok "driver and every library found"
+      command -v nvidia-smi >/dev/null && nvidia-smi -L | sed 's/^/  /' || true
+    else DRIVER=1; bad "the driver is here but libraries are missing: $MISSING (see run.sh --check)"; echo "$CHECK_ERR" | sed 's/^/    /'
+    fi ;;
+esac
+REPORT=$(CAFE_CUDA_LIBS="$STUBPATH" "$B/run.sh" --check 2>&1) || { echo "$REPORT" | sed 's/^/    /'; bad "run.sh --check fails even with the stubs"; }
 for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10; do
-  where=$(echo "$LDD" | awk -v l="$lib" '$1 == l {print $3}')
+  where=$(echo "$REPORT" | awk -v l="$lib" '$1 == l {print $2}')
   case "$where" in "$B/lib/"*) ;; *) bad "$lib resolves to '$where', not the bundle's lib/" ;; esac
 done
-if echo "$LDD" | grep -q 'libcuda.so.1 => /'; then
-  DRIVER=1
-  ok "driver present: $(echo "$LDD" | awk '$1 == "libcuda.so.1" {print $3}')"
-  command -v nvidia-smi >/dev/null && nvidia-smi -L | sed 's/^/  /' || true
-  STUBPATH=""
-else
-  DRIVER=0
-  [ -f "$B/stub/libcuda.so.1" ] || { bad "no driver and no stub at $B/stub/libcuda.so.1"; exit 1; }
-  ok "no driver here: using the bundle's stub libcuda.so.1 for this test only"
-  STUBPATH="$B/stub"
-fi
 
 # run NAME DEVICE: the tiny condensation; sets RC and OUTPUT.
 run() {
   set +e
-  OUTPUT=$(cd "$T" && LD_LIBRARY_PATH="$STUBPATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  OUTPUT=$(cd "$T" && CAFE_CUDA_LIBS="$STUBPATH" \
     timeout 900 "$B/run.sh" "${TINY[@]}" --device "$2" --out "$T/$1" 2>&1)
   RC=$?
   set -e

@@ -64,6 +64,10 @@ pub struct RunConfig {
     pub out: Option<PathBuf>,
     /// `cpu` (default) or `cuda[:N]` (needs the `cuda` build feature).
     pub device: String,
+    /// How f32 convolutions round on a GPU: `fp32` (default) or `tf32` (PyTorch's default for
+    /// cuDNN convolutions; see [`crate::gpu::Precision`]). Left out of config.json when fp32.
+    #[serde(skip_serializing_if = "crate::gpu::Precision::is_fp32")]
+    pub precision: crate::gpu::Precision,
     pub eval: EvalConfig,
     /// Log a line every this many iterations (0: only at the end).
     pub log_every: usize,
@@ -97,6 +101,7 @@ impl Default for RunConfig {
             seed: 0,
             out: None,
             device: "cpu".into(),
+            precision: crate::gpu::Precision::Fp32,
             eval: EvalConfig::default(),
             log_every: 10,
             checkpoint_every: 50,

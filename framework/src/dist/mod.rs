@@ -10,15 +10,21 @@
 
 mod farm;
 mod local;
+#[cfg(feature = "nccl")]
+mod nccl;
 mod solo;
 
 use std::ops::Range;
 use std::sync::Arc;
 
+use candle_core::{DType, Tensor};
+
 use crate::{Error, Result};
 
 pub use farm::{gather_f64_tasks, TaskOutcome};
 pub use local::LocalWorld;
+#[cfg(feature = "nccl")]
+pub use nccl::NcclWorld;
 pub use solo::Solo;
 
 /// The collectives of a group of ranks. Every rank must call the same collectives in the same
@@ -65,8 +71,35 @@ pub trait Communicator: Send + Sync {
         }
         Ok(())
     }
+    /// Every rank's `rows` (`[n_rank, ...]`, any float dtype, no graph) concatenated along the
+    /// first dimension in rank order, as f32 on `rows`' device. This default moves host bytes
+    /// (through [`Self::all_gather_bytes`]); a communicator with a device data plane (NCCL)
+    /// gathers device buffers instead.
+    fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor> {
+        gather_rows_via_bytes(self, rows)
+    }
     /// A name for messages: `solo`, `local 2/3`, `mpi 1/4`.
     fn describe(&self) -> String;
+}
+
+/// [`Communicator::all_gather_rows`] through host bytes: the rows as f32 values, gathered,
+/// rebuilt on `rows`' device.
+pub(crate) fn gather_rows_via_bytes<C: Communicator + ?Sized>(comm: &C, rows: &Tensor) -> Result<Tensor> {
+    let dims = rows.dims().to_vec();
+    let mine = rows.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut values = Vec::new();
+    let mut n = 0;
+    for part in comm.all_gather_bytes(&f32_bytes(&mine))? {
+        let v = f32s(&part)?;
+        let row: usize = dims[1..].iter().product();
+        n += v.len().checked_div(row).unwrap_or(0);
+        values.extend(v);
+    }
+    let mut shape = dims;
+    if let Some(first) = shape.first_mut() {
+        *first = n;
+    }
+    Ok(Tensor::from_vec(values, shape, rows.device())?)
 }
 
 /// A shared communicator.

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 
 use crate::data::Dataset;
-use crate::dist::{agree, f32_bytes, f32s, f64_bytes, f64s, share, Communicator};
+use crate::dist::{agree, f64_bytes, f64s, share, Communicator};
 use crate::engine::CondenseSettings;
 use crate::logging::MetricLogger;
 use crate::rng::derive_seed;
@@ -81,26 +81,13 @@ fn sample_indices(by_class: &[Vec<usize>], rng: &mut Rng, c: usize, n: usize) ->
     members
 }
 
-/// Gathers rows of f32 tensors across ranks for a matcher ([`Exchange`]).
+/// Gathers rows of f32 tensors across ranks for a matcher ([`Exchange`]): the communicator's
+/// own gather (host bytes, or device buffers under NCCL).
 struct CommExchange<'a>(&'a dyn Communicator);
 
 impl Exchange for CommExchange<'_> {
     fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor> {
-        let dims = rows.dims().to_vec();
-        let mine = rows.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let mut values = Vec::new();
-        let mut n = 0;
-        for part in self.0.all_gather_bytes(&f32_bytes(&mine))? {
-            let v = f32s(&part)?;
-            let row: usize = dims[1..].iter().product();
-            n += v.len().checked_div(row).unwrap_or(0);
-            values.extend(v);
-        }
-        let mut shape = dims;
-        if let Some(first) = shape.first_mut() {
-            *first = n;
-        }
-        Ok(Tensor::from_vec(values, shape, rows.device())?)
+        self.0.all_gather_rows(rows)
     }
 }
 

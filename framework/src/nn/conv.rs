@@ -13,16 +13,25 @@
 //! Each is linear in both arguments and the three are adjoints of each other
 //! (`<B(g, w), u> = <g, A(u, w)> = <C(g, u), w>`), so the backward of each is written with the
 //! other two and the set is closed under differentiation. With `CANDLE_GRAD_DO_NOT_DETACH=1`
-//! second-order gradients flow through them (CANDLE_NOTES 1). Off the CPU, or for dtypes other
-//! than f32/f64, [`conv2d`] falls back to candle's `Tensor::conv2d`.
+//! second-order gradients flow through them (CANDLE_NOTES 1).
+//!
+//! On an NVIDIA GPU, in a build with the `cudnn` feature, the same three ops run on cuDNN's
+//! forward, backward-data and backward-filter calls (`conv_cudnn.rs`), so the family stays
+//! closed under differentiation there too. Elsewhere (no `cudnn`, `CAFE_CUDA_CONV=candle`,
+//! other devices, dtypes other than f32/f64) [`conv2d`] falls back to candle's `Tensor::conv2d`.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+#[cfg(feature = "cudnn")]
+use candle_core::CudaStorage;
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
 use super::backward_graph::settle;
 use super::channel_op::channel_sum;
 use super::conv_cpu::{correlate, correlate_weight_grad};
+#[cfg(feature = "cudnn")]
+use super::conv_cudnn::{self, Op};
 use super::conv_geometry::Geometry;
 use super::cpu_op::{native, run2, run3, to_candle, Elem, Kernel2, Kernel3};
+use crate::gpu::{conv_path, ConvPath};
 use crate::{Error, Result};
 
 /// 2-D convolution without dilation or groups, as PyTorch's `F.conv2d(x, w, stride=stride,
@@ -60,7 +69,13 @@ pub fn conv2d_with_bias(
         }
     }
     if !native(x) {
-        let y = x.conv2d(w, padding, stride, 1, 1)?;
+        // On cuDNN the bias is a broadcast add (its gradient candle's sum): one more pass over
+        // the output, against PyTorch's cuDNN path, which adds it in a separate kernel too.
+        let y = if on_cudnn(x) {
+            apply(x, w, Forward(geo))?
+        } else {
+            x.conv2d(w, padding, stride, 1, 1)?
+        };
         return Ok(match bias {
             Some(b) => y.broadcast_add(&b.reshape((1, geo.o, 1, 1))?)?,
             None => y,
@@ -72,6 +87,29 @@ pub fn conv2d_with_bias(
             .apply_op3(&w.contiguous()?, &b.contiguous()?, ForwardBias(geo))?),
         None => apply(x, w, Forward(geo)),
     }
+}
+
+/// True when the family's ops run on cuDNN for `x`: a GPU tensor of f32 or f64 in a build with
+/// the `cudnn` feature, unless `CAFE_CUDA_CONV=candle`.
+fn on_cudnn(x: &Tensor) -> bool {
+    cfg!(feature = "cudnn")
+        && x.device().is_cuda()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && conv_path() == ConvPath::Cudnn
+}
+
+/// Runs one op of the family on cuDNN: `result` is its output shape.
+#[cfg(feature = "cudnn")]
+fn on_gpu(
+    op: Op,
+    g: Geometry,
+    batch: usize,
+    a: (&CudaStorage, &Layout),
+    b: (&CudaStorage, &Layout),
+    result: Shape,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let out = conv_cudnn::run(op, g, batch, a, b, result.elem_count(), crate::gpu::precision())?;
+    Ok((out, result))
 }
 
 /// Applies one op of the family to contiguous operands (the kernels read plain slices).
@@ -122,6 +160,27 @@ impl CustomOp2 for Forward {
         let n = expect(l1, "input", [None, Some(g.c), Some(g.h), Some(g.w)])?;
         expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
         Ok((run2(self, s1, l1, s2, l2)?, Shape::from((n, g.o, g.out_h, g.out_w))))
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let g = self.0;
+        let n = expect(l1, "input", [None, Some(g.c), Some(g.h), Some(g.w)])?;
+        expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
+        on_gpu(
+            Op::Forward,
+            g,
+            n,
+            (s1, l1),
+            (s2, l2),
+            Shape::from((n, g.o, g.out_h, g.out_w)),
+        )
     }
 
     fn bwd(
@@ -222,6 +281,20 @@ impl CustomOp2 for InputGrad {
         Ok((run2(self, s1, l1, s2, l2)?, Shape::from((n, g.c, g.h, g.w))))
     }
 
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let g = self.0;
+        let n = expect(l1, "output gradient", [None, Some(g.o), Some(g.out_h), Some(g.out_w)])?;
+        expect(l2, "kernel", [Some(g.o), Some(g.c), Some(g.k), Some(g.k)])?;
+        on_gpu(Op::InputGrad, g, n, (s1, l1), (s2, l2), Shape::from((n, g.c, g.h, g.w)))
+    }
+
     /// `d <B(g, w), u> = <dg, A(u, w)> + <C(g, u), dw>`.
     fn bwd(
         &self,
@@ -263,6 +336,27 @@ impl CustomOp2 for WeightGrad {
         let n = expect(l1, "output gradient", [None, Some(g.o), Some(g.out_h), Some(g.out_w)])?;
         expect(l2, "input", [Some(n), Some(g.c), Some(g.h), Some(g.w)])?;
         Ok((run2(self, s1, l1, s2, l2)?, Shape::from((g.o, g.c, g.k, g.k))))
+    }
+
+    #[cfg(feature = "cudnn")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let g = self.0;
+        let n = expect(l1, "output gradient", [None, Some(g.o), Some(g.out_h), Some(g.out_w)])?;
+        expect(l2, "input", [Some(n), Some(g.c), Some(g.h), Some(g.w)])?;
+        on_gpu(
+            Op::WeightGrad,
+            g,
+            n,
+            (s1, l1),
+            (s2, l2),
+            Shape::from((g.o, g.c, g.k, g.k)),
+        )
     }
 
     /// `d <C(g, x), v> = <dg, A(x, v)> + <B(g, v), dx>`.

@@ -42,6 +42,14 @@ pub enum ConvAlgorithm {
 impl ConvAlgorithm {
     /// The accepted names, as `CAFE_CONV` takes them.
     pub const NAMES: [&'static str; 3] = ["auto", "winograd", "im2col"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Winograd => "winograd",
+            Self::Im2col => "im2col",
+        }
+    }
 }
 
 impl FromStr for ConvAlgorithm {
@@ -90,6 +98,11 @@ thread_local! {
 /// The algorithm in force on this thread.
 pub(crate) fn current() -> ConvAlgorithm {
     OVERRIDE.with(Cell::get).unwrap_or_else(process_default)
+}
+
+/// The name of the algorithm in force on this thread, for results.json.
+pub(crate) fn current_name() -> &'static str {
+    current().name()
 }
 
 /// Runs `f` with `algorithm` for the convolutions it starts on this thread (the kernels

@@ -8,7 +8,7 @@ use super::cpu_op::Elem;
 use crate::{Error, Result};
 
 /// The shapes one convolution was called with; every op of the family carries it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Geometry {
     pub c: usize,
     pub h: usize,

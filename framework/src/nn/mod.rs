@@ -9,6 +9,8 @@ mod channel_op;
 pub mod conv;
 pub mod conv_algorithm;
 mod conv_cpu;
+#[cfg(feature = "cudnn")]
+mod conv_cudnn;
 mod conv_geometry;
 pub mod conv_layer;
 mod conv_winograd;

@@ -12,6 +12,7 @@ use crate::data::{self, Dataset, LoadOptions};
 use crate::dist::{agree, Comm, Communicator};
 use crate::engine::{condense, RunControl};
 use crate::eval::{seal_test_set, DuringEval};
+use crate::gpu::compute_info;
 use crate::logging::{FanOut, MetricLogger, TensorBoardLogger};
 use crate::metrics::storage_of_safetensors;
 use crate::output::{save_grid_png, write_json};
@@ -335,6 +336,7 @@ fn condense_and_evaluate(
         storage,
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        compute: Some(compute_info(&run.device)),
         validation_curve: during.map(|d| d.curve).unwrap_or_default(),
         selection,
         kd: evaluated.kd,
@@ -406,6 +408,7 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         storage: Some(storage_of_safetensors(synthetic)?),
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        compute: Some(compute_info(&run.device)),
         kd: evaluated.kd,
         ..Results::default()
     };
@@ -435,6 +438,7 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         evaluations,
         seconds: Some(started.elapsed().as_secs_f64()),
         peak_rss_mib: peak_rss_mib(),
+        compute: Some(compute_info(&run.device)),
         ..Results::default()
     };
     publish(&run.out, results, &opts)

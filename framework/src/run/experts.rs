@@ -10,7 +10,7 @@ use crate::traits::augmenter::Augmenter;
 use crate::trajectory::{default_store_dir, ExpertEntry, ExpertTrainer, ExpertsConfig, ExpertsSummary, TrajectoryKey};
 use crate::{Error, Result};
 
-use super::resolve::parse_device;
+use super::resolve::open_device;
 
 /// A plugin built from its choice, and the choice with every config key filled in.
 fn build<T: ?Sized + PluginKind>(choice: &PluginChoice) -> Result<(BuiltPlugin<T>, PluginChoice)> {
@@ -25,7 +25,7 @@ pub fn run_experts(config: &ExpertsConfig, quiet: bool, comm: &dyn Communicator)
     config.validate()?;
     let (arch, arch_choice) = build::<dyn Architecture>(&config.arch)?;
     let (augmenter, augment_choice) = build::<dyn Augmenter>(&config.augment)?;
-    let device = parse_device(&config.device)?;
+    let device = open_device(&config.device, config.precision)?;
     let ds = data::load_announced(
         config.dataset.name(),
         &LoadOptions::new(&config.data_dir, config.download, config.seed, config.zca),

@@ -18,5 +18,5 @@ pub use repeat::{
     aggregate, is_repeated_run, repeat_seeds, repeat_table, run_repeated, Aggregate, RepeatResults, RunEntry,
     REPEAT_COMMAND,
 };
-pub use resolve::{parse_device, resolve, ResolvedRun};
+pub use resolve::{open_device, parse_device, resolve, ResolvedRun};
 pub use results::{markdown_table, metrics_table, peak_rss_mib, print_table, CondensationSummary, Results};

@@ -67,6 +67,9 @@ pub struct RepeatResults {
     pub seconds: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// What computed the runs (the first run's `compute`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute: Option<crate::gpu::ComputeInfo>,
 }
 
 /// The seeds of `--runs K` (the configured seed and the K - 1 after it) or of `--seeds`.
@@ -168,6 +171,7 @@ pub fn run_repeated(config: &RunConfig, seeds: &[u64], opts: RunOptions) -> Resu
         runs,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
+        compute: first.compute.clone(),
     };
     let table = repeat_table(&results);
     on_root(comm.as_ref(), || {

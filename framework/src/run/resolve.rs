@@ -41,6 +41,27 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
 }
 
+/// The device named by `--device`, set up for a run: on a GPU, freed memory stays in the
+/// device's pool for reuse ([`crate::gpu::memory::keep_freed_memory`]) and every later
+/// convolution of the process rounds as `precision` says ([`crate::gpu::set_precision`]).
+/// TF32 is refused off a GPU: the CPU computes f32 in FP32 only, and a results.json saying
+/// `tf32` for a CPU run would misreport it.
+pub fn open_device(name: &str, precision: crate::gpu::Precision) -> Result<Device> {
+    let device = parse_device(name)?;
+    if precision == crate::gpu::Precision::Tf32 && !device.is_cuda() {
+        return Err(Error::invalid(
+            "precision",
+            precision.name(),
+            format!(
+                "tf32 applies to convolutions on an NVIDIA GPU (--device cuda), not on {name}, which computes fp32"
+            ),
+        ));
+    }
+    crate::gpu::set_precision(precision);
+    crate::gpu::memory::keep_freed_memory(&device)?;
+    Ok(device)
+}
+
 /// A run whose plugins are built and whose every setting is resolved.
 pub struct ResolvedRun {
     pub config: RunConfig,
@@ -110,7 +131,7 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
     if let Some(eps) = config.zca {
         crate::data::check_zca_eps(eps)?;
     }
-    let device = parse_device(&config.device)?;
+    let device = open_device(&config.device, config.precision)?;
     let out = config.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "{}-{}-{}-ipc{}-seed{}",

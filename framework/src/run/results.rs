@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::{Evaluation, KdSummary, Selection, ValPoint};
+use crate::gpu::ComputeInfo;
 use crate::metrics::{FairMetrics, Storage};
 
 use crate::output::{write_atomic, write_json};
@@ -37,6 +38,9 @@ pub struct Results {
     /// Peak resident memory of the process so far (Linux `VmHWM`), MiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// What computed the run: the device, the GPU, the convolutions' path and precision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeInfo>,
     /// Validation accuracy during condensation (`--eval-every`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub validation_curve: Vec<ValPoint>,

@@ -30,6 +30,10 @@ pub struct ExpertsConfig {
     pub zca: Option<f64>,
     /// `cpu` or `cuda[:N]`.
     pub device: String,
+    /// How f32 convolutions round on a GPU (`fp32` or `tf32`, [`crate::gpu::Precision`]); like
+    /// the device, not part of what a trajectory is. Left out of the files when fp32.
+    #[serde(skip_serializing_if = "crate::gpu::Precision::is_fp32")]
+    pub precision: crate::gpu::Precision,
     /// The expert network: `ConvNet` (`buffer.py` line 114), i.e. DC's default ConvNet.
     pub arch: PluginChoice,
     /// Augmentation of every training batch: DSA with `color_crop_cutout_flip_scale_rotate`,
@@ -71,6 +75,7 @@ impl Default for ExpertsConfig {
             download: false,
             zca: None,
             device: "cpu".into(),
+            precision: crate::gpu::Precision::Fp32,
             arch: PluginChoice::named("convnet"),
             augment: PluginChoice::named("dsa"),
             num_experts: 100,
@@ -138,13 +143,21 @@ impl ExpertsConfig {
     }
 
     /// The settings that shape a trajectory: all but how many experts there are, where they
-    /// live, where the data comes from, the device and how much is tested. Two runs that agree
+    /// live, where the data comes from, the device and its precision and how much is tested. Two runs that agree
     /// on these produce the same expert `k`, so a store can be resumed or extended with more
     /// experts.
     pub fn trajectory_settings(&self) -> Result<Value> {
         let mut value = serde_json::to_value(self).map_err(|e| Error::Other(e.to_string()))?;
         if let Value::Object(m) = &mut value {
-            for key in ["num_experts", "test_limit", "out", "data_dir", "download", "device"] {
+            for key in [
+                "num_experts",
+                "test_limit",
+                "out",
+                "data_dir",
+                "download",
+                "device",
+                "precision",
+            ] {
                 m.remove(key);
             }
         }
