@@ -441,7 +441,9 @@ impl cafe_framework::Augmenter for CountingAugmenter {
 fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
     // DatasetCondensation utils.py:351 `for ep in range(Epoch+1)`: E + 1 epochs; here one batch
     // per epoch (20 images, batch 256), so the augmenter runs E + 1 times per network.
-    use cafe_framework::eval::{evaluate_set, ArchPlan, Augmentation, EvalJob, Schedule, TrainRecipe, TrainingSet};
+    use cafe_framework::eval::{
+        evaluate_set, ArchPlan, Augmentation, EvalJob, OptimizerKind, Schedule, TrainRecipe, TrainingSet,
+    };
     use cafe_framework::synthetic::class_major_labels;
     use std::sync::Arc;
     let ds = cafe_tests::blob_dataset(10, 4, cafe_framework::ImageShape::new(1, 8, 8), 1);
@@ -472,6 +474,7 @@ fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
             nets: 2,
             parallel: 1,
             schedule: Schedule::ReferenceStep,
+            optimizer: OptimizerKind::Sgd,
         },
     };
     let job = EvalJob {

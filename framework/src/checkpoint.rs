@@ -34,6 +34,17 @@ pub struct CheckpointState {
     /// `learned_velocity.<name>`). Absent in checkpoints from before learned extras.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learned: Vec<String>,
+    /// Steps the image optimiser took (Adam's bias correction counts them); absent for SGD.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub image_steps: usize,
+    /// Names of the image optimiser's state buffers other than SGD's momentum (their tensors
+    /// are `image_opt.<name>`), in order; absent for SGD.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_state: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A learned extra of the synthetic set (e.g. MTT's step size) and its optimiser's momentum.
@@ -49,6 +60,9 @@ pub struct LearnedCheckpoint {
 pub struct Checkpoint {
     pub images: Tensor,
     pub velocity: Option<Tensor>,
+    /// The state of an image optimiser other than SGD (Adam's moments), by name; None entries
+    /// (before its first step) are left out of the file and come back as None.
+    pub image_state: Vec<(String, Option<Tensor>)>,
     pub learned: Vec<LearnedCheckpoint>,
     pub state: CheckpointState,
 }
@@ -69,6 +83,11 @@ impl Checkpoint {
         if let Some(v) = &self.velocity {
             named.push(("velocity".to_string(), v));
         }
+        for (name, t) in &self.image_state {
+            if let Some(t) = t {
+                named.push((format!("image_opt.{name}"), t));
+            }
+        }
         for l in &self.learned {
             named.push((format!("learned.{}", l.name), &l.value));
             if let Some(v) = &l.velocity {
@@ -87,6 +106,7 @@ impl Checkpoint {
             .collect::<Result<Vec<_>>>()?;
         let mut state = self.state.clone();
         state.learned = self.learned.iter().map(|l| l.name.clone()).collect();
+        state.image_state = self.image_state.iter().map(|(n, _)| n.clone()).collect();
         // One metadata key only: safetensors keeps metadata in a HashMap, and a single key
         // serialises the same way every time.
         let state = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
@@ -140,9 +160,15 @@ impl Checkpoint {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let image_state = state
+            .image_state
+            .iter()
+            .map(|name| Ok((name.clone(), tensor(&format!("image_opt.{name}"))?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             images,
             velocity: tensor("velocity")?,
+            image_state,
             learned,
             state,
         })

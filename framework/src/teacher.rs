@@ -1,6 +1,16 @@
-//! A teacher network: trained once on the real training set, then frozen; its file format
-//! (`teacher.safetensors`: the parameters in the network's order as `param.NNNN`, f32, with
-//! `format`, `dataset` and the `teacher` record as metadata) and what is known of it.
+//! A teacher network: trained once on the real training set, then frozen; its file format and
+//! what is known of it. One format serves the KD evaluation's teacher (`teacher.safetensors`
+//! of a `--kd` run) and the frozen teacher of the decoupled methods (`cafe-lab teacher`, read
+//! by SRe2L's recovery and RDED's selection, and by their soft-label evaluation).
+//!
+//! The file: the parameters in the network's order as `param.NNNN`, f32; the running
+//! statistics of its BatchNorm layers, in forward order, as `bn.NNNN.running_mean` and
+//! `bn.NNNN.running_var` (buffers, not parameters, but what a BatchNorm network computes with in
+//! evaluation mode, and what SRe2L matches); metadata `format`, `dataset`, the `teacher` record
+//! and `arch_config` (the architecture's resolved settings, so that a teacher of another
+//! configuration is refused by name). Files from before the running statistics were kept have
+//! the same `format`: a network without BatchNorm reads them as before, and a BatchNorm one is
+//! refused, since its running statistics would be PyTorch's initial mean 0 and variance 1.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,6 +18,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::nn::RunningStats;
 use crate::output::write_atomic;
 use crate::rng::sub_rng;
 use crate::traits::architecture::{Architecture, Network};
@@ -16,11 +27,22 @@ use crate::{Error, ImageShape, Result};
 /// Value of a teacher file's `format` key.
 pub const TEACHER_FORMAT: &str = "cafe-lab teacher 1";
 
-/// The network a teacher file is loaded into: its architecture, registered name, input shape
-/// and classes.
+/// Where `cafe-lab teacher` saves a teacher of `arch` on `dataset` unless told otherwise, and
+/// where a method that needs one looks (`teachers/<dataset>-<arch>.safetensors`).
+pub fn default_teacher_path(dataset: &str, arch: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from("teachers").join(format!(
+        "{}-{}.safetensors",
+        dataset.to_ascii_lowercase(),
+        arch.to_ascii_lowercase()
+    ))
+}
+
+/// The network a teacher file is loaded into: its architecture, registered name, resolved
+/// settings (None: not checked), input shape and classes.
 pub struct TeacherArch<'a> {
     pub arch: &'a dyn Architecture,
     pub name: &'a str,
+    pub config: Option<&'a serde_json::Value>,
     pub shape: ImageShape,
     pub classes: usize,
 }
@@ -44,24 +66,48 @@ pub struct Teacher {
     pub info: TeacherInfo,
 }
 
-/// Saves the teacher's parameters (in the network's order) with its record as metadata.
+/// The name of BatchNorm layer `k`'s running statistic `what` (`running_mean`, `running_var`).
+fn bn_key(k: usize, what: &str) -> String {
+    format!("bn.{k:04}.{what}")
+}
+
+/// `t` as f32 little-endian bytes with its shape.
+fn f32_entry(name: String, t: &Tensor) -> Result<(String, Vec<usize>, Vec<u8>)> {
+    let t = t.to_dtype(DType::F32)?;
+    let data: Vec<u8> = t
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .flat_map(|x| x.to_le_bytes())
+        .collect();
+    Ok((name, t.dims().to_vec(), data))
+}
+
+/// Saves the teacher's parameters (in the network's order) and its BatchNorm layers' running
+/// statistics, with its record and `arch_config` (when given) as metadata.
 pub fn save_teacher(teacher: &Teacher, dataset: &str, path: &Path) -> Result<()> {
-    let params: Vec<(String, Vec<usize>, Vec<u8>)> = teacher
+    save_teacher_with(teacher, dataset, None, path)
+}
+
+/// [`save_teacher`], recording the architecture's resolved settings `arch_config`.
+pub fn save_teacher_with(
+    teacher: &Teacher,
+    dataset: &str,
+    arch_config: Option<&serde_json::Value>,
+    path: &Path,
+) -> Result<()> {
+    let mut params: Vec<(String, Vec<usize>, Vec<u8>)> = teacher
         .net
         .parameters()
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let t = v.as_tensor().to_dtype(DType::F32)?;
-            let data: Vec<u8> = t
-                .flatten_all()?
-                .to_vec1::<f32>()?
-                .iter()
-                .flat_map(|x| x.to_le_bytes())
-                .collect();
-            Ok((format!("param.{i:04}"), t.dims().to_vec(), data))
-        })
+        .map(|(i, v)| f32_entry(format!("param.{i:04}"), v.as_tensor()))
         .collect::<Result<_>>()?;
+    for (k, bn) in teacher.net.batch_norms().iter().enumerate() {
+        let stats = bn.running_stats()?;
+        params.push(f32_entry(bn_key(k, "running_mean"), &stats.mean)?);
+        params.push(f32_entry(bn_key(k, "running_var"), &stats.var)?);
+    }
     let views: Vec<(String, safetensors::tensor::TensorView)> = params
         .iter()
         .map(|(k, shape, data)| {
@@ -70,7 +116,7 @@ pub fn save_teacher(teacher: &Teacher, dataset: &str, path: &Path) -> Result<()>
                 .map_err(|e| Error::Other(format!("building safetensors view {k}: {e}")))
         })
         .collect::<Result<_>>()?;
-    let metadata: HashMap<String, String> = HashMap::from([
+    let mut metadata: HashMap<String, String> = HashMap::from([
         ("format".to_string(), TEACHER_FORMAT.to_string()),
         ("dataset".to_string(), dataset.to_string()),
         (
@@ -78,23 +124,29 @@ pub fn save_teacher(teacher: &Teacher, dataset: &str, path: &Path) -> Result<()>
             serde_json::to_string(&teacher.info).map_err(|e| Error::Other(e.to_string()))?,
         ),
     ]);
+    if let Some(config) = arch_config {
+        metadata.insert("arch_config".to_string(), config.to_string());
+    }
     let bytes = safetensors::serialize(views, &Some(metadata))
         .map_err(|e| Error::Other(format!("serialising the teacher: {e}")))?;
     write_atomic(path, &bytes)
 }
 
-/// Loads a teacher written by [`save_teacher`] into a fresh network of `arch`; refuses
-/// a file of another dataset or architecture.
-pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Device) -> Result<Teacher> {
+/// Loads a teacher written by [`save_teacher`] into a fresh network of `arch`; refuses a file
+/// of another dataset, architecture or configuration, or one that lacks the running statistics
+/// of a BatchNorm network, naming `setting` (the setting that gave the file).
+pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Device, setting: &str) -> Result<Teacher> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading teacher {}", path.display()), e))?;
-    let bad = |message: String| Error::invalid("eval.kd_teacher", path.display(), message);
+    let bad = |message: String| Error::invalid(setting, path.display(), message);
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let (_, meta) =
         safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let meta = meta.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(TEACHER_FORMAT) {
         return Err(bad(
-            "not a cafe-lab teacher (written by a run with --kd, as teacher.safetensors)".into(),
+            "not a cafe-lab teacher (written by `cafe-lab teacher`, or by a run with --kd as \
+             teacher.safetensors)"
+                .into(),
         ));
     }
     let mut info: TeacherInfo = serde_json::from_str(meta.get("teacher").map_or("", String::as_str))
@@ -107,24 +159,31 @@ pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Dev
     }
     if !info.arch.eq_ignore_ascii_case(arch.name) {
         return Err(bad(format!(
-            "it is a {}, the students are {}: give --eval-archs {} or another teacher",
+            "it is a {}; this run needs a {} teacher: give one of that architecture, or run on {}",
             info.arch, arch.name, info.arch
         )));
+    }
+    if let (Some(want), Some(have)) = (arch.config, meta.get("arch_config")) {
+        let have: serde_json::Value =
+            serde_json::from_str(have).map_err(|e| bad(format!("its 'arch_config' metadata is not JSON: {e}")))?;
+        if &have != want {
+            return Err(bad(format!(
+                "it is a {} with settings {have}, this run's {} has {want}: train a teacher of this \
+                 configuration (`cafe-lab teacher`), or run with the teacher's settings",
+                info.arch, arch.name
+            )));
+        }
     }
     let mut rng = sub_rng(0, &[0x7EAC_4E12]);
     let net = arch
         .arch
         .build(arch.shape, arch.classes, DType::F32, device, &mut rng)?;
-    let vars = net.parameters();
-    for (i, var) in vars.iter().enumerate() {
-        let view = st
-            .tensor(&format!("param.{i:04}"))
-            .map_err(|_| bad(format!("it has no parameter {i}; the network has {}", vars.len())))?;
-        if view.shape() != var.dims() {
+    let read = |name: &str, want: &[usize], what: &str| -> Result<Tensor> {
+        let view = st.tensor(name).map_err(|_| bad(format!("it has no {what}")))?;
+        if view.shape() != want {
             return Err(bad(format!(
-                "parameter {i} has shape {:?}, the network's is {:?} (another architecture configuration?)",
-                view.shape(),
-                var.dims()
+                "its {what} has shape {:?}, the network's is {want:?} (another architecture configuration?)",
+                view.shape()
             )));
         }
         let values: Vec<f32> = view
@@ -132,7 +191,42 @@ pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Dev
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        var.set(&Tensor::from_vec(values, view.shape(), device)?)?;
+        Ok(Tensor::from_vec(values, view.shape(), device)?)
+    };
+    let vars = net.parameters();
+    for (i, var) in vars.iter().enumerate() {
+        let what = format!("parameter {i} (the network has {})", vars.len());
+        var.set(&read(&format!("param.{i:04}"), var.dims(), &what)?)?;
+    }
+    if st.tensor(&format!("param.{:04}", vars.len())).is_ok() {
+        return Err(bad(format!(
+            "it holds more than the network's {} parameters (another architecture configuration?)",
+            vars.len()
+        )));
+    }
+    let bns = net.batch_norms();
+    for (k, bn) in bns.iter().enumerate() {
+        let c = bn.running_stats()?.mean.dims().to_vec();
+        if st.tensor(&bn_key(k, "running_mean")).is_err() {
+            return Err(bad(format!(
+                "it holds no running statistics for the network's {} BatchNorm layers (a file from \
+                 before cafe-lab kept them): evaluation mode would normalise with mean 0 and variance \
+                 1; train the teacher again",
+                bns.len()
+            )));
+        }
+        let what = |s: &str| format!("BatchNorm layer {k}'s {s}");
+        bn.set_running_stats(RunningStats {
+            mean: read(&bn_key(k, "running_mean"), &c, &what("running mean"))?,
+            var: read(&bn_key(k, "running_var"), &c, &what("running variance"))?,
+        })?;
+    }
+    if st.tensor(&bn_key(bns.len(), "running_mean")).is_ok() {
+        return Err(bad(format!(
+            "it holds running statistics of more BatchNorm layers than the network's {} (another \
+             architecture?)",
+            bns.len()
+        )));
     }
     info.source = path.display().to_string();
     Ok(Teacher { net, info })
