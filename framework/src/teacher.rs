@@ -12,15 +12,14 @@
 //! the same `format`: a network without BatchNorm reads them as before, and a BatchNorm one is
 //! refused, since its running statistics would be PyTorch's initial mean 0 and variance 1.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::nn::RunningStats;
-use crate::output::write_atomic;
 use crate::rng::sub_rng;
+use crate::tensor_file::{FileKind, TensorFile, TensorWriter};
 use crate::traits::architecture::{Architecture, Network};
 use crate::{Error, ImageShape, Result};
 
@@ -66,25 +65,18 @@ pub struct Teacher {
     pub info: TeacherInfo,
 }
 
+/// The name of parameter `i` in a teacher file.
+fn param_name(i: usize) -> String {
+    format!("param.{i:04}")
+}
+
 /// The name of BatchNorm layer `k`'s running statistic `what` (`running_mean`, `running_var`).
 fn bn_key(k: usize, what: &str) -> String {
     format!("bn.{k:04}.{what}")
 }
 
-/// `t` as f32 little-endian bytes with its shape.
-fn f32_entry(name: String, t: &Tensor) -> Result<(String, Vec<usize>, Vec<u8>)> {
-    let t = t.to_dtype(DType::F32)?;
-    let data: Vec<u8> = t
-        .flatten_all()?
-        .to_vec1::<f32>()?
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect();
-    Ok((name, t.dims().to_vec(), data))
-}
-
 /// Saves the teacher's parameters (in the network's order) and its BatchNorm layers' running
-/// statistics, with its record and `arch_config` (when given) as metadata.
+/// statistics, with its record as metadata.
 pub fn save_teacher(teacher: &Teacher, dataset: &str, path: &Path) -> Result<()> {
     save_teacher_with(teacher, dataset, None, path)
 }
@@ -96,78 +88,59 @@ pub fn save_teacher_with(
     arch_config: Option<&serde_json::Value>,
     path: &Path,
 ) -> Result<()> {
-    let mut params: Vec<(String, Vec<usize>, Vec<u8>)> = teacher
-        .net
-        .parameters()
-        .iter()
-        .enumerate()
-        .map(|(i, v)| f32_entry(format!("param.{i:04}"), v.as_tensor()))
-        .collect::<Result<_>>()?;
+    let mut file = TensorWriter::new("the teacher");
+    for (i, v) in teacher.net.parameters().iter().enumerate() {
+        file.f32(param_name(i), v.as_tensor())?;
+    }
     for (k, bn) in teacher.net.batch_norms().iter().enumerate() {
         let stats = bn.running_stats()?;
-        params.push(f32_entry(bn_key(k, "running_mean"), &stats.mean)?);
-        params.push(f32_entry(bn_key(k, "running_var"), &stats.var)?);
+        file.f32(bn_key(k, "running_mean"), &stats.mean)?;
+        file.f32(bn_key(k, "running_var"), &stats.var)?;
     }
-    let views: Vec<(String, safetensors::tensor::TensorView)> = params
-        .iter()
-        .map(|(k, shape, data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                .map(|v| (k.clone(), v))
-                .map_err(|e| Error::Other(format!("building safetensors view {k}: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    let mut metadata: HashMap<String, String> = HashMap::from([
-        ("format".to_string(), TEACHER_FORMAT.to_string()),
-        ("dataset".to_string(), dataset.to_string()),
-        (
-            "teacher".to_string(),
-            serde_json::to_string(&teacher.info).map_err(|e| Error::Other(e.to_string()))?,
-        ),
-    ]);
+    let info = serde_json::to_string(&teacher.info).map_err(|e| Error::Other(format!("the teacher's record: {e}")))?;
+    file.metadata("format", TEACHER_FORMAT)
+        .metadata("dataset", dataset)
+        .metadata("teacher", info);
     if let Some(config) = arch_config {
-        metadata.insert("arch_config".to_string(), config.to_string());
+        file.metadata("arch_config", config.to_string());
     }
-    let bytes = safetensors::serialize(views, &Some(metadata))
-        .map_err(|e| Error::Other(format!("serialising the teacher: {e}")))?;
-    write_atomic(path, &bytes)
+    file.write(path)
 }
 
 /// Loads a teacher written by [`save_teacher`] into a fresh network of `arch`; refuses a file
 /// of another dataset, architecture or configuration, or one that lacks the running statistics
 /// of a BatchNorm network, naming `setting` (the setting that gave the file).
 pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Device, setting: &str) -> Result<Teacher> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading teacher {}", path.display()), e))?;
-    let bad = |message: String| Error::invalid(setting, path.display(), message);
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let (_, meta) =
-        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
+    let mut file = TensorFile::open(path, FileKind::Teacher)?;
+    let meta = file.metadata().clone();
     if meta.get("format").map(String::as_str) != Some(TEACHER_FORMAT) {
-        return Err(bad(
-            "not a cafe-lab teacher (written by `cafe-lab teacher`, or by a run with --kd as \
-             teacher.safetensors)"
-                .into(),
-        ));
+        return Err(file.corrupt(format!(
+            "its 'format' metadata is {:?}, a cafe-lab teacher (written by `cafe-lab teacher`, or by \
+             a run with --kd as teacher.safetensors) says '{TEACHER_FORMAT}'",
+            meta.get("format")
+        )));
     }
     let mut info: TeacherInfo = serde_json::from_str(meta.get("teacher").map_or("", String::as_str))
-        .map_err(|e| bad(format!("its 'teacher' metadata does not fit: {e}")))?;
+        .map_err(|e| file.corrupt(format!("its 'teacher' metadata does not fit: {e}")))?;
+    // A readable teacher that does not fit this run: the setting is what should change.
+    let misfit = |message: String| Error::invalid(setting, path.display(), message);
     let file_dataset = meta.get("dataset").cloned().unwrap_or_default();
     if !file_dataset.eq_ignore_ascii_case(dataset) {
-        return Err(bad(format!(
+        return Err(misfit(format!(
             "it was trained on {file_dataset}, this run is on {dataset}"
         )));
     }
     if !info.arch.eq_ignore_ascii_case(arch.name) {
-        return Err(bad(format!(
+        return Err(misfit(format!(
             "it is a {}; this run needs a {} teacher: give one of that architecture, or run on {}",
             info.arch, arch.name, info.arch
         )));
     }
     if let (Some(want), Some(have)) = (arch.config, meta.get("arch_config")) {
         let have: serde_json::Value =
-            serde_json::from_str(have).map_err(|e| bad(format!("its 'arch_config' metadata is not JSON: {e}")))?;
+            serde_json::from_str(have).map_err(|e| file.corrupt(format!("its 'arch_config' metadata is not JSON: {e}")))?;
         if &have != want {
-            return Err(bad(format!(
+            return Err(misfit(format!(
                 "it is a {} with settings {have}, this run's {} has {want}: train a teacher of this \
                  configuration (`cafe-lab teacher`), or run with the teacher's settings",
                 info.arch, arch.name
@@ -178,37 +151,31 @@ pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Dev
     let net = arch
         .arch
         .build(arch.shape, arch.classes, DType::F32, device, &mut rng)?;
-    let read = |name: &str, want: &[usize], what: &str| -> Result<Tensor> {
-        let view = st.tensor(name).map_err(|_| bad(format!("it has no {what}")))?;
-        if view.shape() != want {
-            return Err(bad(format!(
+    let names: std::collections::BTreeSet<String> = file.names().map(str::to_string).collect();
+    let mut read = |name: &str, want: &[usize], what: &str| -> Result<candle_core::Tensor> {
+        let Some(found) = file.info(name) else {
+            return Err(misfit(format!("it has no {what}")));
+        };
+        if found.shape != want {
+            return Err(misfit(format!(
                 "its {what} has shape {:?}, the network's is {want:?} (another architecture configuration?)",
-                view.shape()
+                found.shape
             )));
         }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        Ok(Tensor::from_vec(values, view.shape(), device)?)
+        file.tensor_f32(name, device)
     };
     let vars = net.parameters();
     for (i, var) in vars.iter().enumerate() {
-        let what = format!("parameter {i} (the network has {})", vars.len());
-        var.set(&read(&format!("param.{i:04}"), var.dims(), &what)?)?;
-    }
-    if st.tensor(&format!("param.{:04}", vars.len())).is_ok() {
-        return Err(bad(format!(
-            "it holds more than the network's {} parameters (another architecture configuration?)",
-            vars.len()
-        )));
+        if !names.contains(&param_name(i)) {
+            return Err(misfit(format!("it has no parameter {i}; the network has {}", vars.len())));
+        }
+        var.set(&read(&param_name(i), var.dims(), &format!("parameter {i}"))?)?;
     }
     let bns = net.batch_norms();
     for (k, bn) in bns.iter().enumerate() {
         let c = bn.running_stats()?.mean.dims().to_vec();
-        if st.tensor(&bn_key(k, "running_mean")).is_err() {
-            return Err(bad(format!(
+        if !names.contains(&bn_key(k, "running_mean")) {
+            return Err(misfit(format!(
                 "it holds no running statistics for the network's {} BatchNorm layers (a file from \
                  before cafe-lab kept them): evaluation mode would normalise with mean 0 and variance \
                  1; train the teacher again",
@@ -221,8 +188,14 @@ pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Dev
             var: read(&bn_key(k, "running_var"), &c, &what("running variance"))?,
         })?;
     }
-    if st.tensor(&bn_key(bns.len(), "running_mean")).is_ok() {
-        return Err(bad(format!(
+    if names.contains(&param_name(vars.len())) {
+        return Err(misfit(format!(
+            "it holds more than the network's {} parameters (another architecture configuration?)",
+            vars.len()
+        )));
+    }
+    if names.contains(&bn_key(bns.len(), "running_mean")) {
+        return Err(misfit(format!(
             "it holds running statistics of more BatchNorm layers than the network's {} (another \
              architecture?)",
             bns.len()

@@ -1,13 +1,17 @@
 //! SRe2L's BatchNorm-statistics loss and the recording of what each BatchNorm layer sees: the
 //! value against a computation by hand, the gradient w.r.t. the input pixels against central
 //! finite differences in f64 (through two BatchNorm layers in evaluation mode and a conv
-//! between them, as a teacher runs in recovery), and what a training-mode pass records.
+//! between them, as a teacher runs in recovery), what a training-mode pass records, and a
+//! property over random batches: the loss is never negative, does not depend on the order of
+//! the batch, vanishes exactly where the running statistics are the batch's own, and scales
+//! with `first_multiplier` on the first layer's term only.
 
 use cafe_framework::nn::{record_batch_norms, relu, BatchNorm2d, Conv2d, Conv2dConfig, RunningStats};
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::train::bn_statistics_loss;
 use cafe_framework::{Mode, Result};
 use candle_core::{DType, Device, Tensor, Var};
+use proptest::prelude::*;
 
 mod support;
 use support::{finite_differences, randn, values};
@@ -131,4 +135,52 @@ fn a_training_pass_records_the_running_statistics_before_it_moves_them() -> Resu
     })?;
     assert!(outer.is_empty());
     Ok(())
+}
+
+/// The loss of one Eval pass through `bn1` then `bn2` (times 2 between them) on `x`.
+fn two_layer_loss(x: &Tensor, bn1: &BatchNorm2d, bn2: &BatchNorm2d, first: f64) -> Result<f64> {
+    let (_, records) = record_batch_norms(|| {
+        let y = bn1.forward(x, Mode::Eval)?;
+        bn2.forward(&(y * 2.0)?, Mode::Eval)
+    })?;
+    Ok(bn_statistics_loss(&records, first)?.to_scalar::<f64>()?)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_loss_is_nonnegative_order_free_zero_at_the_batch_moments_and_weights_the_first_layer(
+        seed in 0u64..1_000_000, n in 1usize..5, c in 1usize..4, hw in 1usize..4,
+        running in proptest::collection::vec((-1.0f64..1.0, 0.1f64..2.0), 3),
+        first in 0.0f64..20.0,
+    ) {
+        let mut rng = rng_from_seed(seed);
+        let dims = [n, c, hw, hw];
+        let x = randn(&dims, &mut rng)?;
+        let (rm, rv): (Vec<f64>, Vec<f64>) = running[..c].iter().copied().unzip();
+        let bn1 = batch_norm(c, &rm, &rv)?;
+        let bn2 = batch_norm(c, &rv, &rm.iter().map(|m| m.abs() + 0.5).collect::<Vec<_>>())?;
+        let loss = two_layer_loss(&x, &bn1, &bn2, first)?;
+        prop_assert!(loss >= 0.0 && loss.is_finite(), "loss {loss}");
+        // The batch in reverse order: the same moments, the same loss up to rounding.
+        let rows: Vec<u32> = (0..n as u32).rev().collect();
+        let reversed = x.index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
+        let again = two_layer_loss(&reversed, &bn1, &bn2, first)?;
+        prop_assert!((loss - again).abs() <= 1e-12 * loss.max(1.0), "{loss} vs {again}");
+        // Running statistics set to the batch's own moments: that layer's term is 0.
+        let mo = moments(&values(&x)?, &dims);
+        let own = batch_norm(
+            c,
+            &mo.iter().map(|m| m.0).collect::<Vec<_>>(),
+            &mo.iter().map(|m| m.1).collect::<Vec<_>>(),
+        )?;
+        let (_, records) = record_batch_norms(|| own.forward(&x, Mode::Eval))?;
+        let zero = bn_statistics_loss(&records, first)?.to_scalar::<f64>()?;
+        prop_assert!(zero.abs() < 1e-7, "own moments give {zero}");
+        // The multiplier acts on the first layer's term only: loss(m) = m a + b.
+        let (l0, l1) = (two_layer_loss(&x, &bn1, &bn2, 0.0)?, two_layer_loss(&x, &bn1, &bn2, 1.0)?);
+        let want = first * (l1 - l0) + l0;
+        prop_assert!((loss - want).abs() <= 1e-10 * loss.max(1.0), "{loss} vs {want}");
+    }
 }

@@ -17,13 +17,13 @@ use crate::engine::bilevel::{stream, IterationLoop};
 use crate::logging::MetricLogger;
 use crate::output::image_grid;
 use crate::rng::sub_rng;
-use crate::synthetic::{check_ipc, SyntheticSet};
+use crate::synthetic::{check_ipc, Init, SyntheticSet};
 use crate::teacher::Teacher;
 use crate::train::{Adam, AdamConfig, Decay, Optimizer, Sgd};
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
 use crate::traits::image_update::{ImageOptimizerKind, ImageUpdate};
-use crate::traits::matcher::{Init, Matcher, PrepareContext};
+use crate::traits::matcher::{Matcher, PrepareContext};
 use crate::traits::scheduler::{IterationReport, Scheduler};
 use crate::{Error, Result};
 
