@@ -44,9 +44,19 @@ fn every_protocol_parses_resolves_and_cites_a_reference_line_for_each_setting() 
     cafe_plugins::link();
     let all = protocols().unwrap();
     let names: Vec<&str> = all.keys().map(String::as_str).collect();
-    assert_eq!(names, ["cafe", "cafe-dsa", "dc", "dm", "dsa", "mtt"]);
+    assert_eq!(names, ["cafe", "cafe-dsa", "dc", "dm", "dsa", "mtt", "rded", "sre2l"]);
+    // The decoupled protocols need their teacher's file to exist before any work; resolving
+    // only checks that it is there (the run reads it).
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher.safetensors");
+    std::fs::write(&teacher, b"resolve only checks the file exists").unwrap();
+    let teacher = teacher.to_str().unwrap();
     for name in names {
-        let config = config_of(&["--protocol", name]);
+        let config = if matches!(name, "rded" | "sre2l") {
+            config_of(&["--protocol", name, "--teacher", teacher])
+        } else {
+            config_of(&["--protocol", name])
+        };
         assert_eq!(config.protocol.as_deref(), Some(name));
         resolve(&config).unwrap_or_else(|e| panic!("protocol {name} does not resolve: {e}"));
     }
