@@ -137,8 +137,8 @@ pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Dev
         )));
     }
     if let (Some(want), Some(have)) = (arch.config, meta.get("arch_config")) {
-        let have: serde_json::Value =
-            serde_json::from_str(have).map_err(|e| file.corrupt(format!("its 'arch_config' metadata is not JSON: {e}")))?;
+        let have: serde_json::Value = serde_json::from_str(have)
+            .map_err(|e| file.corrupt(format!("its 'arch_config' metadata is not JSON: {e}")))?;
         if &have != want {
             return Err(misfit(format!(
                 "it is a {} with settings {have}, this run's {} has {want}: train a teacher of this \
@@ -167,7 +167,10 @@ pub fn load_teacher(arch: &TeacherArch, dataset: &str, path: &Path, device: &Dev
     let vars = net.parameters();
     for (i, var) in vars.iter().enumerate() {
         if !names.contains(&param_name(i)) {
-            return Err(misfit(format!("it has no parameter {i}; the network has {}", vars.len())));
+            return Err(misfit(format!(
+                "it has no parameter {i}; the network has {}",
+                vars.len()
+            )));
         }
         var.set(&read(&param_name(i), var.dims(), &format!("parameter {i}"))?)?;
     }
