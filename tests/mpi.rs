@@ -205,7 +205,7 @@ fn a_rank_killed_mid_run_ends_the_job_and_its_checkpoint_resumes_on_another_worl
     if is_root() {
         cmd.arg("--allow-run-as-root");
     }
-    let mut job = cmd
+    let job = cmd
         .args(["--bind-to", "none", "-np", "2"])
         .arg(&binary)
         .args(&args)

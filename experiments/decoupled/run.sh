@@ -8,9 +8,11 @@ set -eu
 BIN=${BIN:-./target/release/cafe-lab}
 OUT=${OUT:-runs/decoupled}
 mkdir -p "$OUT"
-T="$OUT/teacher-fashion-mnist-convnetbn-w32.safetensors"
-[ -f "$T" ] || $BIN teacher --dataset fashion-mnist --epochs 2 --set arch.width=32 --out "$T"
-small="--dataset fashion-mnist --arch convnetbn --set arch.width=32 --teacher $T --ipc 1 --seed 0
-       --eval-nets 3 --eval-epochs 50 --set eval.kd_recipe.epochs=50 --test-limit 2000 --quiet"
+T="$OUT/teacher-fashion-mnist-convnetbn-w${WIDTH:-32}.safetensors"
+[ -f "$T" ] || $BIN teacher --dataset fashion-mnist --epochs ${EPOCHS:-2} --set arch.width=${WIDTH:-32} --out "$T"
+small="--dataset fashion-mnist --arch convnetbn --set arch.width=${WIDTH:-32} --teacher $T --ipc 1 --seed 0
+       --eval-nets 3 --eval-epochs 300 --test-limit 2000 --quiet"
+# The soft-label students keep the protocols' epochs (sre2l 400: relabel_cifar.sh:2; rded 300:
+# the cr5 script's --re-epochs 300).
 $BIN --matcher sre2l $small --iterations 200 --out "$OUT/sre2l-ipc1"
 $BIN --matcher rded $small --set matcher.mipc=100 --out "$OUT/rded-ipc1"

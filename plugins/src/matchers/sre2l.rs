@@ -121,8 +121,8 @@ impl Sre2l {
     /// moves to `i + shift` mod the size.
     fn roll(x: &Tensor, dy: usize, dx: usize) -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
-        let x = if dy % h == 0 { x.clone() } else { x.roll(dy as i32, 2)? };
-        Ok(if dx % w == 0 { x } else { x.roll(dx as i32, 3)? })
+        let x = if dy.is_multiple_of(h) { x.clone() } else { x.roll(dy as i32, 2)? };
+        Ok(if dx.is_multiple_of(w) { x } else { x.roll(dx as i32, 3)? })
     }
 
     /// `x` mirrored along its width.
