@@ -121,7 +121,11 @@ impl Sre2l {
     /// moves to `i + shift` mod the size.
     fn roll(x: &Tensor, dy: usize, dx: usize) -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
-        let x = if dy.is_multiple_of(h) { x.clone() } else { x.roll(dy as i32, 2)? };
+        let x = if dy.is_multiple_of(h) {
+            x.clone()
+        } else {
+            x.roll(dy as i32, 2)?
+        };
         Ok(if dx.is_multiple_of(w) { x } else { x.roll(dx as i32, 3)? })
     }
 
