@@ -106,7 +106,7 @@ fn teacher_is_recorded_saved_and_loaded_back_exactly() {
         &["--kd-teacher", file.to_str().unwrap(), "--eval-archs", "mlp"],
     )
     .unwrap_err();
-    assert!(e.contains("it is a convnet, the students are mlp"), "{e}");
+    assert!(e.contains("it is a convnet; this run needs a mlp teacher"), "{e}");
     let e = condense(
         &tmp.path().join("d"),
         &["--kd-teacher", "/nonexistent/teacher.safetensors"],

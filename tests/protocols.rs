@@ -44,9 +44,19 @@ fn every_protocol_parses_resolves_and_cites_a_reference_line_for_each_setting() 
     cafe_plugins::link();
     let all = protocols().unwrap();
     let names: Vec<&str> = all.keys().map(String::as_str).collect();
-    assert_eq!(names, ["cafe", "cafe-dsa", "dc", "dm", "dsa", "mtt"]);
+    assert_eq!(names, ["cafe", "cafe-dsa", "dc", "dm", "dsa", "mtt", "rded", "sre2l"]);
+    // The decoupled protocols need their teacher's file to exist before any work; resolving
+    // only checks that it is there (the run reads it).
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher.safetensors");
+    std::fs::write(&teacher, b"resolve only checks the file exists").unwrap();
+    let teacher = teacher.to_str().unwrap();
     for name in names {
-        let config = config_of(&["--protocol", name]);
+        let config = if matches!(name, "rded" | "sre2l") {
+            config_of(&["--protocol", name, "--teacher", teacher])
+        } else {
+            config_of(&["--protocol", name])
+        };
         assert_eq!(config.protocol.as_deref(), Some(name));
         resolve(&config).unwrap_or_else(|e| panic!("protocol {name} does not resolve: {e}"));
     }
@@ -441,7 +451,9 @@ impl cafe_framework::Augmenter for CountingAugmenter {
 fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
     // DatasetCondensation utils.py:351 `for ep in range(Epoch+1)`: E + 1 epochs; here one batch
     // per epoch (20 images, batch 256), so the augmenter runs E + 1 times per network.
-    use cafe_framework::eval::{evaluate_set, ArchPlan, Augmentation, EvalJob, Schedule, TrainRecipe, TrainingSet};
+    use cafe_framework::eval::{
+        evaluate_set, ArchPlan, Augmentation, EvalJob, OptimizerKind, Schedule, TrainRecipe, TrainingSet,
+    };
     use cafe_framework::synthetic::class_major_labels;
     use std::sync::Arc;
     let ds = cafe_tests::blob_dataset(10, 4, cafe_framework::ImageShape::new(1, 8, 8), 1);
@@ -472,6 +484,7 @@ fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
             nets: 2,
             parallel: 1,
             schedule: Schedule::ReferenceStep,
+            optimizer: OptimizerKind::Sgd,
         },
     };
     let job = EvalJob {

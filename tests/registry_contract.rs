@@ -1,13 +1,18 @@
 //! Contract tests over every registered plugin: a plugin is tested the day it is registered.
-//! Names, lookups, and for each matcher (prepared as the engine prepares it): finite
-//! non-negative loss, a gradient of the synthetic set's shape that reaches the pixels, a gradient
-//! for each learned extra it declares and none it did not, determinism; each scheduler drives a loop; each
-//! augmenter keeps shapes and is deterministic under a seed.
+//! Names, lookups, and for each matcher (prepared as the engine prepares it, with a frozen
+//! BatchNorm teacher for those that ask for one): finite non-negative loss, a gradient of the
+//! synthetic set's shape that reaches the pixels, a gradient for each learned extra it declares
+//! and none it did not, determinism; a matcher that takes no step (0 iterations by default)
+//! makes a set of the right shape in `initialise`, the same twice, and refuses iterations;
+//! each scheduler drives a loop; each augmenter keeps shapes and is deterministic under a seed.
 
 use cafe_framework::data::Dataset;
 use cafe_framework::registry::{find, names, plugins};
 use cafe_framework::rng::rng_from_seed;
 use cafe_framework::synthetic::SyntheticSet;
+use std::sync::Arc;
+
+use cafe_framework::teacher::{Teacher, TeacherInfo};
 use cafe_framework::traits::matcher::{sum_parts, Decomposition, Init, MatchContext, NoExchange, PrepareContext};
 use cafe_framework::traits::scheduler::{BilevelLoop, IterationReport, ProbeDraw};
 use cafe_framework::trajectory::{expert_file, ExpertRecord, ExpertTrajectory};
@@ -34,10 +39,13 @@ fn every_kind_lists_its_plugins_sorted_and_unique() {
     // (CANDLE_NOTES 7) or a new one registered without a test shows up here.
     assert_eq!(
         names::<dyn Matcher>().unwrap(),
-        ["cafe", "distribution", "gradient", "trajectory"]
+        ["cafe", "distribution", "gradient", "rded", "sre2l", "trajectory"]
     );
     assert_eq!(names::<dyn Scheduler>().unwrap(), ["dynamic", "fixed", "none"]);
-    assert_eq!(names::<dyn Augmenter>().unwrap(), ["dc", "dsa", "none"]);
+    assert_eq!(
+        names::<dyn Augmenter>().unwrap(),
+        ["crop_flip", "dc", "dsa", "mix", "none"]
+    );
     assert_eq!(
         names::<dyn Architecture>().unwrap(),
         [
@@ -140,8 +148,11 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
     // Settings that a matcher needs to run at all on this tiny case.
     let config_of = |name: &str| match name {
         "trajectory" => json!({"experts": store, "max_start_epoch": 2, "expert_epochs": 1, "syn_steps": 2}),
+        // 12 real images per class: few enough candidates for 2 images per class.
+        "rded" => json!({"mipc": 12, "num_crop": 2, "factor": 2}),
         _ => serde_json::Value::Null,
     };
+    let teacher = bn_teacher(&ds);
     for (name, plugin) in plugins::<dyn Matcher>().unwrap() {
         let mut matcher = plugin.instantiate(&config_of(name)).unwrap();
         if matcher.defaults().needs_second_order {
@@ -149,19 +160,48 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
         }
         let mut rng = rng_from_seed(3);
         let mut syn = SyntheticSet::initialise(&ds, 2, Init::Noise, &Device::Cpu, &mut rng).unwrap();
-        let specs = matcher
-            .prepare(&PrepareContext {
-                dataset: &ds,
-                arch: arch.as_ref(),
-                arch_name: "convnet",
-                arch_config: &arch_config,
-                images: &syn.images_detached(),
-                labels: &syn.labels,
-                ipc: 2,
-                device: &Device::Cpu,
-                seed: 9,
-            })
-            .unwrap_or_else(|e| panic!("{name}: prepare: {e}"));
+        let initial = syn.images_detached();
+        let iterations = matcher.defaults().iterations;
+        let wants_teacher = matcher.needs_teacher();
+        let prepare = |iterations: usize| PrepareContext {
+            dataset: &ds,
+            arch: arch.as_ref(),
+            arch_name: "convnet",
+            arch_config: &arch_config,
+            images: &initial,
+            labels: &syn.labels,
+            ipc: 2,
+            iterations,
+            device: &Device::Cpu,
+            seed: 9,
+            teacher: wants_teacher.then_some(&teacher),
+        };
+        let ctx = prepare(iterations);
+        let specs = matcher.prepare(&ctx).unwrap_or_else(|e| panic!("{name}: prepare: {e}"));
+        if iterations == 0 {
+            // A method that takes no gradient step makes its set once: the set's shape, finite,
+            // the same twice under one seed; asked for steps, it refuses before any work.
+            let a = matcher
+                .initialise(&ctx)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name}: no set made"));
+            let b = matcher.initialise(&ctx).unwrap().unwrap();
+            assert_eq!(a.dims(), initial.dims(), "{name}: set shape");
+            let (va, vb) = (
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert!(va.iter().all(|v| v.is_finite()), "{name}: non-finite pixels");
+            assert_eq!(va, vb, "{name} is not deterministic");
+            let mut fresh = plugin.instantiate(&config_of(name)).unwrap();
+            let teacher_ctx = prepare(3);
+            let err = fresh
+                .prepare(&teacher_ctx)
+                .err()
+                .unwrap_or_else(|| panic!("{name} accepted iterations"));
+            assert!(err.to_string().contains("iterations"), "{name}: {err}");
+            continue;
+        }
         for spec in &specs {
             syn.add_learned(&spec.name, &spec.initial).unwrap();
         }
@@ -226,6 +266,34 @@ fn every_matcher_gives_a_finite_loss_and_a_gradient_on_the_pixels() {
             assert_eq!(grad.dims(), spec.initial.dims(), "{name}: gradient shape of {n}");
         }
     }
+}
+
+/// An untrained ConvNetBN (width 8, depth 2) for `ds`, as a frozen teacher: its running
+/// statistics are PyTorch's initial ones, which is all the contract needs.
+fn bn_teacher(ds: &Dataset) -> Arc<Teacher> {
+    let arch = find::<dyn Architecture>("convnetbn")
+        .unwrap()
+        .instantiate(&json!({"width": 8, "depth": 2}))
+        .unwrap();
+    let net = arch
+        .build(
+            ds.train.shape,
+            ds.classes,
+            DType::F32,
+            &Device::Cpu,
+            &mut rng_from_seed(31),
+        )
+        .unwrap();
+    Arc::new(Teacher {
+        net,
+        info: TeacherInfo {
+            arch: "convnetbn".into(),
+            source: "test".into(),
+            epochs: 0,
+            train_images: 0,
+            accuracy: 0.0,
+        },
+    })
 }
 
 /// A store of two experts of `arch` on `ds`, each three epochs of parameters that drift (what

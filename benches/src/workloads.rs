@@ -30,7 +30,9 @@ use std::sync::Arc;
 use cafe_framework::config::{EvalConfig, PluginChoice, RunConfig};
 use cafe_framework::data::{Dataset, DatasetKind};
 use cafe_framework::engine::{condense, Components, CondenseSettings, RunControl};
-use cafe_framework::eval::{evaluate_set, ArchPlan, Augmentation, EvalJob, Schedule, TrainRecipe, TrainingSet};
+use cafe_framework::eval::{
+    evaluate_set, ArchPlan, Augmentation, EvalJob, OptimizerKind, Schedule, TrainRecipe, TrainingSet,
+};
 use cafe_framework::logging::MetricLogger;
 use cafe_framework::registry::find;
 use cafe_framework::rng::rng_from_seed;
@@ -338,6 +340,7 @@ fn prepare_eval(device: &Device, size: Size) -> Result<Kind> {
                 nets: 1,
                 parallel: 1,
                 schedule: Schedule::ReferenceStep,
+                optimizer: OptimizerKind::Sgd,
             },
         },
         dataset,
@@ -436,7 +439,7 @@ impl Prepared {
                 Ok(RunSummary {
                     outer_steps: 0,
                     // Epochs trained: E + 1.
-                    inner_epochs: arch.recipe.step_schedule().epochs,
+                    inner_epochs: arch.recipe.epochs_trained(),
                     loss: f64::NAN,
                 })
             }

@@ -43,6 +43,10 @@ pub enum Command {
     /// on the real training set, their parameters saved after every epoch, one file each.
     #[command(args_override_self = true)]
     Experts(crate::experts::ExpertsArgs),
+    /// Train the frozen teacher of the decoupled methods (SRe2L's squeeze, RDED's observer) on
+    /// the real training set: teachers/<dataset>-<arch>.safetensors, where sre2l and rded look.
+    #[command(args_override_self = true, allow_negative_numbers = true)]
+    Teacher(crate::teacher::TeacherArgs),
     /// One table (markdown) and one standalone HTML page with plots across run folders.
     Report(crate::report::ReportArgs),
 }
@@ -142,6 +146,10 @@ pub struct CommonArgs {
     /// A teacher.safetensors written by an earlier --kd run, instead of training one.
     #[arg(long, value_name = "FILE")]
     pub kd_teacher: Option<PathBuf>,
+    /// The frozen teacher of sre2l and rded (`cafe-lab teacher`; default
+    /// teachers/<dataset>-<arch>.safetensors), also the soft-label evaluation's teacher.
+    #[arg(long, value_name = "FILE")]
+    pub teacher: Option<PathBuf>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// Output directory (default runs/<dataset>-<matcher>-<scheduler>-ipc<N>-seed<S>).
@@ -253,6 +261,7 @@ pub fn flags_as_json(common: &CommonArgs, c: &CondenseArgs) -> Value {
         "precision",
         common.precision.as_ref().map(|v| json!(v.to_ascii_lowercase())),
     );
+    put("teacher", common.teacher.as_ref().map(|v| json!(v)));
     put("matcher", c.matcher.as_ref().map(|v| json!(v)));
     put("scheduler", c.scheduler.as_ref().map(|v| json!(v)));
     put("augment", c.augment.as_ref().map(|v| json!(v)));

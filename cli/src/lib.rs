@@ -6,6 +6,7 @@ mod device_check;
 mod experts;
 mod list;
 pub mod report;
+mod teacher;
 mod world;
 
 use std::process::ExitCode;
@@ -13,10 +14,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use cafe_framework::config::{ConfigBuilder, RunConfig};
 use cafe_framework::dist::Comm;
-use cafe_framework::run::run_experts;
 use cafe_framework::run::{
     evaluation_base, repeat_seeds, resume_condense, run_baseline, run_condense, run_evaluate, run_repeated, RunOptions,
 };
+use cafe_framework::run::{run_experts, run_teacher, TeacherConfig};
 use cafe_framework::trajectory::ExpertsConfig;
 use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,7 @@ use std::sync::Once;
 
 pub use args::{Cli, Command, CommonArgs, CondenseArgs};
 pub use experts::ExpertsArgs;
+pub use teacher::TeacherArgs;
 pub use world::world;
 
 // Keep the built-in plugins linked into every binary that uses this library (CANDLE_NOTES 7).
@@ -182,6 +184,10 @@ pub fn execute_on(cli: Cli, comm: Comm) -> Result<()> {
         Command::Experts(a) => {
             let config = ExpertsConfig::from_overrides(&a.flags_as_json(), &a.set)?;
             run_experts(&config, a.quiet, comm.as_ref())?;
+        }
+        Command::Teacher(a) => {
+            let config = TeacherConfig::from_overrides(&a.flags_as_json(), &a.set)?;
+            run_teacher(&config, a.quiet, comm.as_ref())?;
         }
     }
     Ok(())

@@ -33,6 +33,17 @@ pub struct CheckpointState {
     /// `learned_velocity.<name>`). Absent in checkpoints from before learned extras.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub learned: Vec<String>,
+    /// Steps the image optimiser took (Adam's bias correction counts them); absent for SGD.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub image_steps: usize,
+    /// Names of the image optimiser's state buffers other than SGD's momentum (their tensors
+    /// are `image_opt.<name>`), in order; absent for SGD.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_state: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A learned extra of the synthetic set (e.g. MTT's step size) and its optimiser's momentum.
@@ -48,6 +59,9 @@ pub struct LearnedCheckpoint {
 pub struct Checkpoint {
     pub images: Tensor,
     pub velocity: Option<Tensor>,
+    /// The state of an image optimiser other than SGD (Adam's moments), by name; None entries
+    /// (before its first step) are left out of the file and come back as None.
+    pub image_state: Vec<(String, Option<Tensor>)>,
     pub learned: Vec<LearnedCheckpoint>,
     pub state: CheckpointState,
 }
@@ -62,6 +76,11 @@ impl Checkpoint {
         if let Some(v) = &self.velocity {
             file.f32("velocity", v)?;
         }
+        for (name, t) in &self.image_state {
+            if let Some(t) = t {
+                file.f32(format!("image_opt.{name}"), t)?;
+            }
+        }
         for l in &self.learned {
             file.f32(format!("learned.{}", l.name), &l.value)?;
             if let Some(v) = &l.velocity {
@@ -70,6 +89,7 @@ impl Checkpoint {
         }
         let mut state = self.state.clone();
         state.learned = self.learned.iter().map(|l| l.name.clone()).collect();
+        state.image_state = self.image_state.iter().map(|(n, _)| n.clone()).collect();
         let state = serde_json::to_string(&state).map_err(|e| Error::Other(format!("checkpoint state: {e}")))?;
         file.metadata("state", state).write(path)
     }
@@ -106,9 +126,15 @@ impl Checkpoint {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let image_state = state
+            .image_state
+            .iter()
+            .map(|name| Ok((name.clone(), file.optional_f32(&format!("image_opt.{name}"), device)?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             images,
             velocity,
+            image_state,
             learned,
             state,
         })

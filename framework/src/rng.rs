@@ -62,6 +62,8 @@ pub mod stream {
     pub const SPLIT: u64 = 0x7A1_5917;
     /// The networks of the evaluations during condensation.
     pub const DURING: u64 = 0x7A1_E7A1;
+    /// RDED's draws of real images and crops, per class.
+    pub const RDED: u64 = 0x8DED;
     /// The embedded `shapes` dataset's images.
     pub const SHAPES: u64 = 0x05A4_E5E5;
 }

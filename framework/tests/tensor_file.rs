@@ -239,6 +239,7 @@ fn expert_and_teacher_files_written_now_load() {
         "shapes",
         &dir.path().join("teacher"),
         &Device::Cpu,
+        "teacher",
     )
     .unwrap();
     let params: Vec<_> = teacher.net.parameters().iter().map(|v| bits(v.as_tensor())).collect();
@@ -251,6 +252,7 @@ fn teacher_arch(arch: &ParamHolder) -> TeacherArch<'_> {
     TeacherArch {
         arch,
         name: "params",
+        config: None,
         shape: ImageShape::new(1, 2, 3),
         classes: 2,
     }
@@ -595,19 +597,19 @@ fn a_teacher_missing_a_parameter_or_not_a_teacher() {
     let teacher = written(|p| save_teacher(&golden::teacher(), "shapes", p).unwrap());
     let arch = golden::teacher_arch();
     let (_dir, path) = file_of(&renamed(&teacher, "param.0001", "param.000x"));
-    let e = load_teacher(&teacher_arch(&arch), "shapes", &path, &Device::Cpu)
+    let e = load_teacher(&teacher_arch(&arch), "shapes", &path, &Device::Cpu, "teacher")
         .err()
         .unwrap();
     assert_says(&e.to_string(), &["it has no parameter 1; the network has 3"]);
     // A synthetic set where a teacher should be.
     let (_dir, path) = file_of(&written(|p| golden::synthetic_set().save(p).unwrap()));
-    let e = load_teacher(&teacher_arch(&arch), "shapes", &path, &Device::Cpu)
+    let e = load_teacher(&teacher_arch(&arch), "shapes", &path, &Device::Cpu, "teacher")
         .err()
         .unwrap();
     assert!(matches!(e, Error::TeacherCorrupt { .. }), "{e:?}");
     assert_says(&e.to_string(), &["teacher", "'format' metadata", "--kd"]);
     let (_dir, path) = file_of(&teacher[..100]);
-    let e = load_teacher(&teacher_arch(&arch), "shapes", &path, &Device::Cpu)
+    let e = load_teacher(&teacher_arch(&arch), "shapes", &path, &Device::Cpu, "teacher")
         .err()
         .unwrap();
     assert!(matches!(e, Error::TeacherCorrupt { .. }), "{e:?}");

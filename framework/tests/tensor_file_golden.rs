@@ -119,12 +119,14 @@ fn an_older_teacher_file_loads() {
         &TeacherArch {
             arch: &arch,
             name: "params",
+            config: None,
             shape: ImageShape::new(1, 2, 3),
             classes: 2,
         },
         "shapes",
         &path,
         &Device::Cpu,
+        "teacher",
     )
     .unwrap();
     let mut info = teacher.info.clone();

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::eval::{OptimizerKind, Schedule};
 use crate::registry::PluginChoice;
 
 /// `--select`: which synthetic set a run keeps.
@@ -149,6 +150,14 @@ pub struct EvalConfig {
     pub momentum: f64,
     pub weight_decay: f64,
     pub batch: usize,
+    /// The networks' optimiser: `{ name = "sgd" }` (the papers', with `momentum`) or
+    /// `{ name = "adamw", beta1, beta2, eps, decay_on }` (weight decay decoupled).
+    #[serde(skip_serializing_if = "is_default")]
+    pub optimizer: OptimizerKind,
+    /// `reference_step` (the papers': E + 1 epochs, lr / 10 after E / 2 + 1), `cosine` or
+    /// `half_cosine` (E epochs; see [`crate::eval::Schedule`]).
+    #[serde(skip_serializing_if = "is_default")]
+    pub schedule: Schedule,
     /// Augmentation while training evaluation networks (`--eval-augment`), for every
     /// evaluation architecture. None: the reference's rule (see
     /// [`crate::eval::reference_eval_augment`]): DSA when matching used DSA; else DC's
@@ -205,6 +214,48 @@ pub struct EvalConfig {
     pub kd_teacher: Option<PathBuf>,
     /// Epochs of the teacher trained on the real training set (None: the recipe's).
     pub kd_teacher_epochs: Option<usize>,
+    /// The students' own recipe (the soft-label recipes of SRe2L and RDED: AdamW, a cosine
+    /// curve, their epochs, batch and augmentation); None: the hard-label recipe above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kd_recipe: Option<KdRecipeConfig>,
+}
+
+/// The soft-label students' recipe (`eval.kd_recipe`), every key as in the hard-label recipe.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KdRecipeConfig {
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    /// E (E + 1 epochs under `reference_step`).
+    pub epochs: usize,
+    pub batch: usize,
+    /// The students' augmentation (None: the hard-label recipe's), e.g. `mix` (CutMix or Mixup
+    /// over `crop_flip`).
+    pub augment: Option<PluginChoice>,
+}
+
+impl Default for KdRecipeConfig {
+    /// The hard-label recipe's defaults (`EvalConfig::default`), 300 epochs.
+    fn default() -> Self {
+        let e = EvalConfig::default();
+        Self {
+            optimizer: e.optimizer,
+            lr: e.lr,
+            momentum: e.momentum,
+            weight_decay: e.weight_decay,
+            schedule: e.schedule,
+            epochs: e.epochs_plain,
+            batch: e.batch,
+            augment: None,
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Default for EvalConfig {
@@ -218,6 +269,8 @@ impl Default for EvalConfig {
             momentum: 0.9,
             weight_decay: 5e-4,
             batch: 256,
+            optimizer: OptimizerKind::Sgd,
+            schedule: Schedule::ReferenceStep,
             augment: None,
             archs: Vec::new(),
             mode: None,
@@ -239,6 +292,7 @@ impl Default for EvalConfig {
             kd_temperature: 1.0,
             kd_teacher: None,
             kd_teacher_epochs: None,
+            kd_recipe: None,
         }
     }
 }

@@ -16,7 +16,7 @@ pub use crate::json_merge::merge_layer;
 pub use crate::registry::PluginChoice;
 use crate::synthetic::Init;
 pub use builder::ConfigBuilder;
-pub use eval::{EvalConfig, EvalMode, Select};
+pub use eval::{EvalConfig, EvalMode, KdRecipeConfig, Select};
 pub use layers::UserLayers;
 
 /// Every setting of a condensation run.
@@ -59,6 +59,12 @@ pub struct RunConfig {
     pub lr_net: f64,
     /// None takes the matcher's default (DM: real, others: noise).
     pub init: Option<Init>,
+    /// The frozen teacher file of a method that needs one (SRe2L, RDED; `--teacher`), also the
+    /// soft-label evaluation's teacher unless `eval.kd_teacher` names another. None: the default
+    /// file of `cafe-lab teacher` for the dataset and architecture
+    /// (`teachers/<dataset>-<arch>.safetensors`), for such a method only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<PathBuf>,
     pub seed: u64,
     /// Output directory; None derives `runs/<dataset>-<matcher>-<scheduler>-ipc<N>-seed<S>`.
     pub out: Option<PathBuf>,
@@ -98,6 +104,7 @@ impl Default for RunConfig {
             lr_img_halve_at: Vec::new(),
             lr_net: 0.01,
             init: None,
+            teacher: None,
             seed: 0,
             out: None,
             device: "cpu".into(),

@@ -13,9 +13,10 @@ use crate::engine::CondenseSettings;
 use crate::logging::MetricLogger;
 use crate::rng::derive_seed;
 use crate::synthetic::SyntheticSet;
-use crate::train::{accuracy, train_epoch, Sgd};
+use crate::train::{accuracy, train_epoch, Optimizer, Sgd};
 use crate::traits::architecture::{Mode, Network};
 use crate::traits::augmenter::Augmenter;
+use crate::traits::image_update::PixelRange;
 use crate::traits::matcher::{
     sum_parts, Decomposition, Exchange, MatchContext, MatchOutput, Matcher, NoExchange, RealSampler,
 };
@@ -33,7 +34,10 @@ pub struct IterationLoop<'a> {
     pub(crate) network: Box<dyn Network>,
     pub(crate) network_opt: Sgd,
     pub(crate) synthetic: &'a SyntheticSet,
-    pub(crate) image_opt: &'a mut Sgd,
+    /// The pixels' optimiser (SGD, or the matcher's own: [`crate::Matcher::image_update`]).
+    pub(crate) image_opt: &'a mut dyn Optimizer,
+    /// Where the pixels are clamped after every step (None: nowhere).
+    pub(crate) pixel_range: Option<&'a PixelRange>,
     /// One optimiser per learned extra, in the order of `synthetic.learned`.
     pub(crate) learned_opts: &'a mut [Sgd],
     pub(crate) settings: &'a CondenseSettings,
@@ -212,6 +216,11 @@ impl BilevelLoop for IterationLoop<'_> {
             )));
         }
         self.image_opt.step_with(&[Some(out.gradient)])?;
+        if let Some(range) = self.pixel_range {
+            self.synthetic
+                .images
+                .set(&range.clamp(self.synthetic.images.as_tensor())?)?;
+        }
         let finite =
             |t: &Tensor| -> Result<bool> { Ok(t.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite()) };
         if !finite(self.synthetic.images.as_tensor())? {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
@@ -16,11 +17,12 @@ use crate::engine::bilevel::{stream, IterationLoop};
 use crate::logging::MetricLogger;
 use crate::output::image_grid;
 use crate::rng::sub_rng;
-use crate::synthetic::Init;
-use crate::synthetic::{check_ipc, SyntheticSet};
-use crate::train::Sgd;
+use crate::synthetic::{check_ipc, Init, SyntheticSet};
+use crate::teacher::Teacher;
+use crate::train::{Adam, AdamConfig, Decay, Optimizer, Sgd};
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
+use crate::traits::image_update::{ImageOptimizerKind, ImageUpdate};
 use crate::traits::matcher::{Matcher, PrepareContext};
 use crate::traits::scheduler::{IterationReport, Scheduler};
 use crate::{Error, Result};
@@ -35,6 +37,9 @@ pub struct Components {
     pub arch_name: String,
     pub arch_config: Value,
     pub augmenter: Box<dyn Augmenter>,
+    /// The run's frozen teacher, loaded when the matcher needs one
+    /// ([`Matcher::needs_teacher`]); None otherwise.
+    pub teacher: Option<Arc<Teacher>>,
 }
 
 /// The resolved numeric settings of a condensation (no `Option`s left).
@@ -128,6 +133,25 @@ pub struct CondenseOutcome {
     pub seconds_per_iteration: Vec<f64>,
 }
 
+/// The optimiser of the pixels that `update` asks for, at the run's `lr_img`.
+fn image_optimizer(update: &ImageUpdate, synthetic: &SyntheticSet, settings: &CondenseSettings) -> Box<dyn Optimizer> {
+    let vars = vec![synthetic.images.clone()];
+    match update.optimizer {
+        ImageOptimizerKind::Sgd => Box::new(Sgd::new(vars, settings.lr_img, settings.momentum_img, 0.0)),
+        ImageOptimizerKind::Adam { beta1, beta2, eps } => Box::new(Adam::new(
+            vars,
+            AdamConfig {
+                lr: settings.lr_img,
+                beta1,
+                beta2,
+                eps,
+                weight_decay: 0.0,
+                decay: Decay::Coupled,
+            },
+        )),
+    }
+}
+
 /// Runs the whole condensation.
 pub fn condense(
     dataset: &Dataset,
@@ -144,17 +168,47 @@ pub fn condense(
     let by_class = check_ipc(&dataset.train, dataset.classes, settings.ipc)?;
     let mut init_rng = sub_rng(settings.seed, &[stream::INIT]);
     let mut synthetic = SyntheticSet::initialise(dataset, settings.ipc, settings.init, device, &mut init_rng)?;
-    let specs = components.matcher.prepare(&PrepareContext {
+    let initial = synthetic.images_detached();
+    let prepare = PrepareContext {
         dataset,
         arch: components.arch.as_ref(),
         arch_name: &components.arch_name,
         arch_config: &components.arch_config,
-        images: &synthetic.images_detached(),
+        images: &initial,
         labels: &synthetic.labels,
         ipc: settings.ipc,
+        iterations: settings.iterations,
         device,
         seed: settings.seed,
-    })?;
+        teacher: components.teacher.as_ref(),
+    };
+    let specs = components.matcher.prepare(&prepare)?;
+    let update = components.matcher.image_update(&prepare)?;
+    if update.curve.is_some() && !settings.lr_img_halve_at.is_empty() {
+        return Err(Error::invalid(
+            "lr_img_halve_at",
+            format!("{:?}", settings.lr_img_halve_at),
+            "this method sets its own learning-rate curve for the pixels: leave lr_img_halve_at empty",
+        ));
+    }
+    // The method's own images (RDED's selection); a resumed run's come from its checkpoint.
+    let made = if control.resume.is_none() {
+        components.matcher.initialise(&prepare)?
+    } else {
+        None
+    };
+    if let Some(images) = made {
+        if images.dims() != initial.dims() {
+            return Err(Error::Other(format!(
+                "the matcher made a set of shape {:?}; the run's is {:?}",
+                images.dims(),
+                initial.dims()
+            )));
+        }
+        synthetic
+            .images
+            .set(&images.to_dtype(initial.dtype())?.to_device(device)?)?;
+    }
     // One SGD per learned extra, in the order of `synthetic.learned`.
     let mut learned_opts = Vec::with_capacity(specs.len());
     for spec in &specs {
@@ -162,12 +216,7 @@ pub fn condense(
         let var = synthetic.learned(&spec.name).expect("added above").clone();
         learned_opts.push(Sgd::new(vec![var], spec.lr, spec.momentum, 0.0));
     }
-    let mut image_opt = Sgd::new(
-        vec![synthetic.images.clone()],
-        settings.lr_img,
-        settings.momentum_img,
-        0.0,
-    );
+    let mut image_opt = image_optimizer(&update, &synthetic, settings);
     let mut reports = Vec::with_capacity(settings.iterations);
     let mut seconds = Vec::with_capacity(settings.iterations);
     let mut global_step = 0usize;
@@ -184,7 +233,10 @@ pub fn condense(
             ));
         }
         synthetic.images.set(&ck.images.to_device(device)?)?;
-        image_opt.set_velocity(vec![ck.velocity]);
+        match update.optimizer {
+            ImageOptimizerKind::Sgd => image_opt.load_state(vec![("momentum_buffer.0".into(), ck.velocity)], 0)?,
+            ImageOptimizerKind::Adam { .. } => image_opt.load_state(ck.image_state, ck.state.image_steps)?,
+        }
         let have: Vec<&str> = ck.learned.iter().map(|l| l.name.as_str()).collect();
         let want: Vec<&str> = synthetic.learned.iter().map(|l| l.name.as_str()).collect();
         if have != want {
@@ -198,7 +250,7 @@ pub fn condense(
             l.var.set(&saved.value.to_device(device)?)?;
             opt.set_velocity(vec![saved.velocity]);
         }
-        image_opt.lr = ck.state.lr_img;
+        image_opt.set_lr(ck.state.lr_img);
         global_step = ck.state.global_step;
         first = ck.state.next_iteration;
         reports = ck.state.reports;
@@ -206,7 +258,7 @@ pub fn condense(
         components.scheduler.load_state(&ck.state.scheduler_state)?;
     }
     let save_checkpoint = |next: usize,
-                           image_opt: &Sgd,
+                           image_opt: &dyn Optimizer,
                            learned_opts: &[Sgd],
                            reports: &[IterationReport],
                            seconds: &[f64],
@@ -216,9 +268,16 @@ pub fn condense(
         let Some(path) = control.checkpoint_path.as_ref().filter(|_| comm.rank() == 0) else {
             return Ok(());
         };
+        // SGD's one momentum buffer where checkpoints always kept it; any other optimiser's
+        // state under its own names.
+        let (velocity, image_state) = match update.optimizer {
+            ImageOptimizerKind::Sgd => (image_opt.state().swap_remove(0).1, Vec::new()),
+            ImageOptimizerKind::Adam { .. } => (None, image_opt.state()),
+        };
         Checkpoint {
             images: synthetic.images_detached(),
-            velocity: image_opt.velocity()[0].clone(),
+            velocity,
+            image_state,
             learned: synthetic
                 .learned
                 .iter()
@@ -231,21 +290,25 @@ pub fn condense(
                 .collect(),
             state: CheckpointState {
                 next_iteration: next,
-                lr_img: image_opt.lr,
+                lr_img: image_opt.lr(),
+                image_steps: image_opt.steps(),
                 global_step,
                 reports: reports.to_vec(),
                 seconds_per_iteration: seconds.to_vec(),
                 scheduler_state: scheduler.save_state(),
-                // `Checkpoint::save` names them from `learned` above.
+                // `Checkpoint::save` names them from `learned` and `image_state` above.
                 learned: Vec::new(),
+                image_state: Vec::new(),
             },
         }
         .save(path)
     };
     let mut after_iteration = control.after_iteration;
     for it in first..settings.iterations {
-        if settings.lr_img_halve_at.contains(&it) {
-            image_opt.lr *= 0.5;
+        match update.curve {
+            Some(curve) => image_opt.set_lr(settings.lr_img * curve.factor(it, settings.iterations)),
+            None if settings.lr_img_halve_at.contains(&it) => image_opt.set_lr(image_opt.lr() * 0.5),
+            None => {}
         }
         let start = Instant::now();
         let mut net_rng = sub_rng(settings.seed, &[stream::NETWORK, it as u64]);
@@ -261,7 +324,8 @@ pub fn condense(
             network,
             network_opt,
             synthetic: &synthetic,
-            image_opt: &mut image_opt,
+            image_opt: image_opt.as_mut(),
+            pixel_range: update.pixel_range.as_ref(),
             learned_opts: &mut learned_opts,
             settings,
             device,
@@ -319,7 +383,7 @@ pub fn condense(
         if interrupted || due {
             save_checkpoint(
                 done,
-                &image_opt,
+                image_opt.as_ref(),
                 &learned_opts,
                 &reports,
                 &seconds,

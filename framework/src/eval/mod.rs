@@ -18,12 +18,12 @@ pub use baseline::random_subset;
 pub use during::{seal_test_set, split_validation, DuringEval, Selection, ValPoint};
 pub use evaluator::Evaluator;
 pub use fair_metrics::WHOLE_SET;
-pub use kd::{train_teacher, KdSummary, TEACHER_FILE};
+pub use kd::{train_teacher, KdOutcome, KdSummary, TEACHER_FILE};
 pub use plan::{
-    eval_arch_names, reference_eval_augment, ArchPlan, Augmentation, DuringPlan, EvalPlan, KdPlan, MetricsPlan,
-    TeacherSource, WholeReference,
+    eval_arch_names, reference_eval_augment, ArchPlan, Augmentation, DuringPlan, EvalPlan, KdPlan, KdStudents,
+    MetricsPlan, TeacherSource, WholeReference,
 };
-pub use recipe::{Schedule, TrainRecipe};
+pub use recipe::{DecayOn, OptimizerKind, Schedule, TrainRecipe};
 pub use set_evaluations::SetEvaluations;
 pub use trainer::{
     evaluate_set, test_network, test_tensors, train_network, EvalJob, Evaluation, Supervision, TrainingSet,

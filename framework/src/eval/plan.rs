@@ -21,7 +21,8 @@ use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
 use crate::{Error, Result};
 
-use super::recipe::{Schedule, TrainRecipe};
+use super::recipe::{OptimizerKind, TrainRecipe};
+use crate::train::{AdamConfig, Decay};
 
 /// An augmenter with its name for the records (`none`, `dsa:<strategy>`, `dc:<strategy>`).
 #[derive(Clone)]
@@ -121,10 +122,39 @@ pub enum TeacherSource {
 }
 
 /// Soft-label evaluation (`--kd`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct KdPlan {
     pub temperature: f64,
     pub teacher: TeacherSource,
+    /// The students' own recipe and augmentation (`eval.kd_recipe`); None: each architecture's
+    /// hard-label recipe and augmentation.
+    pub students: Option<KdStudents>,
+}
+
+/// How the soft-label students train when they have their own recipe.
+#[derive(Clone)]
+pub struct KdStudents {
+    /// Networks and parallelism as the hard-label recipe's.
+    pub recipe: TrainRecipe,
+    /// None: each architecture's own.
+    pub augmentation: Option<Augmentation>,
+}
+
+impl KdPlan {
+    /// How the students of architecture `arch` train: its plan under the students' recipe and
+    /// augmentation, or as it is.
+    pub fn students_of(&self, arch: &ArchPlan) -> ArchPlan {
+        match &self.students {
+            None => arch.clone(),
+            Some(s) => {
+                let plan = arch.with_recipe(s.recipe);
+                match &s.augmentation {
+                    Some(aug) => plan.with_augmentation(aug.clone()),
+                    None => plan,
+                }
+            }
+        }
+    }
 }
 
 /// The resolved evaluation of a run (see the module header).
@@ -222,9 +252,27 @@ impl EvalPlan {
         } else {
             None
         };
+        let students = match (&e.kd_recipe, e.kd) {
+            (Some(k), true) => Some(KdStudents {
+                recipe: TrainRecipe {
+                    lr: k.lr,
+                    momentum: k.momentum,
+                    weight_decay: k.weight_decay,
+                    batch: k.batch,
+                    epochs: k.epochs,
+                    nets: e.nets,
+                    parallel: e.parallel.unwrap_or(1),
+                    schedule: k.schedule,
+                    optimizer: k.optimizer,
+                },
+                augmentation: k.augment.as_ref().map(Augmentation::build).transpose()?,
+            }),
+            _ => None,
+        };
         let kd = e.kd.then(|| KdPlan {
+            students,
             temperature: e.kd_temperature,
-            teacher: match &e.kd_teacher {
+            teacher: match e.kd_teacher.as_ref().or(config.teacher.as_ref()) {
                 Some(path) => TeacherSource::File(path.clone()),
                 None => TeacherSource::Train {
                     epochs: e.kd_teacher_epochs.unwrap_or(archs[0].recipe.epochs),
@@ -290,9 +338,33 @@ fn resolve_arch(config: &RunConfig, name: &str) -> Result<ArchPlan> {
             epochs,
             nets: e.nets,
             parallel: e.parallel.unwrap_or(1),
-            schedule: Schedule::ReferenceStep,
+            schedule: e.schedule,
+            optimizer: e.optimizer,
         },
     })
+}
+
+/// Refuses a recipe's optimiser settings that cannot work, naming `what` (the recipe's key).
+fn check_optimizer(what: &str, lr: f64, weight_decay: f64, optimizer: OptimizerKind) -> Result<()> {
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(Error::invalid(
+            format!("{what}.lr"),
+            lr,
+            "a learning rate must be a positive finite number",
+        ));
+    }
+    if let OptimizerKind::Adamw { beta1, beta2, eps, .. } = optimizer {
+        AdamConfig {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decay: Decay::Decoupled,
+        }
+        .validate(&format!("{what}.optimizer"))?;
+    }
+    Ok(())
 }
 
 /// Refuses evaluation settings that cannot work, naming the setting (linfa's checked params).
@@ -326,12 +398,16 @@ fn check(e: &EvalConfig) -> Result<()> {
             "the batch must hold at least one image",
         ));
     }
-    if !(e.lr.is_finite() && e.lr > 0.0) {
-        return Err(Error::invalid(
-            "eval.lr",
-            e.lr,
-            "a learning rate must be a positive finite number",
-        ));
+    check_optimizer("eval", e.lr, e.weight_decay, e.optimizer)?;
+    if let Some(k) = &e.kd_recipe {
+        check_optimizer("eval.kd_recipe", k.lr, k.weight_decay, k.optimizer)?;
+        if k.epochs == 0 || k.batch == 0 {
+            return Err(Error::invalid(
+                "eval.kd_recipe.epochs / eval.kd_recipe.batch",
+                0,
+                "the students train at least one epoch of batches of at least one image",
+            ));
+        }
     }
     if e.select == Select::BestVal && e.every == 0 {
         return Err(Error::invalid(

@@ -37,13 +37,14 @@ impl Evaluator<'_> {
         if self.plan.baseline {
             evaluations.extend(self.random_baseline()?);
         }
-        let metrics = self.fair_metrics(&set, &syn.labels, &mut evaluations)?;
-        let (kd_evaluations, kd) = self.kd(&images, out)?;
-        evaluations.extend(kd_evaluations);
+        let mut metrics = self.fair_metrics(&set, &syn.labels, &mut evaluations)?;
+        let kd = self.kd(&images, out, &evaluations)?;
+        evaluations.extend(kd.evaluations);
+        metrics.extend(kd.metrics);
         Ok(SetEvaluations {
             evaluations,
             metrics,
-            kd,
+            kd: kd.summary,
         })
     }
 }

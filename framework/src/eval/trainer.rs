@@ -133,16 +133,10 @@ pub fn train_network(
         Supervision::Teacher { net, temperature } => Box::new(TeacherLoss { net, temperature }),
     };
     let augmenter = Some(arch.augmentation.augmenter.as_ref());
-    recipe.step_schedule().run(
-        net.parameters(),
-        recipe.lr,
-        recipe.momentum,
-        recipe.weight_decay,
-        |_, opt| {
-            train_epoch_with(net.as_ref(), opt, images, recipe.batch, augmenter, rng, loss.as_ref())?;
-            Ok(())
-        },
-    )?;
+    recipe.run(net.parameters(), |_, opt| {
+        train_epoch_with(net.as_ref(), opt, images, recipe.batch, augmenter, rng, loss.as_ref())?;
+        Ok(())
+    })?;
     Ok(net)
 }
 

@@ -99,8 +99,9 @@ pub(super) fn teacher(input: &[u8], scratch: &Path) -> Result<()> {
     let target = TeacherArch {
         arch: &arch,
         name: "params",
+        config: None,
         shape: ImageShape::new(1, 2, 3),
         classes: 2,
     };
-    load_teacher(&target, "shapes", &path, &Device::Cpu).map(drop)
+    load_teacher(&target, "shapes", &path, &Device::Cpu, "teacher").map(drop)
 }

@@ -97,6 +97,11 @@ pub struct MetricInputs {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FairMetrics {
     pub arch: String,
+    /// `hard` (the hard-label recipe: DD-Ranking's `LabelRobustScoreHard`) or `soft` (IOR and
+    /// ARS from the soft-label students, HLR still from hard labels: `LabelRobustScoreSoft`,
+    /// `ddranking/metrics/soft_label.py:516-564`).
+    #[serde(default = "hard_labels", skip_serializing_if = "is_hard")]
+    pub labels: String,
     /// w of the label-robust score and g of the augmentation-robust score.
     pub lrs_weight: f64,
     pub ars_weight: f64,
@@ -113,7 +118,28 @@ pub struct FairMetrics {
     pub augmentation_robust_score: MetricSummary,
 }
 
+/// The label kind of the metrics of the matching papers.
+pub const HARD_LABELS: &str = "hard";
+/// The label kind of the soft-label (KD) metrics.
+pub const SOFT_LABELS: &str = "soft";
+
+fn hard_labels() -> String {
+    HARD_LABELS.to_string()
+}
+
+fn is_hard(labels: &str) -> bool {
+    labels == HARD_LABELS
+}
+
 impl FairMetrics {
+    /// The same metrics marked as computed from soft-label (`soft`) or hard-label evaluations.
+    pub fn with_labels(self, labels: &str) -> Self {
+        Self {
+            labels: labels.to_string(),
+            ..self
+        }
+    }
+
     /// The metrics from per-network accuracies, pairing network k of every set.
     pub fn compute(
         arch: &str,
@@ -170,6 +196,7 @@ impl FairMetrics {
         let without_aug = |k: usize| inputs.syn_plain[k] - inputs.random_plain[k];
         Ok(Self {
             arch: arch.to_string(),
+            labels: hard_labels(),
             lrs_weight,
             ars_weight,
             augmentation: augmentation.to_string(),

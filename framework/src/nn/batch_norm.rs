@@ -79,6 +79,7 @@ impl BatchNorm2d {
                 format!("must be [n, {c}, h, w]"),
             ));
         }
+        let recording = super::batch_norm_record::recording();
         let normalised = match mode {
             Mode::Train => {
                 let count = n * h * w;
@@ -92,6 +93,10 @@ impl BatchNorm2d {
                 let mean = x.mean_keepdim((0, 2, 3))?;
                 let centered = x.broadcast_sub(&mean)?;
                 let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
+                if recording {
+                    // Before the update: what the layer held when it saw this batch.
+                    self.record(&mean, &var)?;
+                }
                 let unbiased = (var.detach().flatten_all()? * (count as f64 / (count - 1) as f64))?;
                 if params.is_own() {
                     self.update(&mean.detach().flatten_all()?, &unbiased)?;
@@ -99,6 +104,11 @@ impl BatchNorm2d {
                 centered.broadcast_mul(&(var + NORM_EPS)?.sqrt()?.recip()?)?
             }
             Mode::Eval => {
+                if recording {
+                    let mean = x.mean_keepdim((0, 2, 3))?;
+                    let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 2, 3))?;
+                    self.record(&mean, &var)?;
+                }
                 let stats = self.running_stats()?;
                 let mean = stats.mean.reshape((1, c, 1, 1))?;
                 let inv_std = (stats.var + NORM_EPS)?.sqrt()?.recip()?.reshape((1, c, 1, 1))?;
@@ -106,6 +116,19 @@ impl BatchNorm2d {
             }
         };
         channel_affine(&normalised, &weight, &bias)
+    }
+
+    /// Hands the batch statistics of the input (`[1, c, 1, 1]`, with their graph) and the
+    /// running statistics to [`super::record_batch_norms`].
+    fn record(&self, mean: &Tensor, var: &Tensor) -> Result<()> {
+        let running = self.running_stats()?;
+        super::batch_norm_record::push(super::BatchNormRecord {
+            mean: mean.flatten_all()?,
+            var: var.flatten_all()?,
+            running_mean: running.mean,
+            running_var: running.var,
+        });
+        Ok(())
     }
 
     /// `running = (1 - momentum) running + momentum batch`.

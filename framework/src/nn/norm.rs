@@ -112,4 +112,12 @@ impl Norm {
     pub fn is_batch_norm(&self) -> bool {
         matches!(self, Norm::Batch(_))
     }
+
+    /// The BatchNorm layer, if this is one (for `Network::batch_norms`).
+    pub fn as_batch_norm(&self) -> Option<&BatchNorm2d> {
+        match self {
+            Norm::Batch(bn) => Some(bn),
+            _ => None,
+        }
+    }
 }

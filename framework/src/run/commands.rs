@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -18,6 +19,7 @@ use crate::metrics::storage_of_safetensors;
 use crate::output::{save_grid_png, write_json};
 use crate::progress::Progress;
 use crate::synthetic::SyntheticSet;
+use crate::teacher::{load_teacher, Teacher, TeacherArch};
 use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
@@ -208,6 +210,9 @@ fn condense_and_evaluate(
         quiet,
         comm.clone(),
     )?;
+    if run.components.matcher.needs_teacher() {
+        run.components.teacher = Some(Arc::new(load_run_teacher(&run, &ds, quiet)?));
+    }
     let (notes, refitted) = fit_to_dataset(&mut run, &ds);
     if refitted {
         on_root(comm.as_ref(), || {
@@ -342,6 +347,33 @@ fn condense_and_evaluate(
         kd: evaluated.kd,
     };
     publish(&run.out, results, &opts)
+}
+
+/// The frozen teacher of a method that needs one (resolve found its file): a network of the
+/// run's architecture and settings, with the teacher's parameters and running statistics.
+fn load_run_teacher(run: &ResolvedRun, ds: &Dataset, quiet: bool) -> Result<Teacher> {
+    let path = run
+        .config
+        .teacher
+        .as_ref()
+        .ok_or_else(|| Error::Other("a method that needs a teacher was resolved without a teacher file".into()))?;
+    let target = TeacherArch {
+        arch: run.components.arch.as_ref(),
+        name: &run.components.arch_name,
+        config: Some(&run.components.arch_config),
+        shape: ds.train.shape,
+        classes: ds.classes,
+    };
+    let teacher = load_teacher(&target, &ds.name, path, &run.device, "teacher")?;
+    if !quiet {
+        eprintln!(
+            "teacher {} ({}): test accuracy {:.2} %",
+            teacher.info.arch,
+            path.display(),
+            100.0 * teacher.info.accuracy
+        );
+    }
+    Ok(teacher)
 }
 
 /// The end of every command: results.json and evaluations.md in `out` and the table on

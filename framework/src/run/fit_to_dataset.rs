@@ -49,7 +49,9 @@ pub(super) fn fit_to_dataset(run: &mut ResolvedRun, ds: &Dataset) -> (Vec<String
         }
         notes.push(note);
     }
-    if run.settings.iterations == 0 {
+    // A method that takes no step by design (RDED makes its set in one pass) is not an
+    // initialisation evaluated by mistake.
+    if run.settings.iterations == 0 && run.components.matcher.defaults().iterations > 0 {
         let init = match run.settings.init {
             Init::Real => "random real images",
             Init::Noise => "Gaussian noise",

@@ -1,5 +1,5 @@
 //! Whole runs, as the CLI offers them: `condense` (the default, and `--resume`), `evaluate` a
-//! saved synthetic set, the `random` `baseline`, repeated runs and `experts`. Each resolves its
+//! saved synthetic set, the `random` `baseline`, repeated runs, `experts` and `teacher`. Each resolves its
 //! configuration once (the evaluation plan included), refuses impossible settings before any
 //! work, and writes `config.json` beside its results.
 
@@ -10,6 +10,7 @@ mod metadata;
 mod repeat;
 mod resolve;
 mod results;
+mod teacher;
 
 pub use commands::{resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
 pub use experts::run_experts;
@@ -20,3 +21,4 @@ pub use repeat::{
 };
 pub use resolve::{open_device, parse_device, resolve, ResolvedRun};
 pub use results::{markdown_table, metrics_table, peak_rss_mib, print_table, CondensationSummary, Results};
+pub use teacher::{run_teacher, TeacherConfig, TeacherSummary};

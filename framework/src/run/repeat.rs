@@ -290,13 +290,14 @@ fn pooled_metrics(all: &[Results]) -> Vec<FairMetrics> {
         .map(|m| {
             let same: Vec<&FairMetrics> = all
                 .iter()
-                .filter_map(|r| r.metrics.iter().find(|x| x.arch == m.arch))
+                .filter_map(|r| r.metrics.iter().find(|x| x.arch == m.arch && x.labels == m.labels))
                 .collect();
             let pool = |f: fn(&FairMetrics) -> &MetricSummary| {
                 MetricSummary::of(same.iter().flat_map(|x| f(x).values.iter().copied()).collect())
             };
             FairMetrics {
                 arch: m.arch.clone(),
+                labels: m.labels.clone(),
                 lrs_weight: m.lrs_weight,
                 ars_weight: m.ars_weight,
                 augmentation: m.augmentation.clone(),

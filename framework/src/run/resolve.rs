@@ -12,6 +12,7 @@ use crate::dist::Communicator;
 use crate::engine::{Components, CondenseSettings};
 use crate::eval::{EvalPlan, Evaluator};
 use crate::registry::build_plugin;
+use crate::teacher::default_teacher_path;
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
 use crate::traits::matcher::Matcher;
@@ -127,7 +128,33 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
         seed: config.seed,
     };
     settings.validate()?;
-    let eval = EvalPlan::resolve(config)?;
+    // The frozen teacher of a method that needs one: its file must exist before any work; the
+    // soft-label evaluation reads the same file unless told otherwise.
+    let teacher = if matcher.plugin.needs_teacher() {
+        let path = config
+            .teacher
+            .clone()
+            .unwrap_or_else(|| default_teacher_path(config.dataset.name(), arch.entry.name));
+        if !path.is_file() {
+            return Err(Error::invalid(
+                "teacher",
+                path.display(),
+                format!(
+                    "{} works against a frozen teacher and there is none here: train it with `cafe-lab \
+                     teacher --dataset {} --arch {}` (add the same --set arch.KEY=VALUE), or give --teacher FILE",
+                    matcher.entry.name,
+                    config.dataset.name(),
+                    arch.entry.name
+                ),
+            ));
+        }
+        Some(path)
+    } else {
+        config.teacher.clone()
+    };
+    let mut with_teacher = config.clone();
+    with_teacher.teacher = teacher.clone();
+    let eval = EvalPlan::resolve(&with_teacher)?;
     if let Some(eps) = config.zca {
         crate::data::check_zca_eps(eps)?;
     }
@@ -146,6 +173,7 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
     resolved.iterations = Some(settings.iterations);
     resolved.lr_img = Some(settings.lr_img);
     resolved.init = Some(settings.init);
+    resolved.teacher = teacher;
     resolved.out = Some(out.clone());
     let mut resolved_json = serde_json::to_value(&resolved).map_err(|e| Error::Other(e.to_string()))?;
     resolved_json["matcher"] = matcher.resolved_choice();
@@ -166,6 +194,7 @@ pub fn resolve(config: &RunConfig) -> Result<ResolvedRun> {
             arch_name: arch.entry.name.to_string(),
             arch_config: arch.config,
             augmenter: augment.plugin,
+            teacher: None,
         },
         settings,
         eval,

@@ -177,9 +177,14 @@ pub fn metrics_table(metrics: &[FairMetrics]) -> String {
          LRS and ARS in [0, 100]\n\n| architecture | whole set | HLR | IOR | LRS | ARS | augmentation |\n|---|---|---|---|---|---|---|\n",
     );
     for m in metrics {
+        let arch = if m.labels == crate::metrics::ddranking::HARD_LABELS {
+            m.arch.clone()
+        } else {
+            format!("{} ({} labels)", m.arch, m.labels)
+        };
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
-            m.arch,
+            arch,
             pct(&m.whole_accuracy),
             pct(&m.hard_label_recovery),
             pct(&m.improvement_over_random),

@@ -3,7 +3,7 @@
 use candle_core::{DType, Tensor, D};
 use rand::seq::SliceRandom;
 
-use crate::train::{classification_loss, Sgd};
+use crate::train::{classification_loss, Optimizer};
 use crate::traits::architecture::{Mode, Network};
 use crate::traits::augmenter::Augmenter;
 use crate::{Error, Result, Rng};
@@ -63,7 +63,7 @@ impl BatchLoss for TeacherLoss<'_> {
 /// Returns the mean training loss.
 pub fn train_epoch(
     net: &dyn Network,
-    opt: &mut Sgd,
+    opt: &mut dyn Optimizer,
     images: &Tensor,
     labels: &Tensor,
     batch: usize,
@@ -77,7 +77,7 @@ pub fn train_epoch(
 /// `rng`, then each batch's augmentation seed, so every loss sees the same batches.
 pub fn train_epoch_with(
     net: &dyn Network,
-    opt: &mut Sgd,
+    opt: &mut dyn Optimizer,
     images: &Tensor,
     batch: usize,
     augmenter: Option<&dyn Augmenter>,

@@ -6,7 +6,8 @@
 
 use candle_core::{Tensor, Var};
 
-use crate::Result;
+use super::optimizer::Optimizer;
+use crate::{Error, Result};
 
 /// SGD over a fixed list of variables.
 pub struct Sgd {
@@ -77,6 +78,48 @@ impl Sgd {
         let grads = crate::nn::first_order(|| loss.backward())?;
         let per_var: Vec<Option<Tensor>> = self.vars.iter().map(|v| grads.get(v.as_tensor()).cloned()).collect();
         self.step_with(&per_var)
+    }
+}
+
+impl Optimizer for Sgd {
+    fn vars(&self) -> &[Var] {
+        &self.vars
+    }
+
+    fn step_with(&mut self, grads: &[Option<Tensor>]) -> Result<()> {
+        Sgd::step_with(self, grads)
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn state(&self) -> Vec<(String, Option<Tensor>)> {
+        self.velocity
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (format!("momentum_buffer.{k}"), v.clone()))
+            .collect()
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Option<Tensor>)>, _steps: usize) -> Result<()> {
+        if state.len() != self.vars.len() {
+            return Err(Error::Other(format!(
+                "SGD state holds {} momentum buffers; an optimiser of {} variables has as many",
+                state.len(),
+                self.vars.len()
+            )));
+        }
+        self.velocity = state.into_iter().map(|(_, v)| v).collect();
+        Ok(())
+    }
+
+    fn backward_step(&mut self, loss: &Tensor) -> Result<()> {
+        Sgd::backward_step(self, loss)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use crate::nn::ParamSource;
+use crate::nn::{BatchNorm2d, ParamSource};
 use crate::{ImageShape, Result, Rng};
 
 /// Whether a forward pass trains (BatchNorm uses and updates batch statistics) or evaluates
@@ -53,6 +53,13 @@ pub trait Network: Send + Sync {
     /// `Mode::Eval`, and DC estimates them on real images before matching).
     fn has_batch_norm(&self) -> bool {
         false
+    }
+
+    /// The BatchNorm layers in forward order (PyTorch's `modules()` order for every registered
+    /// network), whose running statistics are buffers, not parameters: a teacher file keeps
+    /// them beside the parameters (`crate::teacher`). Empty for a network without BatchNorm.
+    fn batch_norms(&self) -> Vec<&BatchNorm2d> {
+        Vec::new()
     }
 
     /// Only the logits. A network may override it with a cheaper path that skips the block

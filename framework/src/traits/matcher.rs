@@ -1,6 +1,7 @@
 //! `Matcher`: the loss that makes the synthetic set look like the real one to a network.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::Value;
@@ -8,8 +9,10 @@ use serde_json::Value;
 use crate::data::Dataset;
 pub use crate::synthetic::Init;
 use crate::synthetic::Learned;
+use crate::teacher::Teacher;
 use crate::traits::architecture::{Architecture, Network};
 use crate::traits::augmenter::Augmenter;
+use crate::traits::image_update::ImageUpdate;
 use crate::Result;
 
 /// A matcher's published defaults, used where the run does not set them.
@@ -255,8 +258,13 @@ pub struct PrepareContext<'a> {
     pub images: &'a Tensor,
     pub labels: &'a Tensor,
     pub ipc: usize,
+    /// The run's iteration count (a method that takes no step refuses more than 0).
+    pub iterations: usize,
     pub device: &'a Device,
     pub seed: u64,
+    /// The run's frozen teacher, when the matcher asked for one ([`Matcher::needs_teacher`]):
+    /// loaded once from its file (`cafe-lab teacher`), shared with the soft-label evaluation.
+    pub teacher: Option<&'a Arc<Teacher>>,
 }
 
 /// A dataset-condensation loss.
@@ -274,6 +282,33 @@ pub trait Matcher: Send + Sync {
     /// nothing and learns only the pixels.
     fn prepare(&mut self, _ctx: &PrepareContext) -> Result<Vec<LearnableSpec>> {
         Ok(Vec::new())
+    }
+
+    /// Whether the method works against the run's frozen teacher (SRe2L, RDED): the run then
+    /// loads the teacher file (`--teacher`, else the default of `cafe-lab teacher` for the
+    /// dataset and architecture) and hands it to [`Matcher::prepare`] in
+    /// [`PrepareContext::teacher`]; the soft-label evaluation uses the same file.
+    fn needs_teacher(&self) -> bool {
+        false
+    }
+
+    /// The synthetic set's starting images when the method makes its own, called once after
+    /// [`Matcher::prepare`] (not on resume: the checkpoint holds the images). RDED selects and
+    /// stitches real patches here and takes no gradient step (0 iterations); a method that
+    /// starts a gradient recovery from them (EDC) would iterate after. None: the engine's
+    /// `init` (noise or real images) stays.
+    ///
+    /// # Shapes
+    /// `[classes * ipc, c, h, w]`, class-major as the set.
+    fn initialise(&mut self, _ctx: &PrepareContext) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+
+    /// How the engine steps the pixels after each matching step: DESIGN.md's SGD by default;
+    /// a method with its own optimiser, learning-rate curve or pixel range (SRe2L: Adam, cosine,
+    /// clipped to the real pixels' range) says so here. Called once, after [`Matcher::prepare`].
+    fn image_update(&self, _ctx: &PrepareContext) -> Result<ImageUpdate> {
+        Ok(ImageUpdate::default())
     }
 
     /// Whether [`MatchContext::real`] is needed: false spares the engine drawing (and

@@ -4,5 +4,6 @@
 pub mod architecture;
 pub mod augmenter;
 pub mod family;
+pub mod image_update;
 pub mod matcher;
 pub mod scheduler;

@@ -78,6 +78,7 @@ pub fn checkpoint() -> Checkpoint {
     Checkpoint {
         images: tensor(&images, &[2, 1, 2, 3]),
         velocity: Some(tensor(&velocity, &[2, 1, 2, 3])),
+        image_state: Vec::new(),
         learned: vec![
             LearnedCheckpoint {
                 name: "lr".into(),
@@ -106,6 +107,8 @@ pub fn checkpoint() -> Checkpoint {
             seconds_per_iteration: vec![0.5, 0.25],
             scheduler_state: json!({"phase": "inner", "counts": [1, 2, 3]}),
             learned: vec!["lr".into(), "label_logits".into()],
+            image_steps: 0,
+            image_state: Vec::new(),
         },
     }
 }

@@ -4,7 +4,7 @@
 //! and the [conv -> norm -> ReLU] units with max pooling that make the features of LeNet,
 //! AlexNet and VGG.
 
-use cafe_framework::nn::{max_pool2x2, Activation, Conv2d, Conv2dConfig, Norm, NormKind, ParamSource};
+use cafe_framework::nn::{max_pool2x2, Activation, BatchNorm2d, Conv2d, Conv2dConfig, Norm, NormKind, ParamSource};
 use cafe_framework::{Error, ImageShape, Mode, Result, Rng};
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -149,6 +149,10 @@ impl ConvUnit {
     fn is_batch_norm(&self) -> bool {
         self.norm.is_batch_norm()
     }
+
+    fn batch_norm(&self) -> Option<&BatchNorm2d> {
+        self.norm.as_batch_norm()
+    }
 }
 
 /// One entry of a plain conv network's feature extractor, as the `features` `nn.Sequential`
@@ -237,6 +241,11 @@ impl ConvStack {
     pub(crate) fn has_batch_norm(&self) -> bool {
         self.stages.iter().any(|s| s.unit.is_batch_norm())
     }
+
+    /// The BatchNorm layers, in forward order.
+    pub(crate) fn batch_norms(&self) -> Vec<&BatchNorm2d> {
+        self.stages.iter().filter_map(|s| s.unit.batch_norm()).collect()
+    }
 }
 
 /// A conv stack followed by one linear classifier on its flattened output: AlexNet's and
@@ -273,5 +282,9 @@ impl cafe_framework::Network for StackClassifier {
 
     fn has_batch_norm(&self) -> bool {
         self.features.has_batch_norm()
+    }
+
+    fn batch_norms(&self) -> Vec<&BatchNorm2d> {
+        self.features.batch_norms()
     }
 }

@@ -12,7 +12,7 @@
 use std::marker::PhantomData;
 
 use cafe_framework::nn::norm::DC_GROUP_NORM_GROUPS;
-use cafe_framework::nn::{Activation, Conv2d, Conv2dConfig, Linear, Norm, NormKind, ParamSource, Pooling};
+use cafe_framework::nn::{Activation, BatchNorm2d, Conv2d, Conv2dConfig, Linear, Norm, NormKind, ParamSource, Pooling};
 use cafe_framework::registry::merge_json;
 use cafe_framework::{
     register_architecture, Architecture, Error, ImageShape, Mode, Network, NetworkFamily, NetworkOutput, Result, Rng,
@@ -217,6 +217,10 @@ impl Network for ConvNet {
 
     fn has_batch_norm(&self) -> bool {
         self.blocks.iter().any(|b| b.norm.is_batch_norm())
+    }
+
+    fn batch_norms(&self) -> Vec<&BatchNorm2d> {
+        self.blocks.iter().filter_map(|b| b.norm.as_batch_norm()).collect()
     }
 }
 

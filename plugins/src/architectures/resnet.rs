@@ -25,7 +25,7 @@
 //! - `embedding`: the flattened input of the classifier.
 
 use cafe_framework::nn::{
-    avg_pool2x2, avg_pool_k, relu, Activation, Conv2d, Conv2dConfig, Linear, Norm, NormKind, ParamSource,
+    avg_pool2x2, avg_pool_k, relu, Activation, BatchNorm2d, Conv2d, Conv2dConfig, Linear, Norm, NormKind, ParamSource,
 };
 use cafe_framework::{
     register_architecture, Architecture, ImageShape, Mode, Network, NetworkFamily, NetworkOutput, Result, Rng,
@@ -188,6 +188,16 @@ impl BasicBlock {
         relu(&(out + short)?)
     }
 
+    /// norm1, norm2, then the shortcut's norm, where they are BatchNorm (forward order).
+    fn batch_norms(&self) -> Vec<&BatchNorm2d> {
+        let short = self.shortcut.as_ref().map(|(_, n)| n);
+        [Some(&self.norm1), Some(&self.norm2), short]
+            .into_iter()
+            .flatten()
+            .filter_map(Norm::as_batch_norm)
+            .collect()
+    }
+
     /// conv1, norm1, conv2, norm2, then the shortcut's conv and norm (PyTorch's order).
     fn parameters(&self) -> Vec<Var> {
         let main = [
@@ -289,6 +299,11 @@ impl Network for ResNet {
 
     fn has_batch_norm(&self) -> bool {
         self.stem_norm.is_batch_norm()
+    }
+
+    fn batch_norms(&self) -> Vec<&BatchNorm2d> {
+        let blocks = self.layers.iter().flatten().flat_map(|b| b.batch_norms());
+        self.stem_norm.as_batch_norm().into_iter().chain(blocks).collect()
     }
 }
 
