@@ -18,6 +18,7 @@ mod mnist;
 mod normalise;
 pub mod shapes;
 mod svhn;
+pub mod unpack;
 mod zca;
 
 pub use dataset::Dataset;

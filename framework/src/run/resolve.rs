@@ -71,6 +71,7 @@ impl ResolvedRun {
             ipc,
             quiet,
             comm,
+            interrupt: None,
         }
     }
 }
