@@ -117,6 +117,29 @@ mod tests {
     }
 
     #[test]
+    fn an_uneven_image_matches_ncfms_decode_zoom() {
+        // Two 1x3x3 images of k/17, factor 2 (padded with 0.5 to 4x4, 2x2 crops resized to
+        // 3x3): the numbers NCFM's decode_zoom gives under PyTorch 2.15.
+        let images: Vec<f32> = (0..18).map(|k| k as f32 / 17.0).collect();
+        let (out, src) = unpack(&images, ImageShape::new(1, 3, 3), 2).unwrap();
+        #[rustfmt::skip]
+        let torch = [
+            0.0, 0.029412, 0.058824, 0.088235, 0.117647, 0.147059, 0.176471, 0.205882, 0.235294,
+            0.529412, 0.558824, 0.588235, 0.617647, 0.647059, 0.676471, 0.705882, 0.735294, 0.764706,
+            0.117647, 0.308824, 0.5, 0.205882, 0.352941, 0.5, 0.294118, 0.397059, 0.5,
+            0.647059, 0.573529, 0.5, 0.735294, 0.617647, 0.5, 0.823529, 0.661765, 0.5,
+            0.352941, 0.382353, 0.411765, 0.426471, 0.441176, 0.455882, 0.5, 0.5, 0.5,
+            0.882353, 0.911765, 0.941176, 0.691176, 0.705882, 0.720588, 0.5, 0.5, 0.5,
+            0.470588, 0.485294, 0.5, 0.485294, 0.492647, 0.5, 0.5, 0.5, 0.5,
+            1.0, 0.75, 0.5, 0.75, 0.625, 0.5, 0.5, 0.5, 0.5,
+        ];
+        assert_eq!(src, vec![0, 1, 0, 1, 0, 1, 0, 1]);
+        for (k, (a, b)) in out.iter().zip(torch).enumerate() {
+            assert!((a - b).abs() < 1e-5, "value {k}: {a} vs PyTorch's {b}");
+        }
+    }
+
+    #[test]
     fn a_factor_larger_than_the_image_is_refused() {
         assert!(unpack(&[0.0; 4], ImageShape::new(1, 2, 2), 3).is_err());
     }

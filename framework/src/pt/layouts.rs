@@ -175,7 +175,7 @@ pub fn read_pt_set(path: &Path, sources: &PtSources) -> Result<PtSet> {
             if runs.len() > 1 && sources.experiment.is_none() {
                 notes.push(format!(
                     "{} holds the sets of {} experiments (DatasetCondensation main.py:224 appends one per \
-                     experiment); experiment 0 was evaluated (choose another with the experiment option)",
+                     experiment); experiment 0 was evaluated (--experiment K, or experiment=K from Python)",
                     path.display(),
                     runs.len()
                 ));

@@ -227,9 +227,10 @@ pub fn import_set(
         ));
     } else {
         notes.push(format!(
-            "the images were taken to be in dataset {}'s {} space already",
-            ds.name,
-            if ds.zca.is_some() { "ZCA-whitened" } else { "normalised" }
+            "the images were taken to be in the {} space of dataset {} already (raw pixels in [0, 1] \
+             would need --pixels raw, or raw_pixels=True from Python)",
+            if ds.zca.is_some() { "ZCA-whitened" } else { "normalised" },
+            ds.name
         ));
     }
     // Rows class-major: by hard label (stable), else as given.
@@ -318,7 +319,7 @@ pub fn import_set(
         }
         (None, None) if set.layout == Some(Layout::ImageTensor) => notes.push(
             "no learned step size: the networks train at eval.lr; MTT evaluates at the step size it learned \
-             (distill.py:210) but does not save it: pass it with the lr option"
+             (distill.py:210) but does not save it: pass it (--learned-lr, or lr= from Python)"
                 .into(),
         ),
         (None, None) => {}
