@@ -334,6 +334,7 @@ impl Prepared {
                     device: &Device::Cpu,
                     seed: 0,
                     on_network: None,
+                    interrupt: None,
                     comm: &cafe_framework::dist::Solo,
                 };
                 evaluate_set(&job, &TrainingSet::labelled("synthetic", images, labels))?;

@@ -25,6 +25,8 @@ pub fn to_py(e: &Error) -> PyErr {
         | Error::SyntheticCorrupt { .. }
         | Error::DatasetCorrupt { .. }
         | Error::CheckpointCorrupt { .. }
+        | Error::ExpertCorrupt { .. }
+        | Error::TeacherCorrupt { .. }
         | Error::NonFinite(_) => PyValueError::new_err(message),
         Error::DatasetMissing { .. } => PyFileNotFoundError::new_err(message),
         Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {

@@ -5,6 +5,8 @@ and malformed inputs that must raise Python exceptions, not crash."""
 
 import os
 import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -71,6 +73,31 @@ def test_numpy_and_torch_inputs_give_the_condensations_numbers(condensed):
                                    seed=1, **EVAL)
     assert synthetic(from_numpy) == synthetic(from_torch) == synthetic(condensed.results)
     assert "random" in from_numpy.accuracy["convnet"]
+
+
+def test_a_long_call_releases_the_gil(condensed):
+    # A Python thread that needs the GIL for every tick: were it held through the call (a
+    # native call that never releases it), no tick could fall inside the call.
+    ticks, stop = [], threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.005)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    try:
+        started = time.monotonic()
+        cafe_lab.evaluate(condensed.images, condensed.labels, **EVAL)
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        ticker.join()
+    during = [t for t in ticks if started < t < ended]
+    assert ended - started > 0.2, "the evaluation is too short to tell"
+    # A tick at least every 50 ms of the call on average (ideal: every 5 ms).
+    assert len(during) >= (ended - started) / 0.05, (len(during), ended - started)
 
 
 def test_dd_ranking_metrics_come_back(condensed):

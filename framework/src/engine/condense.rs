@@ -16,11 +16,12 @@ use crate::engine::bilevel::{stream, IterationLoop};
 use crate::logging::MetricLogger;
 use crate::output::image_grid;
 use crate::rng::sub_rng;
+use crate::synthetic::Init;
 use crate::synthetic::{check_ipc, SyntheticSet};
 use crate::train::Sgd;
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
-use crate::traits::matcher::{Init, Matcher, PrepareContext};
+use crate::traits::matcher::{Matcher, PrepareContext};
 use crate::traits::scheduler::{IterationReport, Scheduler};
 use crate::{Error, Result};
 

@@ -504,7 +504,7 @@ impl Vm<'_> {
 }
 
 fn pairs(items: Vec<Id>) -> Result<Vec<(Id, Id)>, String> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err("a dict needs key-value pairs, found an odd number of objects".into());
     }
     Ok(items.chunks_exact(2).map(|p| (p[0], p[1])).collect())
