@@ -497,6 +497,7 @@ fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
         seed: 0,
         on_network: None,
         comm: &cafe_framework::dist::Solo,
+        interrupt: None,
     };
     let ev = evaluate_set(&job, &TrainingSet::labelled("s", &images, &labels)).unwrap();
     assert_eq!(ev.epochs, 6);

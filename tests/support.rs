@@ -171,6 +171,30 @@ pub fn require_python_modules(modules: &[&str]) -> bool {
     }
 }
 
+/// The Python interpreter of the venv that `scripts/python/setup.sh` makes (the installed
+/// `cafe_lab` wheel, pytest, PyTorch...): `$CAFE_LAB_PYTHON`, else `target/python-venv/bin/python`
+/// at the workspace root, provided it imports every one of `modules`; where not,
+/// [`missing_tool`] says how to make it (a failure under CI).
+pub fn python_venv(modules: &[&str]) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("CAFE_LAB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/python-venv/bin/python"));
+    let import = format!("import {}", modules.join(", "));
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &import])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if ok {
+        return Some(python);
+    }
+    missing_tool(
+        &format!("a Python venv with {} ({})", modules.join(", "), python.display()),
+        "scripts/python/setup.sh",
+    );
+    None
+}
+
 /// What `python3 -c script arg` prints, parsed as JSON (for reading our files with another
 /// library's own reader); a failure shows Python's error output.
 pub fn python_json(script: &str, arg: &Path) -> serde_json::Value {

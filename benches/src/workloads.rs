@@ -433,6 +433,7 @@ impl Prepared {
                     device: &device,
                     seed: 0,
                     on_network: None,
+                    interrupt: None,
                     comm: &cafe_framework::dist::Solo,
                 };
                 evaluate_set(&job, &TrainingSet::labelled("synthetic", images, labels))?;

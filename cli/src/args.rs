@@ -228,11 +228,68 @@ pub struct CondenseArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct EvaluateArgs {
-    /// The synthetic set to evaluate (a synthetic.safetensors written by condense).
+    /// The synthetic set to evaluate: a synthetic.safetensors written by condense, or another
+    /// tool's .pt file (mtt-distillation / DATM images_*.pt, NCFM [images, labels],
+    /// DatasetCondensation res_*.pt; needs --dataset).
     #[arg(long)]
     pub synthetic: PathBuf,
     #[command(flatten)]
+    pub import: ImportArgs,
+    #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// What a .pt file cannot say about its set (`evaluate --synthetic FILE.pt`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ImportArgs {
+    /// The labels file of an images_*.pt set (default: labels_*.pt beside it).
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// Which experiment's set of a DatasetCondensation res_*.pt (default 0).
+    #[arg(long, value_name = "K")]
+    pub experiment: Option<usize>,
+    /// The space of the file's pixels: normalised (or ZCA-whitened with --zca) as the dataset
+    /// is, or raw in [0, 1]. Default: the layout's (raw for NCFM and images_zca_*.pt).
+    #[arg(long, value_parser = ["normalised", "raw"])]
+    pub pixels: Option<String>,
+    /// Unpack FxF images from each stored one (NCFM's multi-formation `factor`).
+    #[arg(long, value_name = "F")]
+    pub factor: Option<usize>,
+    /// The step size the set learned, when its files do not hold it (MTT does not save it):
+    /// evaluation networks train at it.
+    #[arg(long, value_name = "LR")]
+    pub learned_lr: Option<f64>,
+    /// Train on hard labels (the argmax of soft labels) instead of the file's soft labels.
+    #[arg(long)]
+    pub hard_labels: bool,
+}
+
+impl ImportArgs {
+    /// The import options and the extra files to read.
+    pub fn options(&self) -> (cafe_framework::run::ImportOptions, cafe_framework::pt::PtSources) {
+        (
+            cafe_framework::run::ImportOptions {
+                raw_pixels: self.pixels.as_deref().map(|p| p == "raw"),
+                factor: self.factor,
+                lr: self.learned_lr,
+                hard_labels: self.hard_labels,
+            },
+            cafe_framework::pt::PtSources {
+                labels: self.labels.clone(),
+                experiment: self.experiment,
+            },
+        )
+    }
+
+    /// True when any of these flags was given (they mean nothing for a safetensors set).
+    pub fn any(&self) -> bool {
+        self.labels.is_some()
+            || self.experiment.is_some()
+            || self.pixels.is_some()
+            || self.factor.is_some()
+            || self.learned_lr.is_some()
+            || self.hard_labels
+    }
 }
 
 #[derive(Debug, Args, Clone)]

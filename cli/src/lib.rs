@@ -15,7 +15,8 @@ use anyhow::{Context, Result};
 use cafe_framework::config::{ConfigBuilder, RunConfig};
 use cafe_framework::dist::Comm;
 use cafe_framework::run::{
-    evaluation_base, repeat_seeds, resume_condense, run_baseline, run_condense, run_evaluate, run_repeated, RunOptions,
+    evaluation_base, repeat_seeds, resume_condense, run_baseline, run_condense, run_evaluate, run_evaluate_pt,
+    run_repeated, RunOptions,
 };
 use cafe_framework::run::{run_experts, run_teacher, TeacherConfig};
 use cafe_framework::trajectory::ExpertsConfig;
@@ -23,7 +24,7 @@ use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
-pub use args::{Cli, Command, CommonArgs, CondenseArgs};
+pub use args::{Cli, Command, CommonArgs, CondenseArgs, ImportArgs};
 pub use experts::ExpertsArgs;
 pub use teacher::TeacherArgs;
 pub use world::world;
@@ -121,7 +122,9 @@ fn workload(_: &[String]) -> ExitCode {
 /// tell "interrupted, resumable" from "failed"; 1 for every other error.
 fn exit_code(e: &anyhow::Error) -> ExitCode {
     match e.downcast_ref::<cafe_framework::Error>() {
-        Some(cafe_framework::Error::Interrupted { .. }) => ExitCode::from(130),
+        Some(cafe_framework::Error::Interrupted { .. } | cafe_framework::Error::EvaluationInterrupted) => {
+            ExitCode::from(130)
+        }
         _ => ExitCode::FAILURE,
     }
 }
@@ -163,7 +166,31 @@ pub fn execute_on(cli: Cli, comm: Comm) -> Result<()> {
             };
         }
         Command::List => list::print_plugins()?,
+        Command::Evaluate(a) if cafe_framework::pt::looks_like_torch_file(&a.synthetic) => {
+            // Nothing in another tool's file says its dataset: it must be named.
+            let named = a.common.data.dataset.is_some()
+                || a.common.config.is_some()
+                || a.common.set.iter().any(|s| s.trim_start().starts_with("dataset"));
+            if !named {
+                anyhow::bail!(
+                    "{} is a PyTorch file, which does not say which dataset its set was condensed on: pass \
+                     --dataset ({})",
+                    a.synthetic.display(),
+                    cafe_framework::data::dataset_names().join(", ")
+                );
+            }
+            let settings = settings_over(ConfigBuilder::default(), &a.common, &CondenseArgs::default())?;
+            let (import, sources) = a.import.options();
+            run_evaluate_pt(&settings, &a.synthetic, &sources, &import, options(&a.common))?;
+        }
         Command::Evaluate(a) => {
+            if a.import.any() {
+                anyhow::bail!(
+                    "--labels, --experiment, --pixels, --factor, --learned-lr and --hard-labels describe a .pt \
+                     file; {} is a cafe-lab set, whose file says all of that",
+                    a.synthetic.display()
+                );
+            }
             // The file's own settings first (read from its header, before any dataset), the
             // flags over them.
             let (base, note) = evaluation_base(&a.synthetic)?;
@@ -221,11 +248,18 @@ pub fn resolve_config(common: &CommonArgs, condense: &CondenseArgs) -> Result<Ru
 }
 
 /// Merges `--config`, the flags and `--set` over `builder` into one checked [`RunConfig`].
-pub fn resolve_config_over(
+pub fn resolve_config_over(builder: ConfigBuilder, common: &CommonArgs, condense: &CondenseArgs) -> Result<RunConfig> {
+    settings_over(builder, common, condense)?
+        .build()
+        .context("resolving the run configuration")
+}
+
+/// `--config`, the flags and `--set` merged over `builder`, not yet built.
+pub fn settings_over(
     mut builder: ConfigBuilder,
     common: &CommonArgs,
     condense: &CondenseArgs,
-) -> Result<RunConfig> {
+) -> Result<ConfigBuilder> {
     if let Some(path) = &common.config {
         builder.merge_toml_file(path)?;
     }
@@ -233,5 +267,5 @@ pub fn resolve_config_over(
     for assignment in &common.set {
         builder.set(assignment)?;
     }
-    builder.build().context("resolving the run configuration")
+    Ok(builder)
 }

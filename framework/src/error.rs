@@ -40,6 +40,11 @@ pub enum Error {
     )]
     SyntheticCorrupt { path: PathBuf, message: String },
 
+    /// A PyTorch `.pt` file (`evaluate --synthetic FILE.pt`) that cannot be read as a
+    /// synthetic set: the message names what was found and the layout expected.
+    #[error("PyTorch file {}: {message}", path.display())]
+    TorchFile { path: PathBuf, message: String },
+
     /// An expert trajectory file that cannot be read. Each is written atomically when its
     /// expert finishes, so it was damaged afterwards; `cafe-lab experts` trains only the
     /// experts whose files are missing.
@@ -92,6 +97,13 @@ pub enum Error {
         next_iteration: usize,
         checkpoint: Option<PathBuf>,
     },
+
+    /// An evaluation stopped by Ctrl-C before its next network; nothing of it was kept.
+    #[error(
+        "evaluation interrupted (Ctrl-C) before its next network; its results were not kept (a \
+         condensation's set was saved before its evaluation began)"
+    )]
+    EvaluationInterrupted,
 
     #[error("{0}")]
     Other(String),

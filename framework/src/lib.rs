@@ -19,6 +19,7 @@ pub mod nn;
 pub mod output;
 pub mod progress;
 pub mod protocol;
+pub mod pt;
 pub mod registry;
 pub mod rng;
 pub mod run;

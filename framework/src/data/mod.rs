@@ -18,6 +18,7 @@ mod mnist;
 pub(crate) mod normalise;
 pub mod shapes;
 pub(crate) mod svhn;
+pub mod unpack;
 mod zca;
 
 pub use dataset::Dataset;

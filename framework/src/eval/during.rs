@@ -179,6 +179,8 @@ impl DuringEval {
             seed: derive_seed(self.seed, &[stream::DURING]),
             on_network: None,
             comm: self.comm.as_ref(),
+            // The condensation stops at its own iteration boundary (engine::condense).
+            interrupt: None,
         };
         let ev = evaluate_set(&job, &set)?;
         logger.scalar("validation/accuracy", done, ev.mean);

@@ -2,7 +2,7 @@
 //! on stderr. The random baseline, DD-Ranking's metrics, KD and the whole evaluation of a
 //! synthetic set build on it (`baseline.rs`, `fair_metrics.rs`, `kd.rs`, `set_evaluations.rs`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use candle_core::Device;
 
@@ -26,6 +26,8 @@ pub struct Evaluator<'a> {
     pub quiet: bool,
     /// The ranks sharing the networks of every evaluation (only rank 0 reports progress).
     pub comm: &'a dyn Communicator,
+    /// Set (by Ctrl-C) to stop before the next network (see [`EvalJob::interrupt`]).
+    pub interrupt: Option<&'a AtomicBool>,
 }
 
 impl Evaluator<'_> {
@@ -57,6 +59,7 @@ impl Evaluator<'_> {
             seed: self.seed(),
             on_network: Some(&report),
             comm: self.comm,
+            interrupt: self.interrupt,
         };
         let ev = evaluate_set(&job, set)?;
         bar.finish();

@@ -2,6 +2,8 @@
 //! or a teacher's outputs), each tested on the real test set, as the papers evaluate
 //! (DatasetCondensation `utils.py:341-355` `evaluate_synset`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -112,6 +114,8 @@ pub struct EvalJob<'a> {
     /// The ranks among which the networks are shared out (a task farm: network `k` is the same
     /// whichever rank trains it).
     pub comm: &'a dyn Communicator,
+    /// Set (by Ctrl-C) to stop before the next network: [`Error::EvaluationInterrupted`].
+    pub interrupt: Option<&'a AtomicBool>,
 }
 
 /// Trains one fresh network of `arch` under `recipe` on `images`, each batch scored by
@@ -167,6 +171,9 @@ pub fn evaluate_set(job: &EvalJob, set: &TrainingSet) -> Result<Evaluation> {
     let test = test_tensors(job.test, job.test_limit, job.device)?;
     let images = set.images.detach().to_dtype(DType::F32)?;
     let train_and_test = |k: usize| -> Result<(f64, Vec<f64>)> {
+        if job.interrupt.is_some_and(|f| f.load(Ordering::SeqCst)) {
+            return Err(Error::EvaluationInterrupted);
+        }
         let mut rng = sub_rng(job.seed, &[stream::EVAL_NETWORK, k as u64]);
         let net = train_network(
             job.arch,

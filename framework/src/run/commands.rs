@@ -66,7 +66,7 @@ impl std::fmt::Debug for RunOptions {
 
 impl RunOptions {
     /// Quiet on every rank but 0.
-    fn quiet(&self) -> bool {
+    pub(super) fn quiet(&self) -> bool {
         self.quiet || self.comm.rank() != 0
     }
 }
@@ -107,7 +107,7 @@ fn release_out(out: &Path) {
     let _ = std::fs::remove_dir(out);
 }
 
-fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
+pub(super) fn load_dataset(config: &RunConfig, quiet: bool) -> Result<Dataset> {
     data::load_announced(
         config.dataset.name(),
         &LoadOptions::new(&config.data_dir, config.download, config.seed, config.zca),
@@ -323,7 +323,8 @@ fn condense_and_evaluate(
         inner_loops_capped_total: reports.iter().map(|r| r.inner_loops_capped).sum(),
         per_iteration: reports.clone(),
     };
-    let evaluator = run.evaluator(&ds, run.settings.ipc, quiet, comm.as_ref());
+    let mut evaluator = run.evaluator(&ds, run.settings.ipc, quiet, comm.as_ref());
+    evaluator.interrupt = opts.interrupt;
     let evaluated = evaluator.synthetic_set(syn, &run.out)?;
     let evaluations = evaluated.evaluations;
     for ev in &evaluations {
@@ -378,7 +379,7 @@ fn load_run_teacher(run: &ResolvedRun, ds: &Dataset, quiet: bool) -> Result<Teac
 
 /// The end of every command: results.json and evaluations.md in `out` and the table on
 /// stdout, from rank 0.
-fn publish(out: &Path, results: Results, opts: &RunOptions) -> Result<Results> {
+pub(super) fn publish(out: &Path, results: Results, opts: &RunOptions) -> Result<Results> {
     on_root(opts.comm.as_ref(), || write_results(out, &results))?;
     if !opts.quiet() {
         print_table(&results);
@@ -419,7 +420,8 @@ pub fn run_evaluate(config: &RunConfig, synthetic: &Path, opts: RunOptions) -> R
         prepare_out(&run.out, opts.force)?;
         write_json(&run.out.join("config.json"), &run.resolved_json)
     })?;
-    let evaluator = run.evaluator(&ds, syn.ipc, opts.quiet(), comm);
+    let mut evaluator = run.evaluator(&ds, syn.ipc, opts.quiet(), comm);
+    evaluator.interrupt = opts.interrupt;
     let evaluated = evaluator.synthetic_set(&syn, &run.out)?;
     let mut notes = Vec::new();
     if !syn.metadata.contains_key("config") {
@@ -460,7 +462,8 @@ pub fn run_baseline(config: &RunConfig, opts: RunOptions) -> Result<Results> {
         write_json(&run.out.join("config.json"), &run.resolved_json)
     })?;
     let ds = load_dataset(&run.config, opts.quiet())?;
-    let evaluator = run.evaluator(&ds, run.settings.ipc, opts.quiet(), comm);
+    let mut evaluator = run.evaluator(&ds, run.settings.ipc, opts.quiet(), comm);
+    evaluator.interrupt = opts.interrupt;
     let evaluations = evaluator.random_baseline()?;
     let results = Results {
         command: "baseline".into(),

@@ -1,11 +1,14 @@
 //! Whole runs, as the CLI offers them: `condense` (the default, and `--resume`), `evaluate` a
-//! saved synthetic set, the `random` `baseline`, repeated runs, `experts` and `teacher`. Each resolves its
+//! saved synthetic set (or another tool's `.pt` file, or arrays from Python), the `random`
+//! `baseline`, repeated runs, `experts` and `teacher`. Each resolves its
 //! configuration once (the evaluation plan included), refuses impossible settings before any
 //! work, and writes `config.json` beside its results.
 
 mod commands;
+mod evaluate_set;
 mod experts;
 mod fit_to_dataset;
+mod foreign;
 mod metadata;
 mod repeat;
 mod resolve;
@@ -13,7 +16,9 @@ mod results;
 mod teacher;
 
 pub use commands::{resume_condense, run_baseline, run_condense, run_evaluate, RunOptions};
+pub use evaluate_set::{run_evaluate_foreign, run_evaluate_pt, ForeignEvaluation};
 pub use experts::run_experts;
+pub use foreign::{import_set, ForeignLabels, ForeignSet, ImportOptions};
 pub use metadata::{evaluation_base, set_metadata, SET_FORMAT};
 pub use repeat::{
     aggregate, is_repeated_run, repeat_seeds, repeat_table, run_repeated, Aggregate, RepeatResults, RunEntry,

@@ -93,6 +93,7 @@ impl ResolvedRun {
             ipc,
             quiet,
             comm,
+            interrupt: None,
         }
     }
 }
