@@ -10,3 +10,4 @@ register_protocol!("dm.toml", include_str!("../protocols/dm.toml"));
 register_protocol!("cafe.toml", include_str!("../protocols/cafe.toml"));
 register_protocol!("cafe-dsa.toml", include_str!("../protocols/cafe-dsa.toml"));
 register_protocol!("mtt.toml", include_str!("../protocols/mtt.toml"));
+register_protocol!("datm.toml", include_str!("../protocols/datm.toml"));

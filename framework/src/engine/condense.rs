@@ -143,11 +143,40 @@ pub fn condense(
     let by_class = check_ipc(&dataset.train, dataset.classes, settings.ipc)?;
     let mut init_rng = sub_rng(settings.seed, &[stream::INIT]);
     let mut synthetic = SyntheticSet::initialise(dataset, settings.ipc, settings.init, device, &mut init_rng)?;
-    let specs = components.matcher.prepare(&PrepareContext {
+    let Components {
+        matcher,
+        arch,
+        arch_name,
+        arch_config,
+        ..
+    } = components;
+    let engine_images = synthetic.images_detached();
+    let own = matcher.initial_images(&PrepareContext {
         dataset,
-        arch: components.arch.as_ref(),
-        arch_name: &components.arch_name,
-        arch_config: &components.arch_config,
+        arch: arch.as_ref(),
+        arch_name,
+        arch_config,
+        images: &engine_images,
+        labels: &synthetic.labels,
+        ipc: settings.ipc,
+        device,
+        seed: settings.seed,
+    })?;
+    if let Some(images) = own {
+        if images.dims() != synthetic.images.dims() {
+            return Err(Error::Other(format!(
+                "the matcher's initial images are {:?}, the synthetic set is {:?}",
+                images.dims(),
+                synthetic.images.dims()
+            )));
+        }
+        synthetic.images.set(&images.to_dtype(synthetic.images.dtype())?)?;
+    }
+    let specs = matcher.prepare(&PrepareContext {
+        dataset,
+        arch: arch.as_ref(),
+        arch_name,
+        arch_config,
         images: &synthetic.images_detached(),
         labels: &synthetic.labels,
         ipc: settings.ipc,
@@ -271,8 +300,10 @@ pub fn condense(
             logger: &mut *logger,
             global_step: &mut global_step,
             comm,
+            skipped_steps: 0,
+            record: Vec::new(),
         };
-        let report = match components.scheduler.run_iteration(&mut lp) {
+        let mut report = match components.scheduler.run_iteration(&mut lp) {
             Ok(r) => r,
             Err(e @ Error::NonFinite(_)) => {
                 let kept = match &control.checkpoint_path {
@@ -283,6 +314,8 @@ pub fn condense(
             }
             Err(e) => return Err(e),
         };
+        report.skipped_steps = lp.skipped_steps;
+        report.record = lp.record.into_iter().collect();
         let secs = start.elapsed().as_secs_f64();
         logger.scalar("iteration/loss", it, report.last_loss);
         logger.scalar("scheduler/outer_steps", it, report.outer_steps as f64);

@@ -347,6 +347,22 @@ impl ExpertTrajectory {
         Self::load_records_epochs(path, record, device, last)
     }
 
+    /// The parameters after epoch `epoch` of an expert file (None: its last), alone.
+    pub fn load_epoch(path: &Path, device: &Device, epoch: Option<usize>) -> Result<Vec<Tensor>> {
+        let record = ExpertRecord::read(path)?;
+        let e = epoch.unwrap_or(record.epochs);
+        if e > record.epochs {
+            return Err(Error::invalid(
+                "expert epoch",
+                e,
+                format!("{} holds epochs 0..={}", path.display(), record.epochs),
+            ));
+        }
+        let bytes = std::fs::read(path)
+            .map_err(|err| Error::io(format!("reading expert trajectory {}", path.display()), err))?;
+        read_epoch(path, &bytes, &record, e, device)
+    }
+
     fn load_records_epochs(path: &Path, record: ExpertRecord, device: &Device, last: usize) -> Result<Self> {
         let bytes =
             std::fs::read(path).map_err(|e| Error::io(format!("reading expert trajectory {}", path.display()), e))?;
@@ -357,28 +373,51 @@ impl ExpertTrajectory {
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not safetensors: {e}")))?;
         let mut epochs = Vec::with_capacity(last + 1);
         for e in 0..=last {
-            let mut set = Vec::with_capacity(record.parameter_shapes.len());
-            for (p, shape) in record.parameter_shapes.iter().enumerate() {
-                let name = tensor_name(e, p);
-                let view = st
-                    .tensor(&name)
-                    .map_err(|err| corrupt(format!("tensor {name}: {err}")))?;
-                if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape.as_slice() {
-                    return Err(corrupt(format!(
-                        "tensor {name} is {:?} {:?}, the metadata says F32 {shape:?}",
-                        view.dtype(),
-                        view.shape()
-                    )));
-                }
-                let values: Vec<f32> = view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                set.push(Tensor::from_vec(values, shape.as_slice(), device)?);
-            }
-            epochs.push(set);
+            epochs.push(epoch_tensors(path, &st, &record, e, device)?);
         }
         Self::held(record, epochs)
     }
+}
+
+/// Epoch `e`'s parameters from the bytes of an expert file.
+fn read_epoch(path: &Path, bytes: &[u8], record: &ExpertRecord, e: usize, device: &Device) -> Result<Vec<Tensor>> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|err| Error::DatasetCorrupt {
+        path: path.to_path_buf(),
+        message: format!("not safetensors: {err}"),
+    })?;
+    epoch_tensors(path, &st, record, e, device)
+}
+
+fn epoch_tensors(
+    path: &Path,
+    st: &safetensors::SafeTensors,
+    record: &ExpertRecord,
+    e: usize,
+    device: &Device,
+) -> Result<Vec<Tensor>> {
+    let corrupt = |message: String| Error::DatasetCorrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut set = Vec::with_capacity(record.parameter_shapes.len());
+    for (p, shape) in record.parameter_shapes.iter().enumerate() {
+        let name = tensor_name(e, p);
+        let view = st
+            .tensor(&name)
+            .map_err(|err| corrupt(format!("tensor {name}: {err}")))?;
+        if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape.as_slice() {
+            return Err(corrupt(format!(
+                "tensor {name} is {:?} {:?}, the metadata says F32 {shape:?}",
+                view.dtype(),
+                view.shape()
+            )));
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        set.push(Tensor::from_vec(values, shape.as_slice(), device)?);
+    }
+    Ok(set)
 }
