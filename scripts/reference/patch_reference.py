@@ -219,6 +219,17 @@ PATCHES = (
               "(with DSA) as in networks.py; `.reshape` gives the same values."),
         Patch("cafe", "distill.py", "_features[0].view(10, ", "_features[0].reshape(10, ", 2, "compat",
               "(the same, for the per-class mean embeddings)"),
+        Patch("cafe", "distill.py", "                acc_watcher.append(acc_test.detach().cpu())\n",
+              "                acc_watcher.append(acc_test.detach().cpu().clone())\n", 1, "compat",
+              "the outer watcher's window aliases its accumulator on the CPU: distill.py:304-306 adds "
+              "each class's accuracy into acc_test in place and appends acc_test.detach().cpu(), which "
+              "on a CPU tensor is the same storage (on a GPU .cpu() copies), so every entry of the "
+              "window is the live accumulator, max - min is always 0 and the outer loop ends after 10 "
+              "steps whatever the accuracies. `.clone()` gives the GPU behaviour."),
+        Patch("cafe", "distill.py", "                    acc_inner_watcher.append(acc_inner_test.detach().cpu())\n",
+              "                    acc_inner_watcher.append(acc_inner_test.detach().cpu().clone())\n", 1, "compat",
+              "(the same aliasing in the inner watcher, distill.py:336-338: there the range is always 0 < "
+              "lambda_2 and the inner loop never ends by its rule on a CPU)"),
         Patch("cafe", "distill.py",
               "        logger.info('Hyper-parameters: \\n', args.__dict__)\n",
               "        logger.info('Hyper-parameters: \\n' + str(args.__dict__))\n", 1, "compat",
