@@ -126,7 +126,9 @@ fn experts_are_stored_resumed_and_checked() {
     );
 
     // An interrupted run leaves no file for its unfinished expert (each is written atomically
-    // when done): that expert alone is trained again, to the same trajectory.
+    // when done): that expert alone is trained again, to the same trajectory and the same
+    // bytes (the file's header is sorted, not in a hash map's order).
+    let first_bytes = std::fs::read(expert_file(&store, 1)).unwrap();
     std::fs::remove_file(expert_file(&store, 1)).unwrap();
     let resumed = run_experts(&config(&store), true, &Solo).unwrap();
     assert_eq!(
@@ -141,6 +143,10 @@ fn experts_are_stored_resumed_and_checked() {
             "epoch {e} of the retrained expert differs"
         );
     }
+    assert!(
+        std::fs::read(expert_file(&store, 1)).unwrap() == first_bytes,
+        "the retrained expert's file differs byte for byte"
+    );
 
     // The same store through the command line: same settings, nothing to train.
     let cli = Cli::try_parse_from([

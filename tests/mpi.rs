@@ -1,7 +1,9 @@
 //! cafe-lab under `mpirun` with real processes (the `mpi` feature, rsmpi over Open MPI): a DM
 //! condensation with its evaluation on 1, 2 and 3 ranks gives the same synthetic set, byte for
 //! byte, and the same accuracies; experts shared out among 2 ranks are the files one process
-//! writes. (A binary without MPI support refusing to be one of several ranks: cli/tests.)
+//! writes; a rank killed mid-run ends the job, and its last checkpoint resumes on another world
+//! size to the bytes of an uninterrupted run. (A binary without MPI support refusing to be one
+//! of several ranks: cli/tests.)
 //!
 //! Needs `mpirun` and an MPI build of cafe-lab (`scripts/mpi/build.sh` puts one in
 //! `target/cafe-lab-mpi`, or name one in `CAFE_LAB_MPI`): skipped with the install line where
@@ -148,4 +150,103 @@ fn experts_shared_out_among_ranks_are_the_files_one_process_writes() {
         let b = std::fs::read(dir.path().join("np2").join(&name)).unwrap();
         assert!(a == b, "{name} differs when trained on 2 ranks");
     }
+}
+
+/// The process of MPI rank `rank` whose command line names `marker`, from /proc.
+fn rank_pid(rank: usize, marker: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(marker) || String::from_utf8_lossy(&cmdline).contains("mpirun") {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let wanted = format!("OMPI_COMM_WORLD_RANK={rank}");
+        if environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_rank_killed_mid_run_ends_the_job_and_its_checkpoint_resumes_on_another_world_size() {
+    use cafe_framework::checkpoint::Checkpoint;
+    let Some((run, binary)) = tools() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // 40 iterations, a checkpoint after each: time to kill a rank in the middle.
+    let mut args: Vec<&str> = vec![
+        "--dataset",
+        "shapes",
+        "--ipc",
+        "2",
+        "--iterations",
+        "40",
+        "--batch-real",
+        "8",
+        "--eval-nets",
+        "2",
+        "--eval-epochs",
+        "1",
+        "--test-limit",
+        "100",
+        "--set",
+        "arch.width=8",
+        "--quiet",
+        "--checkpoint-every",
+        "1",
+    ];
+    let (ok, text) = mpirun(&run, 1, &binary, &[&args[..], &["--out", "whole"]].concat(), dir.path());
+    assert!(ok, "{text}");
+    args.extend(["--out", "killed"]);
+    let mut cmd = Command::new(&run);
+    if is_root() {
+        cmd.arg("--allow-run-as-root");
+    }
+    let mut job = cmd
+        .args(["--bind-to", "none", "-np", "2"])
+        .arg(&binary)
+        .args(&args)
+        .current_dir(dir.path())
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let killed = dir.path().join("killed");
+    let checkpoint = killed.join("checkpoint.safetensors");
+    let started = std::time::Instant::now();
+    let device = candle_core::Device::Cpu;
+    // Wait for the third checkpoint, then kill rank 1 without warning.
+    loop {
+        assert!(started.elapsed().as_secs() < 300, "no checkpoint after 5 minutes");
+        if let Ok(ck) = Checkpoint::load(&checkpoint, &device) {
+            if ck.state.next_iteration >= 3 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid =
+        rank_pid(1, "killed").unwrap_or_else(|| panic!("rank 1 of the job writing {} not found", killed.display()));
+    Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let out = job.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "the job went on after a rank died: {text}");
+    assert!(
+        text.contains("signal 9") || text.contains("Killed") || text.contains("killed"),
+        "{text}"
+    );
+    // The last checkpoint is whole, and resumes on 3 ranks to the uninterrupted run's bytes.
+    let ck = Checkpoint::load(&checkpoint, &device).expect("the last checkpoint is intact");
+    assert!(ck.state.next_iteration >= 3 && ck.state.next_iteration < 40);
+    let (ok, text) = mpirun(&run, 3, &binary, &["--resume", "killed", "--quiet"], dir.path());
+    assert!(ok, "{text}");
+    let a = std::fs::read(dir.path().join("whole/synthetic.safetensors")).unwrap();
+    let b = std::fs::read(killed.join("synthetic.safetensors")).unwrap();
+    assert!(a == b, "resumed on 3 ranks after a rank was killed, the set differs");
 }

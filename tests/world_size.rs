@@ -275,3 +275,27 @@ fn a_run_interrupted_on_two_ranks_resumes_on_three_to_the_bytes_of_one() {
     );
     assert_eq!(fingerprint(&whole).1, fingerprint(&cut).1);
 }
+
+#[test]
+fn repeated_runs_are_shared_out_as_whole_runs_with_the_same_numbers() {
+    cafe_plugins::link();
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<&str> = TINY.iter().copied().chain(["--runs", "3", "--seed", "4"]).collect();
+    let mut seen: Vec<(Vec<Vec<u8>>, String)> = Vec::new();
+    for ranks in [1, 2, 3] {
+        let out = dir.path().join(format!("np{ranks}"));
+        run_on(ranks, &out, &args);
+        let sets = (4..7)
+            .map(|s| std::fs::read(out.join(format!("seed{s}/synthetic.safetensors"))).unwrap())
+            .collect();
+        let r = read_json(&out.join("results.json"));
+        seen.push((
+            sets,
+            serde_json::json!({"aggregate": r["aggregate"], "runs": r["runs"]}).to_string(),
+        ));
+    }
+    for (ranks, got) in [2, 3].iter().zip(&seen[1..]) {
+        assert!(got.0 == seen[0].0, "the runs' sets on {ranks} ranks differ");
+        assert_eq!(got.1, seen[0].1, "the repeated run's numbers on {ranks} ranks differ");
+    }
+}

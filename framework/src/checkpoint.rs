@@ -3,17 +3,16 @@
 //! Every random draw of an iteration comes from a stream derived from (seed, iteration), so
 //! there is no generator state to save: the synthetic set, the image optimiser's momentum, the
 //! (possibly halved) image learning rate, the learned extras with their momentum, the iteration counters, the scheduler's own state and
-//! the per-iteration records are enough. One safetensors file holds it all (the tensors, and
-//! the rest as JSON in its metadata), written atomically, so a crash leaves either the old or
+//! the per-iteration records are enough. One tensor file ([`crate::tensor_file`]) holds it all
+//! (the tensors, and the rest as JSON in its metadata), written atomically, so a crash leaves either the old or
 //! the new checkpoint, never half of one.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::output::write_atomic;
+use crate::tensor_file::{FileKind, TensorFile, TensorWriter};
 use crate::traits::scheduler::IterationReport;
 use crate::{Error, Result};
 
@@ -53,96 +52,63 @@ pub struct Checkpoint {
     pub state: CheckpointState,
 }
 
-fn f32_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    Ok(t.to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?
-        .iter()
-        .flat_map(|x| x.to_le_bytes())
-        .collect())
-}
-
 impl Checkpoint {
-    /// Writes the checkpoint to `path` atomically.
+    /// Writes the checkpoint to `path` atomically. Tensors: `images`, `velocity` (when there is
+    /// momentum), `learned.<name>` and `learned_velocity.<name>`; the state as JSON under the
+    /// `state` metadata key.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut named: Vec<(String, &Tensor)> = vec![("images".to_string(), &self.images)];
+        let mut file = TensorWriter::new("checkpoint");
+        file.f32("images", &self.images)?;
         if let Some(v) = &self.velocity {
-            named.push(("velocity".to_string(), v));
+            file.f32("velocity", v)?;
         }
         for l in &self.learned {
-            named.push((format!("learned.{}", l.name), &l.value));
+            file.f32(format!("learned.{}", l.name), &l.value)?;
             if let Some(v) = &l.velocity {
-                named.push((format!("learned_velocity.{}", l.name), v));
+                file.f32(format!("learned_velocity.{}", l.name), v)?;
             }
         }
-        let data = named.iter().map(|(_, t)| f32_bytes(t)).collect::<Result<Vec<_>>>()?;
-        let views = named
-            .iter()
-            .zip(&data)
-            .map(|((name, t), bytes)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.dims().to_vec(), bytes)
-                    .map(|v| (name.clone(), v))
-                    .map_err(|e| Error::Other(format!("checkpoint {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
         let mut state = self.state.clone();
         state.learned = self.learned.iter().map(|l| l.name.clone()).collect();
-        // One metadata key only: safetensors keeps metadata in a HashMap, and a single key
-        // serialises the same way every time.
-        let state = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
-        let metadata = HashMap::from([("state".to_string(), state)]);
-        let bytes = safetensors::serialize(views, &Some(metadata))
-            .map_err(|e| Error::Other(format!("serialising checkpoint: {e}")))?;
-        write_atomic(path, &bytes)
+        let state = serde_json::to_string(&state).map_err(|e| Error::Other(format!("checkpoint state: {e}")))?;
+        file.metadata("state", state).write(path)
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`].
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let corrupt = |message: String| Error::CheckpointCorrupt {
-            path: path.to_path_buf(),
-            message,
-        };
-        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading checkpoint {}", path.display()), e))?;
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| corrupt(format!("its safetensors header does not parse: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| corrupt(format!("its tensors do not parse: {e}")))?;
-        let state_json = meta
+        let mut file = TensorFile::open(path, FileKind::Checkpoint)?;
+        let state_json = file
             .metadata()
-            .as_ref()
-            .and_then(|m| m.get("state"))
-            .ok_or_else(|| corrupt("it has no 'state' metadata".into()))?;
+            .get("state")
+            .ok_or_else(|| file.corrupt("it has no 'state' metadata"))?;
         let state: CheckpointState =
-            serde_json::from_str(state_json).map_err(|e| corrupt(format!("its state is not valid: {e}")))?;
-        let tensor = |name: &str| -> Result<Option<Tensor>> {
-            match st.tensor(name) {
-                Ok(v) => {
-                    let data: Vec<f32> = v
-                        .data()
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
-                    Ok(Some(Tensor::from_vec(data, v.shape().to_vec(), device)?))
-                }
-                Err(_) => Ok(None),
-            }
-        };
-        let images = tensor("images")?.ok_or_else(|| corrupt("it has no 'images' tensor".into()))?;
+            serde_json::from_str(state_json).map_err(|e| file.corrupt(format!("its state is not valid: {e}")))?;
+        if file.info("images").is_none() {
+            return Err(file.corrupt("it has no 'images' tensor"));
+        }
+        if let Some(name) = state
+            .learned
+            .iter()
+            .find(|n| file.info(&format!("learned.{n}")).is_none())
+        {
+            return Err(file.corrupt(format!("it names learned tensor '{name}' but does not hold it")));
+        }
+        let images = file.tensor_f32("images", device)?;
+        let velocity = file.optional_f32("velocity", device)?;
         let learned = state
             .learned
             .iter()
             .map(|name| {
                 Ok(LearnedCheckpoint {
                     name: name.clone(),
-                    value: tensor(&format!("learned.{name}"))?
-                        .ok_or_else(|| corrupt(format!("it names learned tensor '{name}' but does not hold it")))?,
-                    velocity: tensor(&format!("learned_velocity.{name}"))?,
+                    value: file.tensor_f32(&format!("learned.{name}"), device)?,
+                    velocity: file.optional_f32(&format!("learned_velocity.{name}"), device)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             images,
-            velocity: tensor("velocity")?,
+            velocity,
             learned,
             state,
         })

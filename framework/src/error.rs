@@ -40,6 +40,22 @@ pub enum Error {
     )]
     SyntheticCorrupt { path: PathBuf, message: String },
 
+    /// An expert trajectory file that cannot be read. Each is written atomically when its
+    /// expert finishes, so it was damaged afterwards; `cafe-lab experts` trains only the
+    /// experts whose files are missing.
+    #[error(
+        "expert trajectory {} cannot be read ({message}): delete it and run the same          `cafe-lab experts` command again, which trains the missing experts only",
+        path.display()
+    )]
+    ExpertCorrupt { path: PathBuf, message: String },
+
+    /// A teacher file (`--kd-teacher`, `eval.kd_teacher`) that is not one a `--kd` run wrote.
+    #[error(
+        "teacher {} cannot be read ({message}): pass the teacher.safetensors written by a run          with --kd, or leave --kd-teacher out to train a teacher",
+        path.display()
+    )]
+    TeacherCorrupt { path: PathBuf, message: String },
+
     /// A plugin name that is not registered; lists the valid names.
     #[error("unknown {kind} '{name}'; valid names: {}", valid.join(", "))]
     UnknownPlugin {

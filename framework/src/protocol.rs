@@ -85,6 +85,33 @@ fn same_dataset(a: &str, b: &str) -> bool {
 }
 
 impl Protocol {
+    /// Parses the protocol file called `file` from its TOML `text`. Refuses the reserved name
+    /// and settings that are not tables of config keys.
+    pub fn parse(file: &str, text: &str) -> Result<Protocol> {
+        let parsed: Protocol =
+            toml::from_str(text).map_err(|e| Error::Other(format!("protocol file {file} does not parse: {e}")))?;
+        if parsed.name == NO_PROTOCOL {
+            return Err(Error::Other(format!(
+                "protocol file {file}: the name '{NO_PROTOCOL}' is reserved"
+            )));
+        }
+        let tables = std::iter::once(("[settings]".to_string(), &parsed.settings)).chain(
+            parsed
+                .when
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("the settings of [[when]] {}", i + 1), &v.settings)),
+        );
+        for (what, settings) in tables {
+            if !settings.is_object() {
+                return Err(Error::Other(format!(
+                    "protocol file {file}: {what} must be a table of config keys, found {settings}"
+                )));
+            }
+        }
+        Ok(parsed)
+    }
+
     /// The settings for `dataset` and `ipc`: the base settings, then every matching variant
     /// in file order, and `protocol = name`.
     pub fn settings_for(&self, dataset: &str, ipc: usize) -> Value {
@@ -94,6 +121,11 @@ impl Protocol {
             if dataset_fits && v.ipc.is_none_or(|i| i == ipc) {
                 crate::json_merge::merge_layer(&mut value, &v.settings);
             }
+        }
+        // `parse` makes the settings a table; a Protocol built otherwise gets one here rather
+        // than a panic from indexing a non-object.
+        if !value.is_object() {
+            value = Value::Object(serde_json::Map::new());
         }
         value["protocol"] = Value::String(self.name.clone());
         value
@@ -113,7 +145,7 @@ pub fn protocols() -> Result<&'static BTreeMap<String, Protocol>> {
 fn parse_protocols() -> std::result::Result<BTreeMap<String, Protocol>, String> {
     let mut map = BTreeMap::new();
     for source in inventory::iter::<ProtocolSource> {
-        let parsed = parse_protocol(source.text).map_err(|e| format!("protocol file {}: {e}", source.file))?;
+        let parsed = Protocol::parse(source.file, source.text).map_err(|e| e.to_string())?;
         if let Some(previous) = map.insert(parsed.name.clone(), parsed) {
             return Err(format!(
                 "protocol '{}' is registered twice (again by {}); names must be unique",
@@ -122,15 +154,6 @@ fn parse_protocols() -> std::result::Result<BTreeMap<String, Protocol>, String> 
         }
     }
     Ok(map)
-}
-
-/// Parses one protocol file's text (the error says why it does not parse).
-pub fn parse_protocol(text: &str) -> std::result::Result<Protocol, String> {
-    let parsed: Protocol = toml::from_str(text).map_err(|e| format!("does not parse: {e}"))?;
-    if parsed.name == NO_PROTOCOL {
-        return Err(format!("the name '{NO_PROTOCOL}' is reserved"));
-    }
-    Ok(parsed)
 }
 
 /// The protocol called `name`; an unknown name lists the valid ones.

@@ -5,17 +5,39 @@
 //! own name, and string metadata saying how the set was made and how its run evaluated it: see
 //! [`crate::run::set_metadata`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
 use rand::seq::index::sample;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::data::{Dataset, ImageSet};
 use crate::output::write_atomic;
-use crate::traits::matcher::Init;
+use crate::tensor_file::{FileKind, TensorFile, TensorWriter};
 use crate::{Error, ImageShape, Result, Rng};
+
+/// How the synthetic set is initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// Gaussian noise in normalised space.
+    Noise,
+    /// Randomly chosen real images of each class.
+    Real,
+}
+
+impl std::str::FromStr for Init {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "noise" => Ok(Init::Noise),
+            "real" => Ok(Init::Real),
+            other => Err(crate::Error::invalid("init", other, "valid values: real, noise")),
+        }
+    }
+}
 
 /// The name of a learned step size (a scalar): evaluation trains with it as its learning rate,
 /// as MTT evaluates with `args.lr_net = syn_lr.item()` (mtt-distillation `distill.py:210`).
@@ -115,66 +137,34 @@ impl SyntheticSet {
         })
     }
 
-    /// Serialises to safetensors bytes. Deterministic: same values, same bytes.
+    /// Serialises to safetensors bytes ([`crate::tensor_file`]'s sorted layout): the same set
+    /// gives the same bytes in any process.
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let mut file = TensorWriter::new("synthetic set");
+        let n = self.classes * self.ipc;
         let images = self
             .images
             .as_tensor()
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
-        let labels = self.labels.to_vec1::<u32>()?;
-        let n = self.classes * self.ipc;
-        let dims = self.shape.batch_dims(n).to_vec();
-        let c = self.shape.channels;
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let tensors: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::from([
-            ("images".to_string(), (safetensors::Dtype::F32, dims, bytes(&images))),
-            (
-                "labels".to_string(),
-                (
-                    safetensors::Dtype::U32,
-                    vec![n],
-                    labels.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                ),
-            ),
-            (
-                "mean".to_string(),
-                (safetensors::Dtype::F32, vec![c], bytes(&self.mean)),
-            ),
-            ("std".to_string(), (safetensors::Dtype::F32, vec![c], bytes(&self.std))),
-        ]);
-        let mut tensors = tensors;
+        file.f32_values("images", &self.shape.batch_dims(n), &images)?
+            .u32("labels", &self.labels.reshape(n)?)?
+            .f32_values("mean", &[self.shape.channels], &self.mean)?
+            .f32_values("std", &[self.shape.channels], &self.std)?;
         for l in &self.learned {
-            if RESERVED.contains(&l.name.as_str()) || tensors.contains_key(&l.name) {
+            if RESERVED.contains(&l.name.as_str()) {
                 return Err(Error::Other(format!(
-                    "a learned tensor cannot be named '{}' (taken by the file format or another learned tensor)",
+                    "a learned tensor cannot be named '{}' (taken by the file format)",
                     l.name
                 )));
             }
-            let values = l
-                .var
-                .as_tensor()
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            tensors.insert(
-                l.name.clone(),
-                (safetensors::Dtype::F32, l.var.dims().to_vec(), bytes(&values)),
-            );
+            file.f32(l.name.clone(), l.var.as_tensor())?;
         }
-        let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-            .iter()
-            .map(|(k, (dt, shape, data))| {
-                safetensors::tensor::TensorView::new(*dt, shape.clone(), data)
-                    .map(|v| (k.clone(), v))
-                    .map_err(|e| Error::Other(format!("building safetensors view {k}: {e}")))
-            })
-            .collect::<Result<_>>()?;
-        let metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
-        let bytes = safetensors::serialize(views, &(!metadata.is_empty()).then_some(metadata))
-            .map_err(|e| Error::Other(format!("serialising synthetic set: {e}")))?;
-        with_sorted_header(bytes)
+        for (key, value) in &self.metadata {
+            file.metadata(key.clone(), value.clone());
+        }
+        file.to_bytes()
     }
 
     /// Writes the set to `path` atomically.
@@ -182,85 +172,56 @@ impl SyntheticSet {
         write_atomic(path, &self.to_safetensors()?)
     }
 
-    /// Reads a set written by [`SyntheticSet::save`].
+    /// Reads a set written by [`SyntheticSet::save`] (or by Python with the same tensor names;
+    /// labels may be i64 there).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io(format!("reading synthetic set {}", path.display()), e))?;
-        let corrupt = |message: String| Error::SyntheticCorrupt {
-            path: path.to_path_buf(),
-            message,
-        };
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
-        let metadata = read_metadata_bytes(&bytes).map_err(|e| corrupt(format!("not a safetensors file: {e}")))?;
-        let get = |name: &str| {
-            st.tensor(name)
-                .map_err(|_| corrupt(format!("missing tensor '{name}' (expected images, labels, mean, std)")))
-        };
-        let f32s = |v: &safetensors::tensor::TensorView| -> Result<Vec<f32>> {
-            if v.dtype() != safetensors::Dtype::F32 {
-                return Err(corrupt(format!("expected f32 data, found {:?}", v.dtype())));
-            }
-            Ok(v.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
-        };
-        let images_v = get("images")?;
-        let labels_v = get("labels")?;
-        let dims = images_v.shape().to_vec();
+        let mut file = TensorFile::open(path, FileKind::SyntheticSet)?;
+        if let Some(name) = RESERVED.iter().find(|name| file.info(name).is_none()) {
+            return Err(file.corrupt(format!("missing tensor '{name}' (expected {})", RESERVED.join(", "))));
+        }
+        let dims = file.info("images").map(|i| i.shape.clone()).unwrap_or_default();
         if dims.len() != 4 {
-            return Err(corrupt(format!("images must be [N,C,H,W], found shape {dims:?}")));
+            return Err(file.corrupt(format!("images must be [N,C,H,W], found shape {dims:?}")));
         }
         let n = dims[0];
-        let labels: Vec<u32> = match labels_v.dtype() {
-            safetensors::Dtype::U32 => labels_v
-                .data()
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            safetensors::Dtype::I64 => labels_v
-                .data()
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as u32)
-                .collect(),
-            other => return Err(corrupt(format!("labels must be u32 or i64, found {other:?}"))),
-        };
+        let (_, labels) = file.read_labels("labels")?;
         if labels.len() != n {
-            return Err(corrupt(format!("{} labels for {n} images", labels.len())));
+            return Err(file.corrupt(format!("{} labels for {n} images", labels.len())));
         }
         let classes = labels.iter().max().map_or(0, |m| *m as usize + 1);
         if classes == 0 || n % classes != 0 {
-            return Err(corrupt(format!(
-                "{n} images do not split evenly into {classes} classes"
-            )));
+            return Err(file.corrupt(format!("{n} images do not split evenly into {classes} classes")));
         }
         let ipc = n / classes;
         let expected = class_major_labels(classes, ipc, &Device::Cpu)?.to_vec1::<u32>()?;
         if labels != expected {
-            return Err(corrupt(
-                "labels must be class-major: class c owns rows c*ipc..(c+1)*ipc".into(),
-            ));
+            return Err(file.corrupt("labels must be class-major: class c owns rows c*ipc..(c+1)*ipc"));
         }
         let shape = ImageShape::new(dims[1], dims[2], dims[3]);
-        let images = Tensor::from_vec(f32s(&images_v)?, dims, device)?;
-        let mut names: Vec<String> = st
+        let images = file.tensor_f32("images", device)?;
+        let names: Vec<String> = file
             .names()
-            .into_iter()
-            .filter(|k| !RESERVED.contains(&k.as_str()))
-            .cloned()
+            .filter(|k| !RESERVED.contains(k))
+            .map(String::from)
             .collect();
-        names.sort();
         let mut learned = Vec::with_capacity(names.len());
         for name in names {
-            let view = get(&name)?;
-            let values = f32s(&view).map_err(|_| corrupt(format!("learned tensor '{name}' must be f32")))?;
-            let t = Tensor::from_vec(values, view.shape().to_vec(), device)?;
-            check_learned(&name, &t, n, classes).map_err(corrupt)?;
+            let t = file.tensor_f32(&name, device)?;
+            check_learned(&name, &t, n, classes).map_err(|e| file.corrupt(e))?;
             learned.push(Learned {
                 name,
                 var: Var::from_tensor(&t)?,
             });
+        }
+        let (_, mean) = file.read_f32("mean")?;
+        let (_, std) = file.read_f32("std")?;
+        if mean.len() != shape.channels || std.len() != shape.channels {
+            return Err(file.corrupt(format!(
+                "mean and std must hold one value per channel ({}), found {} and {}",
+                shape.channels,
+                mean.len(),
+                std.len()
+            )));
         }
         Ok(Self {
             images: Var::from_tensor(&images)?,
@@ -269,25 +230,17 @@ impl SyntheticSet {
             ipc,
             classes,
             shape,
-            mean: f32s(&get("mean")?)?,
-            std: f32s(&get("std")?)?,
-            metadata,
+            mean,
+            std,
+            metadata: file.take_metadata(),
         })
     }
 
-    /// Reads only the metadata of a saved set (the file's header): cheap, so that a command
-    /// can check the file and learn the run's settings before it loads a dataset.
+    /// Reads only the metadata of a saved set (the file's header, checked against the file's
+    /// size; no tensor data is read): cheap, so that a command can check the file and learn
+    /// the run's settings before it loads a dataset.
     pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io(format!("reading synthetic set {}", path.display()), e))?;
-        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::DatasetCorrupt {
-            path: path.to_path_buf(),
-            message: format!("not a safetensors file: {e}"),
-        })?;
-        read_metadata_bytes(&bytes).map_err(|e| Error::DatasetCorrupt {
-            path: path.to_path_buf(),
-            message: format!("not a safetensors file: {e}"),
-        })
+        Ok(TensorFile::open(path, FileKind::SyntheticSet)?.take_metadata())
     }
 
     /// The images without graph, `[N, C, H, W]`.
@@ -360,42 +313,4 @@ fn check_learned(name: &str, t: &Tensor, n: usize, classes: usize) -> std::resul
         _ => {}
     }
     Ok(())
-}
-
-/// The `__metadata__` of safetensors bytes (empty when there is none).
-fn read_metadata_bytes(bytes: &[u8]) -> std::result::Result<BTreeMap<String, String>, safetensors::SafeTensorError> {
-    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)?;
-    Ok(meta
-        .metadata()
-        .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default())
-}
-
-/// The same safetensors file with its JSON header's keys sorted. The safetensors crate keeps
-/// metadata in a `HashMap`, whose order changes from process to process; sorted, one seed gives
-/// the same bytes every time. The header stays padded with spaces to a multiple of 8 bytes, as
-/// the format asks.
-fn with_sorted_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
-    let broken = || Error::Other("serialising synthetic set: unexpected safetensors header".into());
-    let len_bytes: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(broken)?;
-    let len = u64::from_le_bytes(len_bytes) as usize;
-    let header = bytes.get(8..8 + len).ok_or_else(broken)?;
-    let mut parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).map_err(|_| broken())?;
-    if let Some(meta) = parsed.get("__metadata__") {
-        let sorted: BTreeMap<String, String> = serde_json::from_value(meta.clone()).map_err(|_| broken())?;
-        parsed.insert(
-            "__metadata__".into(),
-            serde_json::to_value(sorted).map_err(|_| broken())?,
-        );
-    }
-    let mut text = serde_json::to_string(&parsed).map_err(|_| broken())?;
-    while text.len() % 8 != 0 {
-        text.push(' ');
-    }
-    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
-    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(&bytes[8 + len..]);
-    Ok(out)
 }

@@ -114,6 +114,11 @@ impl Communicator for MpiWorld {
                 })
                 .collect();
             let total: usize = counts.iter().map(|&c| c as usize).sum();
+            if total == 0 {
+                // Nothing to move (an agreement where every rank succeeded): Open MPI refuses an
+                // empty receive buffer (MPI_ERR_ARG).
+                return Ok(vec![Vec::new(); self.size]);
+            }
             let mut all = vec![0u8; total];
             {
                 let mut partition = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);

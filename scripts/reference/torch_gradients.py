@@ -238,7 +238,7 @@ def summary(loss, grad, extra=None):
     n = g.numel()
     idx = (splitmix64(np.arange(SAMPLES, dtype=np.uint64) + (np.uint64(900) << np.uint64(32))) % np.uint64(n)).astype(np.int64)
     out = {
-        "loss": float(loss),
+        "loss": float(loss.detach()),
         "grad_norm": float(g.norm()),
         "image_norms": [float(x) for x in grad.detach().to(torch.float64).reshape(grad.shape[0], -1).norm(dim=1)],
         "sample_index": [int(i) for i in idx],

@@ -84,13 +84,29 @@ pub(crate) fn toml_to_json(text: &str) -> std::result::Result<Value, String> {
     serde_json::to_value(parsed).map_err(|e| format!("not representable as JSON: {e}"))
 }
 
+/// The most keys a `--set` path may have.
+const MAX_SET_PATH_KEYS: usize = 16;
+
 /// `path=value` as a nested JSON object: `a.b=3` is `{"a": {"b": 3}}`.
 fn parse_assignment(assignment: &str) -> Result<Value> {
     let (path, raw) = assignment
         .split_once('=')
         .ok_or_else(|| Error::invalid("--set", assignment, "expected PATH=VALUE, e.g. matcher.dis_metric=cos"))?;
     let mut patch = serde_json::from_str::<Value>(raw.trim()).unwrap_or_else(|_| Value::String(raw.trim().to_string()));
-    for key in path.trim().split('.').rev() {
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    // Every setting lies a few keys deep; a path of thousands would nest the patch as deep, and
+    // merging and dropping nested JSON recurse: past this, the stack would run out.
+    if keys.len() > MAX_SET_PATH_KEYS {
+        return Err(Error::invalid(
+            "--set",
+            assignment,
+            format!(
+                "the path has {} keys; settings lie at most {MAX_SET_PATH_KEYS} deep (e.g. eval.augment.strategy)",
+                keys.len()
+            ),
+        ));
+    }
+    for key in keys.into_iter().rev() {
         if key.is_empty() {
             return Err(Error::invalid("--set", assignment, "empty key in path"));
         }

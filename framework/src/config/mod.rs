@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetKind;
 pub use crate::json_merge::merge_layer;
 pub use crate::registry::PluginChoice;
-use crate::traits::matcher::Init;
+use crate::synthetic::Init;
 pub use builder::ConfigBuilder;
 pub use eval::{EvalConfig, EvalMode, Select};
 pub use layers::UserLayers;

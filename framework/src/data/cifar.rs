@@ -62,7 +62,7 @@ pub(crate) fn hint(kind: DatasetKind) -> String {
 
 /// Parses one binary file, appending its normalised pixels (through the per-channel `tables`)
 /// and its labels. Normalising record by record avoids holding a second copy of the bytes.
-fn parse_records(
+pub(crate) fn parse_records(
     bytes: &[u8],
     path: &Path,
     kind: DatasetKind,

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::locate::{corrupt, read_maybe_gz};
+use super::locate::{corrupt, inflate_maybe_gz, read_file};
 use crate::Result;
 
 /// Magic number of an IDX file of unsigned-byte images with 3 dimensions.
@@ -90,11 +90,16 @@ fn dims_text(sizes: &[u32]) -> String {
 
 /// The bytes of an IDX file with `magic` and `dims` dimensions, plain or gzipped. A gzip stream
 /// may inflate only to what its header announces (plus a margin, see
-/// [`read_maybe_gz`]); a header that is short or has another magic announces only itself, and
-/// [`parse_images`] / [`parse_labels`] then say what is wrong with it.
+/// [`inflate_maybe_gz`]); a header that is short or has another magic announces only itself,
+/// and [`parse_images`] / [`parse_labels`] then say what is wrong with it.
 pub(crate) fn read(path: &Path, magic: u32, dims: usize) -> Result<Vec<u8>> {
+    decode(read_file(path)?, path, magic, dims)
+}
+
+/// [`read`] of a file's content `raw`.
+pub(crate) fn decode(raw: Vec<u8>, path: &Path, magic: u32, dims: usize) -> Result<Vec<u8>> {
     let header_len = 4 + 4 * dims as u64;
-    read_maybe_gz(path, header_len, |head| {
+    inflate_maybe_gz(raw, path, header_len, |head| {
         if head.len() as u64 == header_len && be_u32(head, 0) == Some(magic) {
             let (sizes, size) = announced(head, dims);
             (

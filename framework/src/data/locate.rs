@@ -71,19 +71,19 @@ pub(crate) fn corrupt(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
-/// The whole content of `path`, gunzipped when it starts with the gzip magic bytes (the name
+/// `raw`, the content of `path`, gunzipped when it starts with the gzip magic bytes (the name
 /// is not trusted: some mirrors serve `.gz` names with plain content and vice versa).
 ///
 /// A gzip stream is inflated in two steps: its first `head_len` bytes, from which
 /// `expected(head)` gives the size the content should have and where that size comes from
 /// (e.g. "its IDX header announces ..."), then the rest, refused past that size plus
 /// [`MARGIN`]. Memory grows as data arrives, so it follows the real content up to that bound.
-pub(crate) fn read_maybe_gz(
+pub(crate) fn inflate_maybe_gz(
+    raw: Vec<u8>,
     path: &Path,
     head_len: u64,
     expected: impl FnOnce(&[u8]) -> (u64, String),
 ) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }

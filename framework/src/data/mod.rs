@@ -5,19 +5,19 @@
 //! or ZCA-whitened when asked (MTT's `--zca`, [`Zca`]), and kept as contiguous NCHW `f32`.
 
 mod bounded;
-mod cifar;
+pub(crate) mod cifar;
 mod dataset;
 pub mod download;
-mod idx;
+pub(crate) mod idx;
 mod image_set;
 mod kind;
 mod load;
 mod locate;
 pub mod mat;
 mod mnist;
-mod normalise;
+pub(crate) mod normalise;
 pub mod shapes;
-mod svhn;
+pub(crate) mod svhn;
 mod zca;
 
 pub use dataset::Dataset;

@@ -43,7 +43,7 @@ pub const SIZE: usize = 16;
 
 /// Per-channel mean of the raw [0, 1] pixels of the train set of seed 0. Fixed here so that
 /// the normalisation is the same whatever the seed (`shapes_stats` in
-/// `framework/tests/data_loaders.rs` recomputes it).
+/// `framework/tests/data_sets.rs` recomputes it).
 pub const MEAN: [f32; 3] = [0.3908, 0.3895, 0.3848];
 /// Per-channel standard deviation, computed like [`MEAN`].
 pub const STD: [f32; 3] = [0.2743, 0.2740, 0.2720];

@@ -60,9 +60,13 @@ fn labels(y: &MatArray, path: &Path) -> Result<Vec<u32>> {
 }
 
 fn load_split(path: &Path, norm: &Normalisation) -> Result<ImageSet> {
+    split_from_arrays(read_mat(path, &["X", "y"])?, path, norm)
+}
+
+/// One split from the variables of its MAT-file at `path`.
+pub(crate) fn split_from_arrays(mut arrays: Vec<MatArray>, path: &Path, norm: &Normalisation) -> Result<ImageSet> {
     let kind = DatasetKind::Svhn;
     let shape = kind.shape();
-    let mut arrays = read_mat(path, &["X", "y"])?;
     let x = take(&mut arrays, "X", path)?;
     let y = take(&mut arrays, "y", path)?;
     let labels = labels(&y, path)?;

@@ -20,7 +20,8 @@ use crate::synthetic::{check_ipc, SyntheticSet};
 use crate::train::Sgd;
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
-use crate::traits::matcher::{Init, Matcher, PrepareContext};
+use crate::synthetic::Init;
+use crate::traits::matcher::{Matcher, PrepareContext};
 use crate::traits::scheduler::{IterationReport, Scheduler};
 use crate::{Error, Result};
 

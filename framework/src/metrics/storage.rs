@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::tensor_file::{FileKind, TensorFile};
+use crate::Result;
 
 /// Tensors of a set file that describe the dataset rather than the set: they are the same for
 /// every set of that dataset and are not counted.
@@ -26,19 +27,13 @@ pub struct Storage {
 /// The storage of the set in the safetensors file at `path`, read from its header: a
 /// safetensors header gives each tensor's byte range (`data_offsets`), so nothing else is read.
 pub fn storage_of_safetensors(path: &Path) -> Result<Storage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let corrupt = |message: String| Error::SyntheticCorrupt {
-        path: path.to_path_buf(),
-        message,
-    };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| corrupt(format!("not a safetensors file ({e})")))?;
+    let file = TensorFile::open(path, FileKind::SyntheticSet)?;
     let mut storage = Storage::default();
-    for (name, info) in meta.tensors() {
+    for (name, info) in &file.header().tensors {
         if DATASET_CONSTANTS.contains(&name.as_str()) {
             continue;
         }
-        let size = (info.data_offsets.1 - info.data_offsets.0) as u64;
+        let size = info.end - info.begin;
         match name.as_str() {
             "images" => storage.images_bytes = size,
             "labels" => storage.labels_bytes = size,
@@ -49,7 +44,7 @@ pub fn storage_of_safetensors(path: &Path) -> Result<Storage> {
         storage.total_bytes += size;
     }
     if storage.images_bytes == 0 {
-        return Err(corrupt("it holds no 'images' tensor".into()));
+        return Err(file.corrupt("it holds no 'images' tensor"));
     }
     Ok(storage)
 }

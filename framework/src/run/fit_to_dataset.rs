@@ -11,7 +11,7 @@
 //!   condensed result.
 
 use crate::data::Dataset;
-use crate::traits::matcher::Init;
+use crate::synthetic::Init;
 
 use super::resolve::ResolvedRun;
 

@@ -17,6 +17,7 @@ use crate::{Error, Result};
 use super::commands::{on_root, prepare_out, run_condense, RunOptions};
 use super::resolve::resolve;
 use super::results::{metrics_table, peak_rss_mib, Results};
+use crate::dist::{agree, share};
 
 /// The `command` of a repeated run's results.json, which `cafe-lab report` recognises.
 pub const REPEAT_COMMAND: &str = "repeat";
@@ -122,35 +123,39 @@ pub fn run_repeated(config: &RunConfig, seeds: &[u64], opts: RunOptions) -> Resu
     let comm = opts.comm.clone();
     let quiet = opts.quiet || comm.rank() != 0;
     on_root(comm.as_ref(), || prepare_out(&out, opts.force))?;
-    let mut runs = Vec::new();
-    let mut all = Vec::new();
-    for (i, &seed) in seeds.iter().enumerate() {
-        let dir = format!("seed{seed}");
-        let mut c = config.clone();
-        c.seed = seed;
-        c.out = Some(out.join(&dir));
-        if !quiet {
-            eprintln!(
-                "run {} of {} (seed {seed}) -> {}",
-                i + 1,
-                seeds.len(),
-                out.join(&dir).display()
-            );
+    let all = if comm.size() > 1 && seeds.len() >= comm.size() {
+        farm_runs(config, seeds, &out, &opts)?
+    } else {
+        let mut all = Vec::new();
+        for (i, &seed) in seeds.iter().enumerate() {
+            if !quiet {
+                eprintln!(
+                    "run {} of {} (seed {seed}) -> {}",
+                    i + 1,
+                    seeds.len(),
+                    out.join(format!("seed{seed}")).display()
+                );
+            }
+            let results = run_condense(
+                &seed_config(config, seed, &out),
+                RunOptions {
+                    force: true,
+                    ..opts.clone()
+                },
+            )?;
+            all.push(results);
         }
-        let results = run_condense(
-            &c,
-            RunOptions {
-                force: true,
-                ..opts.clone()
-            },
-        )?;
-        runs.push(RunEntry {
+        all
+    };
+    let runs = seeds
+        .iter()
+        .zip(&all)
+        .map(|(&seed, results)| RunEntry {
             seed,
-            dir,
+            dir: format!("seed{seed}"),
             evaluations: results.evaluations.clone(),
-        });
-        all.push(results);
-    }
+        })
+        .collect();
     let first = &all[0];
     let results = RepeatResults {
         command: REPEAT_COMMAND.into(),
@@ -173,6 +178,66 @@ pub fn run_repeated(config: &RunConfig, seeds: &[u64], opts: RunOptions) -> Resu
         println!("\n{table}");
     }
     Ok(results)
+}
+
+/// The configuration of the run of `seed`, in `out/seed<S>`.
+fn seed_config(config: &RunConfig, seed: u64, out: &Path) -> RunConfig {
+    let mut c = config.clone();
+    c.seed = seed;
+    c.out = Some(out.join(format!("seed{seed}")));
+    c
+}
+
+/// The runs as a task farm when there are at least as many as ranks: each rank runs its share
+/// of the seeds alone, from the first step to the last (a run is the same whichever process
+/// runs it), writing its own `seed<S>/` folders; every run's results are gathered in seed
+/// order. Fewer runs than ranks run one after another on the whole world instead.
+fn farm_runs(config: &RunConfig, seeds: &[u64], out: &Path, opts: &RunOptions) -> Result<Vec<Results>> {
+    let comm = opts.comm.as_ref();
+    let mine = share(seeds.len(), comm.rank(), comm.size());
+    let outcome = seeds[mine]
+        .iter()
+        .map(|&seed| {
+            if !opts.quiet {
+                eprintln!(
+                    "rank {} of {}: run of seed {seed} -> {}",
+                    comm.rank(),
+                    comm.size(),
+                    out.join(format!("seed{seed}")).display()
+                );
+            }
+            let results = run_condense(
+                &seed_config(config, seed, out),
+                RunOptions {
+                    force: true,
+                    quiet: true,
+                    comm: crate::dist::solo(),
+                    ..opts.clone()
+                },
+            )?;
+            serde_json::to_vec(&results).map_err(|e| Error::Other(format!("results of seed {seed}: {e}")))
+        })
+        .collect::<Result<Vec<Vec<u8>>>>();
+    let mine = agree(comm, outcome)?;
+    // One message per rank: its runs' results.json texts, each preceded by its length.
+    let mut bytes = Vec::new();
+    for m in &mine {
+        bytes.extend_from_slice(&(m.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(m);
+    }
+    let mut all = Vec::with_capacity(seeds.len());
+    for part in comm.all_gather_bytes(&bytes)? {
+        let mut at = 0;
+        while at < part.len() {
+            let broken = || Error::Other("a rank sent broken run results".into());
+            let len =
+                u64::from_le_bytes(part.get(at..at + 8).ok_or_else(broken)?.try_into().expect("8 bytes")) as usize;
+            let text = part.get(at + 8..at + 8 + len).ok_or_else(broken)?;
+            all.push(serde_json::from_slice(text).map_err(|e| Error::Other(format!("a rank's run results: {e}")))?);
+            at += 8 + len;
+        }
+    }
+    Ok(all)
 }
 
 /// Every (set, architecture) over all runs, in the first run's order.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::eval::{Evaluation, KdSummary, Selection, ValPoint};
 use crate::metrics::{FairMetrics, Storage};
@@ -12,7 +12,8 @@ use crate::traits::scheduler::IterationReport;
 use crate::Result;
 
 /// results.json.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Results {
     pub command: String,
     pub dataset: String,
@@ -58,7 +59,7 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 /// What the condensation did, for results.json.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CondensationSummary {
     pub matcher: String,
     pub scheduler: String,

@@ -3,35 +3,14 @@
 use std::ops::Range;
 
 use candle_core::{DType, Device, Tensor, Var};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::data::Dataset;
+pub use crate::synthetic::Init;
 use crate::synthetic::Learned;
 use crate::traits::architecture::{Architecture, Network};
 use crate::traits::augmenter::Augmenter;
 use crate::Result;
-
-/// How the synthetic set is initialised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// Gaussian noise in normalised space.
-    Noise,
-    /// Randomly chosen real images of each class.
-    Real,
-}
-
-impl std::str::FromStr for Init {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "noise" => Ok(Init::Noise),
-            "real" => Ok(Init::Real),
-            other => Err(crate::Error::invalid("init", other, "valid values: real, noise")),
-        }
-    }
-}
 
 /// A matcher's published defaults, used where the run does not set them.
 #[derive(Debug, Clone, Copy)]

@@ -6,22 +6,22 @@
 //! `format`, `cafe_lab_version`, `expert`, `dataset`, `image_shape`, `classes`, `arch`,
 //! `arch_config`, `settings` (every setting of the `experts` run), `seed`, `epochs`,
 //! `parameter_shapes`, `train_loss` and `test_accuracy` (one per trained epoch),
-//! `test_images`. safetensors keeps metadata in a hash map, so the order of the header's
-//! keys may differ between two writes of the same trajectory; the tensors do not.
+//! `test_images`. The file is a [`crate::tensor_file`] with a sorted header, so one trajectory
+//! gives the same bytes in any process (files written before that have their keys in another
+//! order and load all the same).
 //!
 //! MTT's reference keeps ten experts per `replay_buffer_N.pt` (mtt-distillation `buffer.py`
 //! lines 101-107); one file per expert makes every finished expert durable on its own, which is
 //! what lets an interrupted `cafe-lab experts` resume.
 
-use std::collections::HashMap;
-use std::io::Read;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::output::write_atomic;
+use crate::tensor_file::{FileKind, TensorFile, TensorWriter};
 use crate::{Error, ImageShape, Result};
 
 /// The value of the `format` key of every expert file this version writes.
@@ -82,13 +82,13 @@ pub struct TrajectoryKey {
 const TEXT_FIELDS: [&str; 3] = ["dataset", "arch", "cafe_lab_version"];
 
 impl ExpertRecord {
-    fn to_metadata(&self) -> Result<HashMap<String, String>> {
+    fn to_metadata(&self) -> Result<BTreeMap<String, String>> {
         let Value::Object(fields) =
             serde_json::to_value(self).map_err(|e| Error::Other(format!("expert metadata: {e}")))?
         else {
             return Err(Error::Other("expert metadata: the record is not a JSON object".into()));
         };
-        let mut meta: HashMap<String, String> = fields
+        let mut meta: BTreeMap<String, String> = fields
             .into_iter()
             .map(|(key, value)| match value {
                 Value::String(text) if TEXT_FIELDS.contains(&key.as_str()) => (key, text),
@@ -99,11 +99,8 @@ impl ExpertRecord {
         Ok(meta)
     }
 
-    fn from_metadata(path: &Path, meta: &HashMap<String, String>) -> Result<Self> {
-        let corrupt = |message: String| Error::DatasetCorrupt {
-            path: path.to_path_buf(),
-            message,
-        };
+    fn from_metadata(path: &Path, meta: &BTreeMap<String, String>) -> Result<Self> {
+        let corrupt = |message: String| FileKind::ExpertTrajectory.corrupt(path, message);
         match meta.get("format") {
             Some(f) if f == FORMAT => {}
             Some(f) => {
@@ -190,37 +187,9 @@ impl ExpertRecord {
         ))
     }
 
-    /// Reads only the metadata of the expert file at `path` (not its tensors).
+    /// Reads only the metadata of the expert file at `path` (its header, not its tensors).
     pub fn read(path: &Path) -> Result<Self> {
-        let io = |e| Error::io(format!("reading expert trajectory {}", path.display()), e);
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut len = [0u8; 8];
-        file.read_exact(&mut len).map_err(io)?;
-        let len = u64::from_le_bytes(len);
-        // safetensors' own limit on the header size.
-        if len > 100_000_000 {
-            return Err(Error::DatasetCorrupt {
-                path: path.to_path_buf(),
-                message: format!("not a safetensors file (header of {len} bytes)"),
-            });
-        }
-        let mut header = vec![0u8; len as usize];
-        file.read_exact(&mut header).map_err(io)?;
-        let header: Value = serde_json::from_slice(&header).map_err(|e| Error::DatasetCorrupt {
-            path: path.to_path_buf(),
-            message: format!("not a safetensors file (header is not JSON: {e})"),
-        })?;
-        let meta: HashMap<String, String> = header
-            .get("__metadata__")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| Error::DatasetCorrupt {
-                path: path.to_path_buf(),
-                message: format!("metadata is not a map of strings: {e}"),
-            })?
-            .unwrap_or_default();
-        Self::from_metadata(path, &meta)
+        Self::from_metadata(path, TensorFile::open(path, FileKind::ExpertTrajectory)?.metadata())
     }
 }
 
@@ -236,7 +205,7 @@ impl ExpertTrajectory {
     /// A trajectory of `epochs` parameter sets (the first the initialisation), each with the
     /// record's parameter shapes.
     pub fn new(record: ExpertRecord, epochs: Vec<Vec<Tensor>>) -> Result<Self> {
-        if epochs.len() != record.epochs + 1 {
+        if record.epochs.checked_add(1) != Some(epochs.len()) {
             return Err(Error::Other(format!(
                 "expert {}: {} parameter sets for {} epochs (want epochs + 1, the first the initialisation)",
                 record.expert,
@@ -250,7 +219,7 @@ impl ExpertTrajectory {
     /// A trajectory holding the first `epochs.len()` parameter sets of the expert `record`
     /// describes (trajectory matching needs only the epochs up to its last target).
     fn held(record: ExpertRecord, epochs: Vec<Vec<Tensor>>) -> Result<Self> {
-        if epochs.is_empty() || epochs.len() > record.epochs + 1 {
+        if epochs.is_empty() || epochs.len() - 1 > record.epochs {
             return Err(Error::Other(format!(
                 "expert {}: {} parameter sets for {} epochs (want epochs + 1, the first the initialisation)",
                 record.expert,
@@ -294,45 +263,31 @@ impl ExpertTrajectory {
 
     /// Writes the trajectory to `path` atomically (a crash leaves no partial expert file).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut names = Vec::new();
-        let mut data = Vec::new();
+        let mut file = TensorWriter::new(format!("expert {}", self.record.expert));
         for (e, set) in self.epochs.iter().enumerate() {
             for (p, t) in set.iter().enumerate() {
-                let bytes: Vec<u8> = t
-                    .to_dtype(DType::F32)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect();
-                names.push((tensor_name(e, p), t.dims().to_vec()));
-                data.push(bytes);
+                file.f32(tensor_name(e, p), t)?;
             }
         }
-        let views = names
-            .iter()
-            .zip(&data)
-            .map(|((name, shape), bytes)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                    .map(|view| (name.clone(), view))
-                    .map_err(|e| Error::Other(format!("expert tensor {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(views, &Some(self.record.to_metadata()?))
-            .map_err(|e| Error::Other(format!("serialising expert {}: {e}", self.record.expert)))?;
-        write_atomic(path, &bytes)
+        for (key, value) in self.record.to_metadata()? {
+            file.metadata(key, value);
+        }
+        file.write(path)
     }
 
     /// Reads an expert file written by [`ExpertTrajectory::save`], its tensors on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let record = ExpertRecord::read(path)?;
+        let file = TensorFile::open(path, FileKind::ExpertTrajectory)?;
+        let record = ExpertRecord::from_metadata(path, file.metadata())?;
         let last = record.epochs;
-        Self::load_records_epochs(path, record, device, last)
+        Self::load_epochs(file, record, device, last)
     }
 
-    /// Reads the epochs `0..=last` of an expert file (an error names the epochs it has).
+    /// Reads the epochs `0..=last` of an expert file (an error names the epochs it has); the
+    /// later epochs' bytes are not read.
     pub fn load_through(path: &Path, device: &Device, last: usize) -> Result<Self> {
-        let record = ExpertRecord::read(path)?;
+        let file = TensorFile::open(path, FileKind::ExpertTrajectory)?;
+        let record = ExpertRecord::from_metadata(path, file.metadata())?;
         if last > record.epochs {
             return Err(Error::invalid(
                 "expert trajectory",
@@ -344,12 +299,17 @@ impl ExpertTrajectory {
                 ),
             ));
         }
-        Self::load_records_epochs(path, record, device, last)
+        Self::load_epochs(file, record, device, last)
     }
 
-    /// The parameters after epoch `epoch` of an expert file (None: its last), alone.
+    /// The parameters after epoch `epoch` of an expert file (None: its last), alone: the
+    /// other epochs' bytes are not read.
     pub fn load_epoch(path: &Path, device: &Device, epoch: Option<usize>) -> Result<Vec<Tensor>> {
-        let record = ExpertRecord::read(path)?;
+        let mut file = TensorFile::open(path, FileKind::ExpertTrajectory)?;
+        let record = ExpertRecord::from_metadata(path, file.metadata())?;
+        if record.parameter_shapes.is_empty() {
+            return Err(file.corrupt("its metadata lists no parameters"));
+        }
         let e = epoch.unwrap_or(record.epochs);
         if e > record.epochs {
             return Err(Error::invalid(
@@ -358,66 +318,60 @@ impl ExpertTrajectory {
                 format!("{} holds epochs 0..={}", path.display(), record.epochs),
             ));
         }
-        let bytes = std::fs::read(path)
-            .map_err(|err| Error::io(format!("reading expert trajectory {}", path.display()), err))?;
-        read_epoch(path, &bytes, &record, e, device)
+        record
+            .parameter_shapes
+            .iter()
+            .enumerate()
+            .map(|(p, shape)| {
+                let name = tensor_name(e, p);
+                match file.info(&name) {
+                    None => Err(file.corrupt(format!("it holds no tensor {name}, which its metadata promises"))),
+                    Some(info) if info.shape != *shape => Err(file.corrupt(format!(
+                        "tensor {name} is {} {:?}, the metadata says F32 {shape:?}",
+                        info.dtype, info.shape
+                    ))),
+                    Some(_) => file.tensor_f32(&name, device),
+                }
+            })
+            .collect()
     }
 
-    fn load_records_epochs(path: &Path, record: ExpertRecord, device: &Device, last: usize) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io(format!("reading expert trajectory {}", path.display()), e))?;
-        let corrupt = |message: String| Error::DatasetCorrupt {
-            path: path.to_path_buf(),
-            message,
-        };
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("not safetensors: {e}")))?;
-        let mut epochs = Vec::with_capacity(last + 1);
-        for e in 0..=last {
-            epochs.push(epoch_tensors(path, &st, &record, e, device)?);
+    fn load_epochs(mut file: TensorFile, record: ExpertRecord, device: &Device, last: usize) -> Result<Self> {
+        // Every tensor named before any is read: the record's epochs and shapes come from the
+        // header and may promise more than the file holds. With at least one parameter per
+        // epoch, the loops below end at the first epoch the file lacks, however many it claims.
+        if record.parameter_shapes.is_empty() {
+            return Err(file.corrupt("its metadata lists no parameters"));
         }
+        for e in 0..=last {
+            for (p, shape) in record.parameter_shapes.iter().enumerate() {
+                let name = tensor_name(e, p);
+                match file.info(&name) {
+                    None => {
+                        return Err(file.corrupt(format!(
+                            "it holds no tensor {name}, which its metadata ({} epochs of {} parameters) promises",
+                            record.epochs,
+                            record.parameter_shapes.len()
+                        )))
+                    }
+                    Some(info) if info.shape != *shape => {
+                        return Err(file.corrupt(format!(
+                            "tensor {name} is {} {:?}, the metadata says F32 {shape:?}",
+                            info.dtype, info.shape
+                        )))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let epochs = (0..=last)
+            .map(|e| {
+                (0..record.parameter_shapes.len())
+                    .map(|p| file.tensor_f32(&tensor_name(e, p), device))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
         Self::held(record, epochs)
     }
 }
 
-/// Epoch `e`'s parameters from the bytes of an expert file.
-fn read_epoch(path: &Path, bytes: &[u8], record: &ExpertRecord, e: usize, device: &Device) -> Result<Vec<Tensor>> {
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|err| Error::DatasetCorrupt {
-        path: path.to_path_buf(),
-        message: format!("not safetensors: {err}"),
-    })?;
-    epoch_tensors(path, &st, record, e, device)
-}
-
-fn epoch_tensors(
-    path: &Path,
-    st: &safetensors::SafeTensors,
-    record: &ExpertRecord,
-    e: usize,
-    device: &Device,
-) -> Result<Vec<Tensor>> {
-    let corrupt = |message: String| Error::DatasetCorrupt {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut set = Vec::with_capacity(record.parameter_shapes.len());
-    for (p, shape) in record.parameter_shapes.iter().enumerate() {
-        let name = tensor_name(e, p);
-        let view = st
-            .tensor(&name)
-            .map_err(|err| corrupt(format!("tensor {name}: {err}")))?;
-        if view.dtype() != safetensors::Dtype::F32 || view.shape() != shape.as_slice() {
-            return Err(corrupt(format!(
-                "tensor {name} is {:?} {:?}, the metadata says F32 {shape:?}",
-                view.dtype(),
-                view.shape()
-            )));
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        set.push(Tensor::from_vec(values, shape.as_slice(), device)?);
-    }
-    Ok(set)
-}

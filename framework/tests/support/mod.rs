@@ -1,4 +1,16 @@
-//! Helpers shared by the layer tests: random tensors, comparisons, central differences.
+//! Helpers shared by the framework's tests: random tensors, comparisons, central differences
+//! (the layer tests), the golden tensor files, an allocation counter, and the dataset
+//! fixture writers (IDX, CIFAR, MAT v5, gzip/zlib).
+
+// Every test binary that declares `mod support` uses some of these helpers, not all.
+#![allow(dead_code)]
+
+pub mod alloc;
+pub mod cifar;
+pub mod data;
+pub mod golden;
+pub mod idx;
+pub mod mat;
 
 use cafe_framework::{Result, Rng};
 use candle_core::{DType, Device, Tensor};
