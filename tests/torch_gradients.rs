@@ -242,7 +242,9 @@ fn check(case: &str, expected: &Value, lab64: &Summary, lab32: &Summary, f32_che
         let allowed = (F32_FACTOR * torch32).max(F32_FLOOR);
         println!("{case} {name}: f64 rel {e64:.1e}; f32 rel to torch f64: cafe-lab {lab32:.1e}, torch {torch32:.1e}");
         if e64 >= F64_TOLERANCE {
-            failures.push(format!("{case} f64 {name}: cafe-lab {a64:?} vs PyTorch {b64:?} (rel {e64:e})"));
+            failures.push(format!(
+                "{case} f64 {name}: cafe-lab {a64:?} vs PyTorch {b64:?} (rel {e64:e})"
+            ));
         }
         if f32_checked && lab32 > allowed {
             failures.push(format!(
@@ -387,7 +389,10 @@ fn run_mtt_case(case: &str, f32_checked: bool) {
     let (lab, torch) = (rel(&[lr32], &[t64]), rel(&[t32], &[t64]));
     println!("{case} d/dlr: f64 rel {e64:.1e}; f32 rel to torch f64: cafe-lab {lab:.1e}, torch {torch:.1e}");
     check(case, spec, &lab64, &lab32, f32_checked);
-    assert!(e64 < F64_TOLERANCE, "{case} f64 d/dlr: cafe-lab {lr64} vs PyTorch {t64}");
+    assert!(
+        e64 < F64_TOLERANCE,
+        "{case} f64 d/dlr: cafe-lab {lr64} vs PyTorch {t64}"
+    );
     if f32_checked {
         assert!(
             lab <= (F32_FACTOR * torch).max(F32_FLOOR),

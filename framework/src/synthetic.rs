@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
-use serde::{Deserialize, Serialize};
 use rand::seq::index::sample;
 use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, ImageSet};
 use crate::output::write_atomic;

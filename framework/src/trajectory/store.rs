@@ -374,4 +374,3 @@ impl ExpertTrajectory {
         Self::held(record, epochs)
     }
 }
-
