@@ -44,7 +44,7 @@ fn every_protocol_parses_resolves_and_cites_a_reference_line_for_each_setting() 
     cafe_plugins::link();
     let all = protocols().unwrap();
     let names: Vec<&str> = all.keys().map(String::as_str).collect();
-    assert_eq!(names, ["cafe", "cafe-dsa", "dc", "dm", "dsa", "mtt", "rded", "sre2l"]);
+    assert_eq!(names, ["cafe", "cafe-dsa", "datm", "dc", "dm", "dsa", "mtt", "rded", "sre2l"]);
     // The decoupled protocols need their teacher's file to exist before any work; resolving
     // only checks that it is there (the run reads it).
     let dir = tempfile::tempdir().unwrap();
@@ -506,4 +506,47 @@ fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
         2 * 7,
         "2 networks x (6 + 1) epochs"
     );
+}
+
+#[test]
+fn the_datm_protocol_resolves_its_configs_per_ipc() {
+    let of = |ipc: &str| config_of(&["--protocol", "datm", "--dataset", "cifar10", "--ipc", ipc]);
+    // configs/CIFAR-10/ConvIN/IPC1.yaml: lr_y 5, threshold 1.1, no window, max start 4, lr_img 100.
+    let one = of("1");
+    let m = &one.matcher.config;
+    assert_eq!(
+        (m["lr_labels"].as_f64(), m["threshold"].as_f64()),
+        (Some(5.0), Some(1.1))
+    );
+    assert_eq!(
+        (m["max_start_epoch"].as_u64(), m["sequential_generation"].as_bool()),
+        (Some(4), Some(false))
+    );
+    assert_eq!(
+        (m["pix_init"].as_str(), m["soft_labels"].as_bool()),
+        (Some("samples_predicted_correctly"), Some(true))
+    );
+    assert_eq!(
+        (one.lr_img, one.iterations, one.zca),
+        (Some(100.0), Some(10000), Some(0.1))
+    );
+    // configs/CIFAR-10/ConvIN/IPC10.yaml: the window grows from 10 to 20 by iteration 1000.
+    let ten = of("10");
+    let m = &ten.matcher.config;
+    assert_eq!(
+        (
+            m["current_max_start_epoch"].as_u64(),
+            m["max_start_epoch"].as_u64(),
+            m["expansion_end_epoch"].as_u64()
+        ),
+        (Some(10), Some(20), Some(1000))
+    );
+    assert_eq!(
+        (m["sequential_generation"].as_bool(), m["lr_labels"].as_f64()),
+        (Some(true), Some(2.0))
+    );
+    // configs/CIFAR-100/ConvIN/IPC50.yaml: the one config that initialises from random real images.
+    let c = config_of(&["--protocol", "datm", "--dataset", "cifar100", "--ipc", "50"]);
+    assert_eq!(c.matcher.config["pix_init"], "run");
+    assert_eq!(c.matcher.config["min_start_epoch"], 20);
 }

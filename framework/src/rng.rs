@@ -66,4 +66,7 @@ pub mod stream {
     pub const RDED: u64 = 0x8DED;
     /// The embedded `shapes` dataset's images.
     pub const SHAPES: u64 = 0x05A4_E5E5;
+    /// A matcher's own initial images (`Matcher::initial_images`; DATM's
+    /// `samples_predicted_correctly`: the order in which each class's images are tried).
+    pub const MATCHER_INIT: u64 = 0x1417_DA7A;
 }

@@ -10,5 +10,6 @@ register_protocol!("dm.toml", include_str!("../protocols/dm.toml"));
 register_protocol!("cafe.toml", include_str!("../protocols/cafe.toml"));
 register_protocol!("cafe-dsa.toml", include_str!("../protocols/cafe-dsa.toml"));
 register_protocol!("mtt.toml", include_str!("../protocols/mtt.toml"));
+register_protocol!("datm.toml", include_str!("../protocols/datm.toml"));
 register_protocol!("sre2l.toml", include_str!("../protocols/sre2l.toml"));
 register_protocol!("rded.toml", include_str!("../protocols/rded.toml"));

@@ -71,7 +71,7 @@ _ACCS = "                    accs = []\n                    for it_eval in range
 
 @dataclasses.dataclass(frozen=True)
 class Patch:
-    repo: str  # "dc" or "cafe"
+    repo: str  # "dc", "cafe" or "mtt"
     path: str  # file inside the repository
     old: str
     new: str
@@ -219,6 +219,17 @@ PATCHES = (
               "(with DSA) as in networks.py; `.reshape` gives the same values."),
         Patch("cafe", "distill.py", "_features[0].view(10, ", "_features[0].reshape(10, ", 2, "compat",
               "(the same, for the per-class mean embeddings)"),
+        Patch("cafe", "distill.py", "                acc_watcher.append(acc_test.detach().cpu())\n",
+              "                acc_watcher.append(acc_test.detach().cpu().clone())\n", 1, "compat",
+              "the outer watcher's window aliases its accumulator on the CPU: distill.py:304-306 adds "
+              "each class's accuracy into acc_test in place and appends acc_test.detach().cpu(), which "
+              "on a CPU tensor is the same storage (on a GPU .cpu() copies), so every entry of the "
+              "window is the live accumulator, max - min is always 0 and the outer loop ends after 10 "
+              "steps whatever the accuracies. `.clone()` gives the GPU behaviour."),
+        Patch("cafe", "distill.py", "                    acc_inner_watcher.append(acc_inner_test.detach().cpu())\n",
+              "                    acc_inner_watcher.append(acc_inner_test.detach().cpu().clone())\n", 1, "compat",
+              "(the same aliasing in the inner watcher, distill.py:336-338: there the range is always 0 < "
+              "lambda_2 and the inner loop never ends by its rule on a CPU)"),
         Patch("cafe", "distill.py",
               "        logger.info('Hyper-parameters: \\n', args.__dict__)\n",
               "        logger.info('Hyper-parameters: \\n' + str(args.__dict__))\n", 1, "compat",
@@ -228,10 +239,80 @@ PATCHES = (
     ]
 )
 
+_FMNIST_BRANCH = (
+    "    elif dataset == 'FashionMNIST':\n"
+    "        channel = 1\n"
+    "        im_size = (28, 28)\n"
+    "        num_classes = 10\n"
+    "        mean = [0.2861]\n"
+    "        std = [0.3530]\n"
+    "        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean=mean, std=std)])\n"
+    "        dst_train = datasets.FashionMNIST(data_path, train=True, download=True, transform=transform) # no augmentation\n"
+    "        dst_test = datasets.FashionMNIST(data_path, train=False, download=True, transform=transform)\n"
+    "        class_names = dst_train.classes\n"
+    "        class_map = {x: x for x in range(num_classes)}\n\n"
+)
+_MTT_SAVE = "        timestamps.append([p.detach().cpu() for p in teacher_net.parameters()])\n"
+_MTT_FLAGS = (
+    "    parser.add_argument('--harness_aug', type=int, default=1, help='cafe-lab harness: 0 trains the "
+    "experts without augmentation (upstream: always augmented)')\n"
+    "    parser.add_argument('--harness_seed', type=int, default=-1, help='cafe-lab harness: seed numpy and "
+    "torch at start (networks are still seeded from the clock by get_network)')\n"
+)
+
+# mtt-distillation (GeorgeCazenavette/mtt-distillation 50dccea): buffer.py only, to train
+# reference experts on Fashion-MNIST on the CPU (scripts/reference/mtt_experts.py).
+MTT_PATCHES = [
+    Patch("mtt", "utils.py", "import kornia as K\n",
+          "try:\n    import kornia as K\nexcept ImportError:  # harness: kornia is only needed for --zca\n"
+          "    K = None\n", 1, "compat",
+          "utils.py imports kornia at the top but uses it only for ZCA whitening (utils.py:147), which "
+          "Fashion-MNIST runs do not use; the import is made optional so that the harness needs only "
+          "torch, torchvision and scipy."),
+    Patch("mtt", "utils.py",
+          "from scipy.ndimage.interpolation import rotate as scipyrotate\n",
+          "from scipy.ndimage import rotate as scipyrotate\n", 1, "compat",
+          "scipy.ndimage.interpolation is gone from current SciPy; `rotate` lives in scipy.ndimage."),
+    Patch("mtt", "utils.py", "    elif dataset.startswith('CIFAR100'):\n",
+          _FMNIST_BRANCH + "    elif dataset.startswith('CIFAR100'):\n", 1, "compat",
+          "mtt-distillation has no Fashion-MNIST branch (utils.py:46-135); the branch is DC's "
+          "(DatasetCondensation utils.py:24-33: 1x28x28, mean 0.2861, std 0.3530) plus the identity "
+          "class_map that mtt's buffer.py reads."),
+    Patch("mtt", "utils.py",
+          "    net_width, net_depth, net_act, net_norm, net_pooling = 128, 3, 'relu', 'instancenorm', 'avgpooling'\n",
+          "    net_width, net_depth, net_act, net_norm, net_pooling = int(os.environ.get('HARNESS_NET_WIDTH', 128)), "
+          "3, 'relu', 'instancenorm', 'avgpooling'\n", 1, "harness",
+          "HARNESS_NET_WIDTH (environment) sets the ConvNet width (upstream 128, utils.py:189); the "
+          "reduced runs use 32."),
+    Patch("mtt", "buffer.py", _MTT_SAVE,
+          "        timestamps.append([p.detach().cpu().clone() for p in teacher_net.parameters()])\n", 2, "compat",
+          "on the CPU `p.detach().cpu()` returns the live parameter itself (no copy), so every saved "
+          "epoch aliases the final weights and the trajectory is one point repeated; on a GPU `.cpu()` "
+          "copies. `.clone()` gives the GPU behaviour everywhere."),
+    Patch("mtt", "buffer.py",
+          "                                        criterion=criterion, args=args, aug=True)\n",
+          "                                        criterion=criterion, args=args, aug=bool(args.harness_aug))\n",
+          1, "harness",
+          "--harness_aug 0 trains the experts without augmentation (upstream always augments: DSA, or "
+          "DC's crop_scale_rotate under --dsa False, buffer.py:63-64,84-85), as the earlier reference "
+          "run of the README did."),
+    Patch("mtt", "buffer.py", "    parser.add_argument('--save_interval', type=int, default=10)\n",
+          "    parser.add_argument('--save_interval', type=int, default=10)\n" + _MTT_FLAGS, 1, "harness",
+          "adds the opt-in --harness_* flags (defaults: upstream behaviour)."),
+    Patch("mtt", "buffer.py", "    args = parser.parse_args()\n",
+          "    args = parser.parse_args()\n"
+          "    if args.harness_seed >= 0:\n        torch.manual_seed(args.harness_seed)\n", 1, "harness",
+          "--harness_seed N seeds torch once at start (the data loader's shuffling); "
+          "get_network still reseeds torch from the clock for every network (utils.py:195)."),
+] + _view_patches("mtt", 5, 4)
+
+PATCHES = PATCHES + MTT_PATCHES
+
 # The files the harness runs or imports, per repository.
 FILES = {
     "dc": ["main.py", "main_DM.py", "utils.py", "networks.py"],
     "cafe": ["distill.py", "utils.py", "networks.py"],
+    "mtt": ["buffer.py", "utils.py", "networks.py"],
 }
 
 
@@ -244,7 +325,8 @@ def _check_repo(kind, path):
         raise PatchError(f"no path given for the {kind} reference repository")
     missing = [f for f in FILES[kind] if not os.path.isfile(os.path.join(path, f))]
     if missing:
-        url = {"dc": "VICO-UoE/DatasetCondensation", "cafe": "kaiwang960112/CAFE"}[kind]
+        url = {"dc": "VICO-UoE/DatasetCondensation", "cafe": "kaiwang960112/CAFE",
+               "mtt": "GeorgeCazenavette/mtt-distillation"}[kind]
         raise PatchError(
             f"{path} is not a checkout of {url}: missing {', '.join(missing)}. "
             f"Give a work tree (e.g. `git clone <mirror or URL of {url}> DIR`).")
@@ -282,7 +364,7 @@ def make_scratch_copy(kind, repo, out_dir):
             raise PatchError(
                 f"{kind}/{p.path}: expected {p.count} occurrence(s) of {p.old.strip()!r}, found {n}; "
                 "the reference code differs from the revision these patches were written for "
-                "(DatasetCondensation 53f63a6, CAFE b718ff5)")
+                "(DatasetCondensation 53f63a6, CAFE b718ff5, mtt-distillation 50dccea)")
         texts[p.path] = texts[p.path].replace(p.old, p.new)
         applied.append(p)
     for f, text in texts.items():
@@ -305,15 +387,16 @@ def main():
     ap.add_argument("--list", action="store_true", help="print the patches and exit")
     ap.add_argument("--dc-repo", help="checkout of VICO-UoE/DatasetCondensation")
     ap.add_argument("--cafe-repo", help="checkout of kaiwang960112/CAFE")
-    ap.add_argument("--out", help="scratch folder (its dc/ and cafe/ subfolders are replaced)")
+    ap.add_argument("--mtt-repo", help="checkout of GeorgeCazenavette/mtt-distillation")
+    ap.add_argument("--out", help="scratch folder (its dc/, cafe/ and mtt/ subfolders are replaced)")
     args = ap.parse_args()
     if args.list:
         print(describe())
         return 0
-    if not args.out or not (args.dc_repo or args.cafe_repo):
-        ap.error("give --out and at least one of --dc-repo / --cafe-repo (or --list)")
+    if not args.out or not (args.dc_repo or args.cafe_repo or args.mtt_repo):
+        ap.error("give --out and at least one of --dc-repo / --cafe-repo / --mtt-repo (or --list)")
     try:
-        for kind, repo in (("dc", args.dc_repo), ("cafe", args.cafe_repo)):
+        for kind, repo in (("dc", args.dc_repo), ("cafe", args.cafe_repo), ("mtt", args.mtt_repo)):
             if repo:
                 rev, applied = make_scratch_copy(kind, repo, os.path.join(args.out, kind))
                 print(f"{kind}: {repo} @ {rev}: {len(applied)} patches -> {os.path.join(args.out, kind)}")

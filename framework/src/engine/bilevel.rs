@@ -53,6 +53,10 @@ pub struct IterationLoop<'a> {
     /// The ranks that share each matching step when the matcher's loss decomposes over
     /// classes (every rank runs the same iteration otherwise).
     pub(crate) comm: &'a dyn Communicator,
+    /// Outer steps of this iteration whose update the matcher declined ([`MatchOutput::skip`]).
+    pub(crate) skipped_steps: usize,
+    /// [`MatchOutput::record`] of the iteration's last outer step.
+    pub(crate) record: Vec<(String, f64)>,
 }
 
 impl IterationLoop<'_> {
@@ -215,34 +219,50 @@ impl BilevelLoop for IterationLoop<'_> {
                 out.loss, self.iteration
             )));
         }
-        self.image_opt.step_with(&[Some(out.gradient)])?;
-        if let Some(range) = self.pixel_range {
-            self.synthetic
-                .images
-                .set(&range.clamp(self.synthetic.images.as_tensor())?)?;
-        }
         let finite =
             |t: &Tensor| -> Result<bool> { Ok(t.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite()) };
-        if !finite(self.synthetic.images.as_tensor())? {
-            return Err(Error::NonFinite(format!(
-                "the synthetic set holds non-finite pixels after iteration {}; lower --lr-img",
-                self.iteration
-            )));
+        let position = |name: &str, what: &str| {
+            self.synthetic
+                .learned
+                .iter()
+                .position(|l| l.name == name)
+                .ok_or_else(|| {
+                    Error::Other(format!(
+                        "the matcher returned {what} for '{name}', which it did not declare in prepare()"
+                    ))
+                })
+        };
+        for (name, value) in &out.assign {
+            let k = position(name, "a value")?;
+            self.synthetic.learned[k].var.set(&value.detach())?;
         }
-        for (name, gradient) in out.learned {
-            let Some(k) = self.synthetic.learned.iter().position(|l| l.name == name) else {
-                return Err(Error::Other(format!(
-                    "the matcher returned a gradient for '{name}', which it did not declare in prepare()"
-                )));
-            };
-            self.learned_opts[k].step_with(&[Some(gradient)])?;
-            if !finite(self.synthetic.learned[k].var.as_tensor())? {
+        if out.skip {
+            self.skipped_steps += 1;
+        } else {
+            self.image_opt.step_with(&[Some(out.gradient)])?;
+            if let Some(range) = self.pixel_range {
+                self.synthetic
+                    .images
+                    .set(&range.clamp(self.synthetic.images.as_tensor())?)?;
+            }
+            if !finite(self.synthetic.images.as_tensor())? {
                 return Err(Error::NonFinite(format!(
-                    "the learned '{name}' became non-finite after iteration {}; lower its learning rate",
+                    "the synthetic set holds non-finite pixels after iteration {}; lower --lr-img",
                     self.iteration
                 )));
             }
+            for (name, gradient) in out.learned {
+                let k = position(&name, "a gradient")?;
+                self.learned_opts[k].step_with(&[Some(gradient)])?;
+                if !finite(self.synthetic.learned[k].var.as_tensor())? {
+                    return Err(Error::NonFinite(format!(
+                        "the learned '{name}' became non-finite after iteration {}; lower its learning rate",
+                        self.iteration
+                    )));
+                }
+            }
         }
+        self.record = out.record;
         let step = *self.global_step;
         self.logger.scalar("loss/total", step, out.loss);
         for (name, value) in &out.terms {
@@ -368,5 +388,8 @@ fn gather_shared(
         learned: Vec::new(),
         loss_parts: Vec::new(),
         loss_global: None,
+        skip: false,
+        assign: Vec::new(),
+        record: Vec::new(),
     })
 }

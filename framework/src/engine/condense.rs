@@ -168,6 +168,32 @@ pub fn condense(
     let by_class = check_ipc(&dataset.train, dataset.classes, settings.ipc)?;
     let mut init_rng = sub_rng(settings.seed, &[stream::INIT]);
     let mut synthetic = SyntheticSet::initialise(dataset, settings.ipc, settings.init, device, &mut init_rng)?;
+    // The method's own starting images that its prepare() must see (DATM's
+    // `samples_predicted_correctly`: its soft labels start from these images' logits).
+    let engine_images = synthetic.images_detached();
+    let own = components.matcher.initial_images(&PrepareContext {
+        dataset,
+        arch: components.arch.as_ref(),
+        arch_name: &components.arch_name,
+        arch_config: &components.arch_config,
+        images: &engine_images,
+        labels: &synthetic.labels,
+        ipc: settings.ipc,
+        iterations: settings.iterations,
+        device,
+        seed: settings.seed,
+        teacher: components.teacher.as_ref(),
+    })?;
+    if let Some(images) = own {
+        if images.dims() != synthetic.images.dims() {
+            return Err(Error::Other(format!(
+                "the matcher's initial images are {:?}, the synthetic set is {:?}",
+                images.dims(),
+                synthetic.images.dims()
+            )));
+        }
+        synthetic.images.set(&images.to_dtype(synthetic.images.dtype())?)?;
+    }
     let initial = synthetic.images_detached();
     let prepare = PrepareContext {
         dataset,
@@ -336,8 +362,10 @@ pub fn condense(
             logger: &mut *logger,
             global_step: &mut global_step,
             comm,
+            skipped_steps: 0,
+            record: Vec::new(),
         };
-        let report = match components.scheduler.run_iteration(&mut lp) {
+        let mut report = match components.scheduler.run_iteration(&mut lp) {
             Ok(r) => r,
             Err(e @ Error::NonFinite(_)) => {
                 let kept = match &control.checkpoint_path {
@@ -348,6 +376,8 @@ pub fn condense(
             }
             Err(e) => return Err(e),
         };
+        report.skipped_steps = lp.skipped_steps;
+        report.record = lp.record.into_iter().collect();
         let secs = start.elapsed().as_secs_f64();
         logger.scalar("iteration/loss", it, report.last_loss);
         logger.scalar("scheduler/outer_steps", it, report.outer_steps as f64);

@@ -167,6 +167,18 @@ pub struct MatchOutput {
     pub loss_parts: Vec<Tensor>,
     /// The term over every class's summaries (the same on every rank), added after the parts.
     pub loss_global: Option<Tensor>,
+    /// True: the engine takes no step this time, neither the pixels nor any learned extra (no
+    /// optimiser's momentum moves either); the loss is still logged and the step counted in
+    /// results.json (`skipped_steps`). DATM skips all three of its steps when the matching loss
+    /// is above its threshold (NUS-HPC-AI-Lab/DATM `distill/DATM.py:556-561`).
+    pub skip: bool,
+    /// Learned extras whose new value the matcher computed itself instead of a gradient (TESLA's
+    /// soft labels, the target parameters' predictions, recomputed every iteration): the engine
+    /// sets them, skipped step or not, and their optimisers never step.
+    pub assign: Vec<(String, Tensor)>,
+    /// Values the matcher wants kept per iteration in results.json (`per_iteration[i].record`,
+    /// those of the iteration's last outer step), e.g. DATM's start-epoch window.
+    pub record: Vec<(String, f64)>,
 }
 
 impl MatchOutput {
@@ -230,6 +242,9 @@ impl MatchOutput {
                 .collect::<Result<_>>()?,
             loss_parts: Vec::new(),
             loss_global: None,
+            skip: false,
+            assign: Vec::new(),
+            record: Vec::new(),
         })
     }
 }
@@ -282,6 +297,14 @@ pub trait Matcher: Send + Sync {
     /// nothing and learns only the pixels.
     fn prepare(&mut self, _ctx: &PrepareContext) -> Result<Vec<LearnableSpec>> {
         Ok(Vec::new())
+    }
+
+    /// The matcher's own initial images, when its [`Matcher::prepare`] must see them `[classes * ipc, c, h, w]`, replacing those of the
+    /// run's `init` (DATM's `samples_predicted_correctly`: real images that an expert
+    /// classifies correctly), or None (the default): the engine's. Called once before
+    /// [`Matcher::prepare`], whose `images` are then these; `ctx.images` here are the engine's.
+    fn initial_images(&mut self, _ctx: &PrepareContext) -> Result<Option<Tensor>> {
+        Ok(None)
     }
 
     /// Whether the method works against the run's frozen teacher (SRe2L, RDED): the run then

@@ -1,6 +1,8 @@
 //! `Scheduler`: how many outer (matching) and inner (network training) steps one iteration of
 //! the bi-level loop takes.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -51,6 +53,18 @@ pub struct IterationReport {
     pub probe_accuracies: Vec<f64>,
     /// Last matching loss of the iteration.
     pub last_loss: f64,
+    /// Outer steps whose update the matcher declined: no optimiser stepped (DATM's loss
+    /// threshold, `MatchOutput::skip`). Filled by the engine.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_steps: usize,
+    /// What the matcher recorded at the iteration's last outer step (`MatchOutput::record`:
+    /// DATM's start epoch and its window). Filled by the engine.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub record: BTreeMap<String, f64>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Decides the outer/inner step pattern of each iteration.

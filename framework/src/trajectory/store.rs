@@ -302,6 +302,40 @@ impl ExpertTrajectory {
         Self::load_epochs(file, record, device, last)
     }
 
+    /// The parameters after epoch `epoch` of an expert file (None: its last), alone: the
+    /// other epochs' bytes are not read.
+    pub fn load_epoch(path: &Path, device: &Device, epoch: Option<usize>) -> Result<Vec<Tensor>> {
+        let mut file = TensorFile::open(path, FileKind::ExpertTrajectory)?;
+        let record = ExpertRecord::from_metadata(path, file.metadata())?;
+        if record.parameter_shapes.is_empty() {
+            return Err(file.corrupt("its metadata lists no parameters"));
+        }
+        let e = epoch.unwrap_or(record.epochs);
+        if e > record.epochs {
+            return Err(Error::invalid(
+                "expert epoch",
+                e,
+                format!("{} holds epochs 0..={}", path.display(), record.epochs),
+            ));
+        }
+        record
+            .parameter_shapes
+            .iter()
+            .enumerate()
+            .map(|(p, shape)| {
+                let name = tensor_name(e, p);
+                match file.info(&name) {
+                    None => Err(file.corrupt(format!("it holds no tensor {name}, which its metadata promises"))),
+                    Some(info) if info.shape != *shape => Err(file.corrupt(format!(
+                        "tensor {name} is {} {:?}, the metadata says F32 {shape:?}",
+                        info.dtype, info.shape
+                    ))),
+                    Some(_) => file.tensor_f32(&name, device),
+                }
+            })
+            .collect()
+    }
+
     fn load_epochs(mut file: TensorFile, record: ExpertRecord, device: &Device, last: usize) -> Result<Self> {
         // Every tensor named before any is read: the record's epochs and shapes come from the
         // header and may promise more than the file holds. With at least one parameter per

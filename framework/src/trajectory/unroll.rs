@@ -53,6 +53,9 @@ pub enum Targets<'a> {
     Labels(&'a Tensor),
     /// Learned soft-label logits `[N, classes]`: the gradient reaches them.
     Soft(&'a Var),
+    /// Soft-label logits `[N, classes]` that are not learned (TESLA's labels from the target
+    /// parameters): the same soft cross-entropy, no gradient to them.
+    Fixed(&'a Tensor),
 }
 
 /// One student step: the rows of the synthetic set it trains on and its augmentation's seed.
@@ -130,6 +133,7 @@ impl Student<'_> {
             Targets::Labels(labels) => labels.index_select(&step.rows, 0)?,
             Targets::Soft(var) if differentiable => var.as_tensor().index_select(&step.rows, 0)?,
             Targets::Soft(var) => var.as_tensor().detach().index_select(&step.rows, 0)?,
+            Targets::Fixed(logits) => logits.detach().index_select(&step.rows, 0)?,
         };
         Ok((x, y))
     }
@@ -218,7 +222,7 @@ impl Student<'_> {
             lr: grad_or_zero(&grads, lr)?,
             labels: match self.targets {
                 Targets::Soft(v) => Some(grad_or_zero(&grads, v.as_tensor())?),
-                Targets::Labels(_) => None,
+                Targets::Labels(_) | Targets::Fixed(_) => None,
             },
         })
     }
@@ -289,7 +293,7 @@ impl Student<'_> {
         let mut d_lr = 0.0f64;
         let mut d_labels = match self.targets {
             Targets::Soft(v) => Some(v.as_tensor().zeros_like()?),
-            Targets::Labels(_) => None,
+            Targets::Labels(_) | Targets::Fixed(_) => None,
         };
         for (i, step) in steps.iter().enumerate().rev() {
             let vars = trajectory[i]

@@ -137,6 +137,9 @@ impl Gradient {
             learned: Vec::new(),
             loss_parts: parts,
             loss_global: None,
+            skip: false,
+            assign: Vec::new(),
+            record: Vec::new(),
         })
     }
 
@@ -215,6 +218,9 @@ impl Gradient {
             learned: Vec::new(),
             loss_parts: parts,
             loss_global: None,
+            skip: false,
+            assign: Vec::new(),
+            record: Vec::new(),
         })
     }
 }

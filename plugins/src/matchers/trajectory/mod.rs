@@ -1,10 +1,12 @@
 //! `trajectory`: matching training trajectories (MTT; Cazenavette, Wang, Torralba, Efros, Zhu,
 //! "Dataset Distillation by Matching Training Trajectories", CVPR 2022; public code
 //! GeorgeCazenavette/mtt-distillation, cited below as `distill.py:LINE`), with TESLA's
-//! constant-memory gradient and DATM's learned soft labels as options.
+//! constant-memory gradient and teacher labels (justincui03/tesla) and DATM's learned soft
+//! labels, difficulty-aligned start window, initialisation and loss threshold
+//! (NUS-HPC-AI-Lab/DATM, cited as `DATM.py:LINE`) as options (settings: `config.rs`).
 //!
-//! Each step: take an expert (trained by `cafe-lab experts`) and a start epoch below
-//! `max_start_epoch`; a student starts at the expert's parameters of that epoch and takes
+//! Each step: take an expert (trained by `cafe-lab experts`) and a start epoch in the window
+//! (`cafe_framework::trajectory::window`); a student starts at the expert's parameters of that epoch and takes
 //! `syn_steps` SGD steps of the learned size `lr` on minibatches of the synthetic set (DSA on
 //! each when the run augments); the loss is its distance to the expert `expert_epochs` later,
 //! relative to the expert's own move (`cafe_framework::trajectory::unroll`). Gradients reach
@@ -15,141 +17,25 @@
 //! (the student's parameters come from the experts); everything it needs beyond the pixels is
 //! declared in `prepare`, so this file is the whole method.
 
+mod config;
+
 use std::path::PathBuf;
 
-use cafe_framework::rng::{derive_seed, rng_from_seed};
+use cafe_framework::rng::{derive_seed, rng_from_seed, stream, sub_rng};
 use cafe_framework::synthetic::{LEARNED_LABELS, LEARNED_LR};
 use cafe_framework::traits::matcher::{
     Init, LearnableSpec, MatchContext, MatchOutput, Matcher, MatcherDefaults, PrepareContext,
 };
 use cafe_framework::trajectory::{
-    default_store_dir, load_experts, probe_network, run_key, ExpertTrajectory, Student, StudentStep, Targets, Unroll,
+    default_store_dir, expert_files, load_experts, probe_network, run_key, ExpertRecord, ExpertTrajectory,
+    LabelExperts, Student, StudentStep, Targets,
 };
 use cafe_framework::{register_matcher, Error, Mode, Result};
 use candle_core::{DType, Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::Rng as _;
-use serde::{Deserialize, Serialize};
 
-/// The matcher's settings; defaults are `distill.py`'s argument defaults (lines 417-471).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrajectoryConfig {
-    /// The expert store (what `cafe-lab experts` wrote). Unset: `experts/<dataset>-<arch>`,
-    /// where `cafe-lab experts` writes by default.
-    pub experts: Option<PathBuf>,
-    /// Use only the first this many experts (`--max_experts`, `distill.py:471`); unset: all.
-    pub max_experts: Option<usize>,
-    /// Student steps per matching step (`--syn_steps 20`, `distill.py:456`).
-    pub syn_steps: usize,
-    /// How many expert epochs after the start the target is (`--expert_epochs 3`, `distill.py:455`).
-    pub expert_epochs: usize,
-    /// The start epoch is drawn from `0..max_start_epoch` (`--max_start_epoch 25`,
-    /// `distill.py:457`; `np.random.randint(0, max_start_epoch)`, `distill.py:324`, never the
-    /// bound itself).
-    pub max_start_epoch: usize,
-    /// Images per student step; unset: the whole set (`--batch_syn None` ->
-    /// `num_classes * ipc`, `distill.py:74-75`).
-    pub batch_syn: Option<usize>,
-    /// The step size's initial value (`syn_lr = lr_teacher`, `distill.py:118`; `--lr_teacher
-    /// 0.01`, `distill.py:435`. The reference's `--lr_init` is never read).
-    pub lr_teacher: f64,
-    /// Learn the step size (MTT). False keeps `lr_teacher` fixed and evaluation uses `eval.lr`.
-    pub learn_lr: bool,
-    /// The step size's learning rate (`--lr_lr 1e-5`, `distill.py:434`).
-    pub lr_lr: f64,
-    /// The step size optimiser's momentum (`SGD([syn_lr], lr=lr_lr, momentum=0.5)`,
-    /// `distill.py:139`).
-    pub momentum_lr: f64,
-    /// How the gradient through the unroll is computed: `reverse` (exact, memory constant in
-    /// syn_steps; the default), `graph` (exact, the reference's one graph), `tesla` (TESLA's
-    /// code, without the Hessian terms: not exact).
-    pub unroll: Unroll,
-    /// Learn soft labels (DATM, Guo et al., ICLR 2024): logits initialised from an expert's
-    /// predictions on the initial images, trained with the soft cross-entropy, used by
-    /// evaluation.
-    pub soft_labels: bool,
-    /// Their learning rate (`lr_y`; DATM `configs/CIFAR-10/ConvIN/IPC10.yaml`: 2.0).
-    pub lr_labels: f64,
-    /// Their optimiser's momentum (`Momentum_y: 0.9`, same file; `DATM.py:329`).
-    pub momentum_labels: f64,
-    /// Step the soft labels only when the matching loss is at most this (`threshold`,
-    /// `DATM.py:556`); unset: always.
-    pub label_loss_threshold: Option<f64>,
-    /// Which epoch of the first expert initialises the soft labels; unset: its last
-    /// (`buffer[0][-1]`, `DATM.py:315`).
-    pub label_expert_epoch: Option<usize>,
-}
-
-impl Default for TrajectoryConfig {
-    fn default() -> Self {
-        Self {
-            experts: None,
-            max_experts: None,
-            syn_steps: 20,
-            expert_epochs: 3,
-            max_start_epoch: 25,
-            batch_syn: None,
-            lr_teacher: 0.01,
-            learn_lr: true,
-            lr_lr: 1e-5,
-            momentum_lr: 0.5,
-            unroll: Unroll::Reverse,
-            soft_labels: false,
-            lr_labels: 2.0,
-            momentum_labels: 0.9,
-            label_loss_threshold: None,
-            label_expert_epoch: None,
-        }
-    }
-}
-
-impl TrajectoryConfig {
-    fn validate(&self) -> Result<()> {
-        for (key, v) in [
-            ("syn_steps", self.syn_steps),
-            ("expert_epochs", self.expert_epochs),
-            ("max_start_epoch", self.max_start_epoch),
-        ] {
-            if v == 0 {
-                return Err(Error::invalid(format!("matcher.{key}"), 0, "must be at least 1"));
-            }
-        }
-        if self.batch_syn == Some(0) || self.max_experts == Some(0) {
-            return Err(Error::invalid(
-                "matcher.batch_syn / matcher.max_experts",
-                0,
-                "must be at least 1 (leave unset for the whole set / every expert)",
-            ));
-        }
-        for (key, v) in [
-            ("lr_teacher", self.lr_teacher),
-            ("lr_lr", self.lr_lr),
-            ("lr_labels", self.lr_labels),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(Error::invalid(
-                    format!("matcher.{key}"),
-                    v,
-                    "a learning rate must be a positive finite number",
-                ));
-            }
-        }
-        for (key, v) in [
-            ("momentum_lr", self.momentum_lr),
-            ("momentum_labels", self.momentum_labels),
-        ] {
-            if !(0.0..1.0).contains(&v) {
-                return Err(Error::invalid(
-                    format!("matcher.{key}"),
-                    v,
-                    "momentum must be in [0, 1)",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub use config::{PixInit, TrajectoryConfig};
 
 /// Seed-stream tag of the experts' visiting order.
 const EXPERT_ORDER: u64 = 0x4D54_5458;
@@ -198,28 +84,67 @@ impl Trajectory {
         Ok(steps)
     }
 
-    /// The soft labels' initial logits: the first expert's predictions on the initial images,
-    /// in eval mode (DATM `DATM.py:309-319`, the `pix_init == "real"` branch).
-    fn initial_label_logits(
-        &self,
-        ctx: &PrepareContext,
-        key: &cafe_framework::trajectory::TrajectoryKey,
-    ) -> Result<Tensor> {
-        let dir = self.store_dir(ctx);
-        let first = cafe_framework::trajectory::expert_files(&dir)?[0].clone();
-        let record = cafe_framework::trajectory::ExpertRecord::read(&first)?;
-        record.check_fits(&first, key)?;
-        let epoch = self.config.label_expert_epoch.unwrap_or(record.epochs);
-        let expert = ExpertTrajectory::load_through(&first, ctx.device, epoch)?;
-        let params = expert.epoch(epoch)?;
+    /// The experts DATM's initialisation reads: every expert of the first `max_files` files
+    /// (not cut to `max_experts`, `DATM.py:200,282-284`), each checked against the run.
+    fn label_files(&self, ctx: &PrepareContext) -> Result<Vec<PathBuf>> {
+        let key = run_key(ctx)?;
+        let all = expert_files(&self.store_dir(ctx))?;
+        let files = self.config.selection().files(&all).to_vec();
+        for f in &files {
+            ExpertRecord::read(f)?.check_fits(f, &key)?;
+        }
+        Ok(files)
+    }
+
+    /// The soft labels' initial logits (`DATM.py:270-319`): with `pix_init = run`, the first
+    /// expert's predictions on the initial images (`buffer[0][-1]`, the `pix_init == "real"`
+    /// branch); with `samples_predicted_correctly`, the mean logits of the experts that
+    /// classify each image correctly. Eval mode, the label epoch (default: the last).
+    fn initial_label_logits(&self, ctx: &PrepareContext) -> Result<Tensor> {
+        let mut files = self.label_files(ctx)?;
+        if self.config.pix_init == PixInit::Run {
+            files.truncate(1);
+        }
         let net = probe_network(ctx.arch, ctx.dataset, ctx.device)?;
-        let n = ctx.images.dim(0)?;
+        let experts = LabelExperts {
+            files: &files,
+            epoch: self.config.label_expert_epoch,
+            network: net.as_ref(),
+            device: ctx.device,
+        };
+        match self.config.pix_init {
+            PixInit::Run => {
+                let params = ExpertTrajectory::load_epoch(&files[0], ctx.device, self.config.label_expert_epoch)?;
+                let n = ctx.images.dim(0)?;
+                let mut parts = Vec::new();
+                let mut at = 0;
+                while at < n {
+                    let len = 256.min(n - at);
+                    let x = ctx.images.narrow(0, at, len)?.detach();
+                    parts.push(net.logits_with(&params, &x, Mode::Eval)?.detach());
+                    at += len;
+                }
+                Ok(Tensor::cat(&parts, 0)?)
+            }
+            PixInit::SamplesPredictedCorrectly => experts.average_correct_logits(ctx.images, ctx.labels),
+        }
+    }
+
+    /// TESLA's teacher labels (`tesla:distill.py:343-359`): the target parameters' logits on
+    /// the current images, eval mode, no graph (the soft cross-entropy takes their softmax, as
+    /// `CrossEntropyLoss` takes TESLA's `softmax(label_syn)`).
+    fn teacher_logits(&self, ctx: &MatchContext, target: &[Tensor]) -> Result<Tensor> {
+        let images = ctx.synthetic.as_tensor().detach();
+        let n = images.dim(0)?;
         let mut parts = Vec::new();
         let mut at = 0;
         while at < n {
             let len = 256.min(n - at);
-            let x = ctx.images.narrow(0, at, len)?.detach();
-            parts.push(net.logits_with(params, &x, Mode::Eval)?.detach());
+            parts.push(
+                ctx.network
+                    .logits_with(target, &images.narrow(0, at, len)?, Mode::Eval)?
+                    .detach(),
+            );
             at += len;
         }
         Ok(Tensor::cat(&parts, 0)?)
@@ -234,10 +159,33 @@ impl Trajectory {
 }
 
 impl Matcher for Trajectory {
+    fn initial_images(&mut self, ctx: &PrepareContext) -> Result<Option<Tensor>> {
+        if self.config.pix_init != PixInit::SamplesPredictedCorrectly {
+            return Ok(None);
+        }
+        let files = self.label_files(ctx)?;
+        let net = probe_network(ctx.arch, ctx.dataset, ctx.device)?;
+        let experts = LabelExperts {
+            files: &files,
+            epoch: self.config.label_expert_epoch,
+            network: net.as_ref(),
+            device: ctx.device,
+        };
+        let mut rng = sub_rng(ctx.seed, &[stream::MATCHER_INIT]);
+        Ok(Some(experts.select_images(ctx.dataset, ctx.ipc, &mut rng)?))
+    }
+
     fn prepare(&mut self, ctx: &PrepareContext) -> Result<Vec<LearnableSpec>> {
         let key = run_key(ctx)?;
         let last = self.config.max_start_epoch - 1 + self.config.expert_epochs;
-        self.experts = load_experts(&self.store_dir(ctx), &key, last, self.config.max_experts, ctx.device)?;
+        self.experts = load_experts(&self.store_dir(ctx), &key, last, self.config.selection(), ctx.device)?;
+        if self.experts.is_empty() {
+            return Err(Error::invalid(
+                "matcher.max_files / matcher.max_experts",
+                format!("{:?} / {:?}", self.config.max_files, self.config.max_experts),
+                "they select no expert of the store",
+            ));
+        }
         self.seed = ctx.seed;
         let lr = Tensor::new(self.config.lr_teacher as f32, ctx.device)?;
         let mut learned = Vec::new();
@@ -251,10 +199,12 @@ impl Matcher for Trajectory {
         } else {
             self.fixed_lr = Some(Var::from_tensor(&lr)?);
         }
-        if self.config.soft_labels {
+        if self.config.soft_labels || self.config.teacher_label {
+            // Teacher labels are set, never stepped: the set carries the last ones for
+            // evaluation; before the first iteration, the first expert's (as DATM's).
             learned.push(LearnableSpec {
                 name: LEARNED_LABELS.into(),
-                initial: self.initial_label_logits(ctx, &key)?,
+                initial: self.initial_label_logits(ctx)?,
                 lr: self.config.lr_labels,
                 momentum: self.config.momentum_labels,
             });
@@ -270,7 +220,8 @@ impl Matcher for Trajectory {
         }
         let expert = self.expert_for(ctx.iteration);
         let mut rng = rng_from_seed(ctx.step_seed);
-        let start_epoch = rng.random_range(0..self.config.max_start_epoch);
+        let window = self.config.window();
+        let start_epoch = window.draw(&mut rng, ctx.iteration);
         let start = expert.epoch(start_epoch)?;
         let target = expert.epoch(start_epoch + self.config.expert_epochs)?;
         let n = ctx.synthetic.dim(0)?;
@@ -284,8 +235,14 @@ impl Matcher for Trajectory {
                 )))
             }
         };
-        let targets = match ctx.learned(LEARNED_LABELS) {
-            Some(v) if self.config.soft_labels => Targets::Soft(v),
+        let teacher = if self.config.teacher_label {
+            Some(self.teacher_logits(ctx, target)?)
+        } else {
+            None
+        };
+        let targets = match (&teacher, ctx.learned(LEARNED_LABELS)) {
+            (Some(t), _) => Targets::Fixed(t),
+            (None, Some(v)) if self.config.soft_labels => Targets::Soft(v),
             _ => Targets::Labels(ctx.labels),
         };
         let student = Student {
@@ -308,9 +265,17 @@ impl Matcher for Trajectory {
             learned.push((LEARNED_LR.to_string(), out.lr));
         }
         if let Some(g) = out.labels {
-            if self.config.label_loss_threshold.is_none_or(|t| out.loss <= t) {
-                learned.push((LEARNED_LABELS.to_string(), g));
-            }
+            learned.push((LEARNED_LABELS.to_string(), g));
+        }
+        // DATM.py:556-561: above the threshold none of the three optimisers steps.
+        let skip = self.config.threshold.is_some_and(|t| out.loss > t);
+        let mut record = Vec::new();
+        if self.config.sequential_generation || self.config.min_start_epoch > 0 || self.config.threshold.is_some() {
+            record.push(("start_epoch".into(), start_epoch as f64));
+            record.push(("upper_bound".into(), window.upper_bound(ctx.iteration) as f64));
+        }
+        if self.config.threshold.is_some() {
+            record.push(("skipped".into(), f64::from(u8::from(skip))));
         }
         Ok(MatchOutput {
             loss: out.loss,
@@ -319,6 +284,9 @@ impl Matcher for Trajectory {
             learned,
             loss_parts: Vec::new(),
             loss_global: None,
+            skip,
+            assign: teacher.map(|t| (LEARNED_LABELS.to_string(), t)).into_iter().collect(),
+            record,
         })
     }
 
