@@ -44,7 +44,10 @@ fn every_protocol_parses_resolves_and_cites_a_reference_line_for_each_setting() 
     cafe_plugins::link();
     let all = protocols().unwrap();
     let names: Vec<&str> = all.keys().map(String::as_str).collect();
-    assert_eq!(names, ["cafe", "cafe-dsa", "datm", "dc", "dm", "dsa", "mtt", "rded", "sre2l"]);
+    assert_eq!(
+        names,
+        ["cafe", "cafe-dsa", "datm", "dc", "dm", "dsa", "mtt", "rded", "sre2l"]
+    );
     // The decoupled protocols need their teacher's file to exist before any work; resolving
     // only checks that it is there (the run reads it).
     let dir = tempfile::tempdir().unwrap();

@@ -4,4 +4,4 @@
 # which otherwise checks that the committed seeds are what the writers make).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-CAFE_WRITE_FUZZ_SEEDS=1 nice -n 10 cargo test --release -p cafe-framework --test fuzz_seeds
+CAFE_WRITE_FUZZ_SEEDS=1 nice -n 10 cargo test --release --workspace --test fuzz_seeds
