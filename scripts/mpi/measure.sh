@@ -9,28 +9,30 @@ set -euo pipefail
 OUT=${1:?output folder}; mkdir -p "$OUT"
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${CAFE_LAB_MPI:-$HERE/../../target/cafe-lab-mpi}
-FM=(--dataset fashion-mnist -q --force)
+FM=(--dataset fashion-mnist -q)
 # One line per process: its peak RSS in KiB.
 TIME=(/usr/bin/time -a -o "$OUT/rss.txt" -f "%M")
 
 # A set to evaluate: DM, ipc 10, a few iterations (made once, not timed).
 [ -f "$OUT/set/synthetic.safetensors" ] || "$BIN" "${FM[@]}" --ipc 10 --iterations 5 --batch-real 64 \
-  --eval-nets 1 --eval-epochs 1 --no-baseline --out "$OUT/set" >/dev/null
+  --eval-nets 1 --eval-epochs 1 --no-baseline --force --out "$OUT/set" >/dev/null
 
 declare -A WORK=(
-  [eval20]="evaluate --synthetic $OUT/set/synthetic.safetensors --eval-nets 20 --eval-epochs 50 --no-baseline --eval-augment none"
-  [dm_ipc10]="--matcher distribution --ipc 10 --iterations 10 --batch-real 256 --eval-nets 1 --eval-epochs 1 --no-baseline --test-limit 100"
-  [dc_ipc10]="--matcher gradient --ipc 10 --iterations 1 --batch-real 256 --eval-nets 1 --eval-epochs 1 --no-baseline --test-limit 100"
+  [eval20]="evaluate --synthetic $OUT/set/synthetic.safetensors --eval-nets 20 --eval-epochs 50 --no-baseline --eval-augment none --force"
+  [dm_ipc10]="--matcher distribution --ipc 10 --iterations 10 --batch-real 256 --eval-nets 1 --eval-epochs 1 --no-baseline --test-limit 100 --force"
+  [dc_ipc10]="--matcher gradient --ipc 10 --iterations 1 --batch-real 256 --eval-nets 1 --eval-epochs 1 --no-baseline --test-limit 100 --force"
   [experts4]="experts --num-experts 4 --train-epochs 1 --test-limit 1000"
 )
 echo "| workload | 1 process x 2 threads: s | peak RSS MiB | 2 ranks x 1 thread: s | peak RSS MiB per rank | speed-up |"
 echo "|---|---:|---:|---:|---:|---:|"
-for w in eval20 dm_ipc10 dc_ipc10 experts4; do
+# WORKLOADS="..." runs some of them (the table header is printed either way).
+for w in ${WORKLOADS:-eval20 dm_ipc10 dc_ipc10 experts4}; do
   # shellcheck disable=SC2206
   args=(${WORK[$w]})
   run() { # $1 = label, rest = launcher prefix
     local label=$1; shift
-    rm -f "$OUT/rss.txt"
+    # A fresh folder: `experts` trains only the experts its folder lacks.
+    rm -rf "$OUT/rss.txt" "$OUT/$w-$label"
     local t0 t1
     t0=$(date +%s.%N)
     "$@" "${args[@]}" "${FM[@]}" --out "$OUT/$w-$label" >/dev/null 2>"$OUT/$w-$label.err"
