@@ -78,6 +78,22 @@ impl UserLayers {
     }
 }
 
+/// `T`'s defaults with `flags` (a JSON object of settings) merged over them, then each
+/// `PATH=VALUE` of `sets`, merged as a run's `--set` is: what `experts` and `teacher` take.
+pub fn defaults_with_overrides<T: Default + serde::Serialize + DeserializeOwned>(
+    flags: &Value,
+    sets: &[String],
+) -> Result<T> {
+    let mut layers = UserLayers::default();
+    layers.merge_from("the command-line flags", flags);
+    for assignment in sets {
+        layers.set(assignment)?;
+    }
+    let mut value = serde_json::to_value(T::default()).map_err(|e| Error::Other(e.to_string()))?;
+    merge_layer(&mut value, layers.merged());
+    layers.deserialize(&value)
+}
+
 /// TOML text as JSON; the error says why it is not valid TOML.
 pub(crate) fn toml_to_json(text: &str) -> std::result::Result<Value, String> {
     let parsed: toml::Value = toml::from_str(text).map_err(|e| format!("not valid TOML: {e}"))?;

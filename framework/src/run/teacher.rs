@@ -16,11 +16,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{PluginChoice, UserLayers};
+use crate::config::PluginChoice;
 use crate::data::{self, DatasetKind, LoadOptions};
 use crate::dist::{agree, Communicator};
 use crate::eval::{test_network, test_tensors, Augmentation, OptimizerKind, Schedule, TrainRecipe};
-use crate::json_merge::merge_layer;
 use crate::registry::build_plugin;
 use crate::rng::{stream, sub_rng};
 use crate::teacher::{default_teacher_path, save_teacher_with, Teacher, TeacherInfo};
@@ -89,14 +88,7 @@ impl TeacherConfig {
     /// The defaults with `flags` (a JSON object) and then each `PATH=VALUE` of `sets` merged
     /// over them, as `experts` merges its settings.
     pub fn from_overrides(flags: &Value, sets: &[String]) -> Result<Self> {
-        let mut layers = UserLayers::default();
-        layers.merge_from("the command-line flags", flags);
-        for assignment in sets {
-            layers.set(assignment)?;
-        }
-        let mut value = serde_json::to_value(Self::default()).map_err(|e| Error::Other(e.to_string()))?;
-        merge_layer(&mut value, layers.merged());
-        layers.deserialize(&value)
+        crate::config::layers::defaults_with_overrides(flags, sets)
     }
 
     /// Refuses settings that cannot train, before any work.

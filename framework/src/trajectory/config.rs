@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{PluginChoice, UserLayers};
+use crate::config::PluginChoice;
 use crate::data::DatasetKind;
-use crate::json_merge::merge_layer;
 use crate::{Error, Result};
 
 /// Every setting of an `experts` run. Saved whole in each expert file's `settings` metadata.
@@ -95,18 +94,11 @@ impl Default for ExpertsConfig {
 impl ExpertsConfig {
     /// The defaults with `flags` (a JSON object of settings) merged over them, then each
     /// `PATH=VALUE` of `sets` (e.g. `arch.width=8`, `augment.strategy=crop`), merged as a run's
-    /// `--set` is ([`UserLayers`]): a plugin named anew (`"arch": "mlp"`) drops the previous
+    /// `--set` is ([`crate::config::UserLayers`]): a plugin named anew (`"arch": "mlp"`) drops the previous
     /// plugin's keys; an unknown key or a value of the wrong type is an error naming the key
     /// and the flag or `--set` that gave it.
     pub fn from_overrides(flags: &Value, sets: &[String]) -> Result<Self> {
-        let mut layers = UserLayers::default();
-        layers.merge_from("the command-line flags", flags);
-        for assignment in sets {
-            layers.set(assignment)?;
-        }
-        let mut value = serde_json::to_value(Self::default()).map_err(|e| Error::Other(e.to_string()))?;
-        merge_layer(&mut value, layers.merged());
-        layers.deserialize(&value)
+        crate::config::layers::defaults_with_overrides(flags, sets)
     }
 
     /// Refuses settings that cannot train, before any work.
