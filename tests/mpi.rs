@@ -96,23 +96,37 @@ const TINY: &[&str] = &[
     "--quiet",
 ];
 
+/// DM on ConvNet (instance norm: per class) and on ConvNetBN (every class in one batch, shared
+/// through the class-synchronised BatchNorm): the same bytes at 1, 2 and 3 ranks, the steps
+/// shared by class on several.
 #[test]
 fn dm_on_one_two_and_three_mpi_ranks_gives_the_same_bytes() {
     let Some((run, binary)) = tools() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut reference: Option<(Vec<u8>, serde_json::Value)> = None;
-    for ranks in [1, 2, 3] {
-        let out = format!("np{ranks}");
-        let args: Vec<&str> = TINY.iter().copied().chain(["--out", &out]).collect();
-        let (ok, text) = mpirun(&run, ranks, &binary, &args, dir.path());
-        assert!(ok, "{ranks} ranks: {text}");
-        let set = std::fs::read(dir.path().join(&out).join("synthetic.safetensors")).unwrap();
-        let evaluations = read_json(&dir.path().join(&out).join("results.json"))["evaluations"].clone();
-        match &reference {
-            None => reference = Some((set, evaluations)),
-            Some((s, e)) => {
-                assert!(*s == set, "the set on {ranks} ranks differs from one rank's");
-                assert_eq!(*e, evaluations, "evaluations on {ranks} ranks differ");
+    for arch in ["convnet", "convnetbn"] {
+        let mut reference: Option<(Vec<u8>, serde_json::Value)> = None;
+        for ranks in [1, 2, 3] {
+            let out = format!("{arch}-np{ranks}");
+            let args: Vec<&str> = TINY.iter().copied().chain(["--arch", arch, "--out", &out]).collect();
+            let (ok, text) = mpirun(&run, ranks, &binary, &args, dir.path());
+            assert!(ok, "{arch}, {ranks} ranks: {text}");
+            let set = std::fs::read(dir.path().join(&out).join("synthetic.safetensors")).unwrap();
+            let results = read_json(&dir.path().join(&out).join("results.json"));
+            let shared: u64 = results["condensation"]["per_iteration"]
+                .as_array()
+                .map_or(0, |its| its.iter().filter_map(|i| i["shared_steps"].as_u64()).sum());
+            assert_eq!(
+                shared > 0,
+                ranks > 1,
+                "{arch}, {ranks} ranks: {shared} steps shared by class"
+            );
+            let evaluations = results["evaluations"].clone();
+            match &reference {
+                None => reference = Some((set, evaluations)),
+                Some((s, e)) => {
+                    assert!(*s == set, "{arch}: the set on {ranks} ranks differs from one rank's");
+                    assert_eq!(*e, evaluations, "{arch}: evaluations on {ranks} ranks differ");
+                }
             }
         }
     }

@@ -66,8 +66,18 @@ fn fingerprint(out: &Path) -> (Option<Vec<u8>>, String) {
     (set, numbers.to_string())
 }
 
-/// Runs `args` on 1, 2 and 3 ranks and checks that every world size gives rank 1's outputs.
+/// Outer steps that were shared among ranks by class (results.json `shared_steps`).
+fn shared_steps(out: &Path) -> u64 {
+    read_json(&out.join("results.json"))["condensation"]["per_iteration"]
+        .as_array()
+        .map_or(0, |its| its.iter().filter_map(|i| i["shared_steps"].as_u64()).sum())
+}
+
+/// Runs `args` on 1, 2 and 3 ranks and checks that every world size gives rank 1's outputs,
+/// and that the matching steps were shared by class on several ranks (not computed whole on
+/// each, which would be the same trivially) unless the matcher's loss is `Global`.
 fn same_at_every_world_size(name: &str, args: &[&str]) {
+    let global = args.windows(2).any(|w| w == ["--matcher", "trajectory"]);
     cafe_plugins::link();
     let dir = tempfile::tempdir().unwrap();
     let one = dir.path().join("np1");
@@ -90,7 +100,13 @@ fn same_at_every_world_size(name: &str, args: &[&str]) {
             got.1, reference.1,
             "{name}: numbers on {ranks} ranks differ from one rank's"
         );
+        let shared = shared_steps(&out);
+        assert!(
+            (shared > 0) != global,
+            "{name}: {shared} matching steps shared by class on {ranks} ranks"
+        );
     }
+    assert_eq!(shared_steps(&one), 0, "{name}: one process shares nothing");
 }
 
 #[test]
@@ -106,6 +122,38 @@ fn distribution_matching_shares_classes_and_networks_with_the_same_bytes() {
                 "--kd",
                 "--set",
                 "eval.kd_teacher_epochs=1",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+/// DM on a BatchNorm network: every class in one batch (DatasetCondensation `main_DM.py:165-174`),
+/// shared by class through the class-synchronised BatchNorm.
+#[test]
+fn distribution_matching_on_batch_norm_shares_classes_with_synchronised_statistics() {
+    same_at_every_world_size(
+        "DM on ConvNetBN",
+        &[TINY, &["--matcher", "distribution", "--arch", "convnetbn"]].concat(),
+    );
+}
+
+/// CAFE on a BatchNorm network, shared by class through the class-synchronised BatchNorm.
+#[test]
+fn cafe_on_batch_norm_shares_classes_with_synchronised_statistics() {
+    same_at_every_world_size(
+        "CAFE on ConvNetBN",
+        &[
+            TINY,
+            &[
+                "--matcher",
+                "cafe",
+                "--scheduler",
+                "none",
+                "--protocol",
+                "none",
+                "--arch",
+                "convnetbn",
             ],
         ]
         .concat(),

@@ -55,6 +55,8 @@ pub struct IterationLoop<'a> {
     pub(crate) comm: &'a dyn Communicator,
     /// Outer steps of this iteration whose update the matcher declined ([`MatchOutput::skip`]).
     pub(crate) skipped_steps: usize,
+    /// Outer steps of this iteration shared among ranks by class.
+    pub(crate) shared_steps: usize,
     /// [`MatchOutput::record`] of the iteration's last outer step.
     pub(crate) record: Vec<(String, f64)>,
 }
@@ -96,6 +98,13 @@ struct CommExchange<'a>(&'a dyn Communicator);
 impl Exchange for CommExchange<'_> {
     fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor> {
         self.0.all_gather_rows(rows)
+    }
+    fn all_gather_f64(&self, values: &[f64]) -> Result<Vec<f64>> {
+        let mut all = Vec::new();
+        for part in self.0.all_gather_bytes(&f64_bytes(values))? {
+            all.extend(f64s(&part)?);
+        }
+        Ok(all)
     }
 }
 
@@ -156,7 +165,11 @@ impl BilevelLoop for IterationLoop<'_> {
             })
             .collect();
         // Shared among ranks when the loss decomposes over classes: this rank's classes.
-        let shared = self.comm.size() > 1 && self.matcher.decomposition(self.network.as_ref()) != Decomposition::Global;
+        // More ranks than classes would leave a rank without a class: the step is then computed
+        // whole on every rank.
+        let shared = self.comm.size() > 1
+            && self.comm.size() <= classes
+            && self.matcher.decomposition(self.network.as_ref()) != Decomposition::Global;
         let owned = if shared {
             share(classes, self.comm.rank(), self.comm.size())
         } else {
@@ -206,6 +219,7 @@ impl BilevelLoop for IterationLoop<'_> {
             exchange: if shared { &exchange } else { &NoExchange },
         };
         let out = self.matcher.compute(&ctx);
+        self.shared_steps += usize::from(shared);
         let mut out = if shared {
             let out = agree(self.comm, out)?;
             gather_shared(self.comm, out, owned, self.synthetic.ipc)?

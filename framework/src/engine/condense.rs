@@ -363,6 +363,7 @@ pub fn condense(
             global_step: &mut global_step,
             comm,
             skipped_steps: 0,
+            shared_steps: 0,
             record: Vec::new(),
         };
         let mut report = match components.scheduler.run_iteration(&mut lp) {
@@ -377,6 +378,7 @@ pub fn condense(
             Err(e) => return Err(e),
         };
         report.skipped_steps = lp.skipped_steps;
+        report.shared_steps = lp.shared_steps;
         report.record = lp.record.into_iter().collect();
         let secs = start.elapsed().as_secs_f64();
         logger.scalar("iteration/loss", it, report.last_loss);

@@ -81,6 +81,20 @@ impl BatchNorm2d {
         }
         let recording = super::batch_norm_record::recording();
         let normalised = match mode {
+            Mode::Train if super::class_synced_batch_norm::active() => {
+                // A step shared among ranks by class: the whole batch's statistics.
+                if recording {
+                    return Err(Error::Other(
+                        "BatchNorm statistics cannot be recorded inside a class-synchronised forward".into(),
+                    ));
+                }
+                let synced = super::class_synced_batch_norm::normalise(x, NORM_EPS)?;
+                if params.is_own() {
+                    let unbiased = (&synced.var * (synced.count as f64 / (synced.count - 1) as f64))?;
+                    self.update(&synced.mean, &unbiased)?;
+                }
+                synced.normalised
+            }
             Mode::Train => {
                 let count = n * h * w;
                 if count < 2 {

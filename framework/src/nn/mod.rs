@@ -7,6 +7,7 @@ pub mod backward_graph;
 pub mod batch_norm;
 pub mod batch_norm_record;
 mod channel_op;
+pub mod class_synced_batch_norm;
 pub mod conv;
 pub mod conv_algorithm;
 mod conv_cpu;
@@ -35,6 +36,7 @@ pub use activation::{leaky_relu, leaky_relu_with_tensor_ops, relu, sigmoid, Acti
 pub use backward_graph::{backward_keeps_graph, first_order};
 pub use batch_norm::{BatchNorm2d, RunningStats};
 pub use batch_norm_record::{record_batch_norms, BatchNormRecord};
+pub use class_synced_batch_norm::{with_class_synced_batch_norm, GatherF64};
 pub use conv::{conv2d, conv2d_with_bias};
 pub use conv_algorithm::{with_conv_algorithm, ConvAlgorithm};
 pub use conv_layer::{Conv2d, Conv2dConfig};

@@ -85,11 +85,21 @@ pub enum Decomposition {
     Global,
 }
 
+/// Whether a step on `network` that mixes every class in one BatchNorm batch (DM's and CAFE's
+/// on a BatchNorm network) can be shared among ranks by class: the class-synchronised BatchNorm
+/// (`nn::with_class_synced_batch_norm`) runs on the CPU.
+pub fn batch_norm_shares_by_class(network: &dyn Network) -> bool {
+    network.parameters().iter().all(|p| p.device().is_cpu())
+}
+
 /// Rows that each rank computed for its own classes, put together in class order.
 pub trait Exchange {
     /// Every rank's `rows` (`[n_rank, ...]`, f32, no graph) concatenated along the first
     /// dimension in rank order, which is class order.
     fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor>;
+    /// Every rank's `values` concatenated in rank order, exactly (the per-class sums of a
+    /// class-synchronised BatchNorm, `nn::with_class_synced_batch_norm`).
+    fn all_gather_f64(&self, values: &[f64]) -> Result<Vec<f64>>;
 }
 
 /// The exchange of a single process: its rows are all the rows.
@@ -98,6 +108,9 @@ pub struct NoExchange;
 impl Exchange for NoExchange {
     fn all_gather_rows(&self, rows: &Tensor) -> Result<Tensor> {
         Ok(rows.clone())
+    }
+    fn all_gather_f64(&self, values: &[f64]) -> Result<Vec<f64>> {
+        Ok(values.to_vec())
     }
 }
 

@@ -57,6 +57,11 @@ pub struct IterationReport {
     /// threshold, `MatchOutput::skip`). Filled by the engine.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_steps: usize,
+    /// Outer steps whose matching was shared among ranks by class (each rank computing its
+    /// classes, `Matcher::decomposition`); 0 in one process or when computed whole on every
+    /// rank. Filled by the engine.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shared_steps: usize,
     /// What the matcher recorded at the iteration's last outer step (`MatchOutput::record`:
     /// DATM's start epoch and its window). Filled by the engine.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

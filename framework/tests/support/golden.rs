@@ -105,6 +105,7 @@ pub fn checkpoint() -> Checkpoint {
                 last_loss: 1.5,
                 // Neither is written when empty (serde skip), so the golden bytes keep them so.
                 skipped_steps: 0,
+                shared_steps: 0,
                 record: Default::default(),
             }],
             seconds_per_iteration: vec![0.5, 0.25],

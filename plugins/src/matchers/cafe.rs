@@ -19,7 +19,10 @@
 //! The reference also adds the network's CE on the real batch; it does not reach the
 //! synthetic pixels, so it is left out. The real features are used as values only.
 
-use cafe_framework::traits::matcher::{Decomposition, Init, MatchContext, MatchOutput, Matcher, MatcherDefaults};
+use cafe_framework::nn::with_class_synced_batch_norm;
+use cafe_framework::traits::matcher::{
+    batch_norm_shares_by_class, Decomposition, Init, MatchContext, MatchOutput, Matcher, MatcherDefaults,
+};
 use cafe_framework::{register_matcher, Error, Mode, NetworkOutput, Result};
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -119,13 +122,13 @@ fn real_summaries(net: &dyn cafe_framework::Network, batches: &[Tensor]) -> Resu
         .collect()
 }
 
-impl Matcher for Cafe {
-    fn compute(&self, ctx: &MatchContext) -> Result<MatchOutput> {
+impl Cafe {
+    /// The step from the real side's summaries: the synthetic forward, the loss and its
+    /// backward (inside the synthetic batch's class-synchronised scope on a BatchNorm network).
+    fn match_synthetic(&self, ctx: &MatchContext, real: &[RealSummary], syn_batches: &[Tensor]) -> Result<MatchOutput> {
         let net = ctx.network;
         let owned = ctx.owned.clone();
-        let real = real_summaries(net, &ctx.real[owned.clone()])?;
-        let syn_batches: Vec<Tensor> = owned.clone().map(|c| ctx.synthetic_class(c)).collect::<Result<_>>()?;
-        let syn = forward_classes(net, &syn_batches)?;
+        let syn = forward_classes(net, syn_batches)?;
         let depth = syn.first().map_or(0, |o| o.block_features.len());
         let weights = self
             .config
@@ -210,12 +213,39 @@ impl Matcher for Cafe {
         let global = (&discriminant * self.config.inner_weight)?;
         MatchOutput::from_parts(parts, Some(global), ctx.synthetic, terms)
     }
+}
+
+impl Matcher for Cafe {
+    fn compute(&self, ctx: &MatchContext) -> Result<MatchOutput> {
+        let net = ctx.network;
+        let real_batches = &ctx.real[ctx.owned.clone()];
+        let syn_batches: Vec<Tensor> = ctx
+            .owned
+            .clone()
+            .map(|c| ctx.synthetic_class(c))
+            .collect::<Result<_>>()?;
+        if !(net.has_batch_norm() && batch_norm_shares_by_class(net)) {
+            let real = real_summaries(net, real_batches)?;
+            return self.match_synthetic(ctx, &real, &syn_batches);
+        }
+        // A BatchNorm network sees every class in one batch (`forward_classes`); this rank
+        // forwards its classes and the class-synchronised BatchNorm gathers the statistics of
+        // the whole batch, for the real batch and then the synthetic one (whose backward runs
+        // inside its scope).
+        let gather = |v: &[f64]| ctx.exchange.all_gather_f64(v);
+        let rows = |batches: &[Tensor]| batches.iter().map(|b| Ok(b.dim(0)?)).collect::<Result<Vec<usize>>>();
+        let real = with_class_synced_batch_norm(&gather, &rows(real_batches)?, || real_summaries(net, real_batches))?;
+        with_class_synced_batch_norm(&gather, &rows(&syn_batches)?, || {
+            self.match_synthetic(ctx, &real, &syn_batches)
+        })
+    }
 
     /// Per class with shared summaries: the alignment of each class reads its own images; the
     /// discriminant reads every class's synthetic centre and real embeddings, gathered from the
-    /// ranks. Not on a BatchNorm network, whose statistics mix the classes of a batch.
+    /// ranks. On a BatchNorm network the batch statistics mix the classes: a class-synchronised
+    /// BatchNorm gathers them on the CPU; elsewhere the step is computed whole on every rank.
     fn decomposition(&self, network: &dyn cafe_framework::Network) -> Decomposition {
-        if network.has_batch_norm() {
+        if network.has_batch_norm() && !batch_norm_shares_by_class(network) {
             Decomposition::Global
         } else {
             Decomposition::PerClassWithSummaries
