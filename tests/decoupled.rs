@@ -332,6 +332,17 @@ fn sre2l_and_rded_run_end_to_end_on_a_shared_teacher_with_both_recipes() {
             ["hard", "soft"],
             "{matcher}: the hard- and the soft-label metrics"
         );
+        // The references' rules: SRe2L's relabel teacher in training mode (relabel_cifar.py
+        // never calls .eval()), RDED's best test accuracy past 80 % (validation/main.py:176-190).
+        let config = read_json(&a.join("config.json"));
+        let mode = config["eval"]["kd_teacher_mode"].as_str().unwrap_or("eval");
+        assert_eq!(mode, if matcher == "sre2l" { "train" } else { "eval" }, "{matcher}");
+        let report = kd["report"].as_str().unwrap_or("final");
+        assert_eq!(
+            report,
+            if matcher == "rded" { "best_test" } else { "final" },
+            "{matcher}"
+        );
         if matcher == "rded" {
             let notes = r["notes"].as_array();
             assert!(
@@ -410,5 +421,62 @@ fn an_interrupted_recovery_resumes_to_the_same_bytes() {
     assert!(
         a == b,
         "the resumed recovery differs (Adam's moments and step count must be checkpointed)"
+    );
+}
+
+/// `eval.kd_teacher_mode = "train"` (SRe2L's relabel): the teacher labels with each batch's
+/// BatchNorm statistics, not its running ones, and its running statistics do not move.
+#[test]
+fn a_teacher_in_train_mode_labels_with_batch_statistics_and_keeps_its_running_ones() {
+    use cafe_framework::train::{BatchLoss, TeacherLoss};
+    cafe_plugins::link();
+    let arch: Box<dyn Architecture> = find::<dyn Architecture>("convnetbn")
+        .unwrap()
+        .instantiate(&json!({"width": 8}))
+        .unwrap();
+    let net = arch
+        .build(
+            ImageShape::new(1, 16, 16),
+            4,
+            DType::F32,
+            &Device::Cpu,
+            &mut rng_from_seed(0),
+        )
+        .unwrap();
+    let x = Tensor::randn(0f32, 1.0, (6, 1, 16, 16), &Device::Cpu)
+        .unwrap()
+        .affine(3.0, 1.0)
+        .unwrap();
+    let student = Tensor::zeros((6, 4), DType::F32, &Device::Cpu).unwrap();
+    let idx = Tensor::arange(0u32, 6, &Device::Cpu).unwrap();
+    let running = |n: &dyn Network| -> Vec<f32> {
+        n.batch_norms()
+            .iter()
+            .flat_map(|b| {
+                let s = b.running_stats().unwrap();
+                let mut v = s.mean.to_vec1::<f32>().unwrap();
+                v.extend(s.var.to_vec1::<f32>().unwrap());
+                v
+            })
+            .collect()
+    };
+    let before = running(net.as_ref());
+    let loss = |mode| {
+        TeacherLoss {
+            net: net.as_ref(),
+            temperature: 4.0,
+            mode,
+        }
+        .loss(&student, &x, &idx)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+    };
+    let (train, eval) = (loss(Mode::Train), loss(Mode::Eval));
+    assert_ne!(train, eval, "the batch's statistics and the running ones label alike");
+    assert_eq!(
+        running(net.as_ref()),
+        before,
+        "labelling moved the teacher's running statistics"
     );
 }

@@ -455,7 +455,7 @@ fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
     // DatasetCondensation utils.py:351 `for ep in range(Epoch+1)`: E + 1 epochs; here one batch
     // per epoch (20 images, batch 256), so the augmenter runs E + 1 times per network.
     use cafe_framework::eval::{
-        evaluate_set, ArchPlan, Augmentation, EvalJob, OptimizerKind, Schedule, TrainRecipe, TrainingSet,
+        evaluate_set, ArchPlan, Augmentation, EvalJob, OptimizerKind, Report, Schedule, TrainRecipe, TrainingSet,
     };
     use cafe_framework::synthetic::class_major_labels;
     use std::sync::Arc;
@@ -488,6 +488,7 @@ fn evaluation_trains_epochs_plus_one_as_the_reference_loop_does() {
             parallel: 1,
             schedule: Schedule::ReferenceStep,
             optimizer: OptimizerKind::Sgd,
+            report: Report::Final,
         },
     };
     let job = EvalJob {

@@ -31,7 +31,7 @@ use cafe_framework::config::{EvalConfig, PluginChoice, RunConfig};
 use cafe_framework::data::{Dataset, DatasetKind};
 use cafe_framework::engine::{condense, Components, CondenseSettings, RunControl};
 use cafe_framework::eval::{
-    evaluate_set, ArchPlan, Augmentation, EvalJob, OptimizerKind, Schedule, TrainRecipe, TrainingSet,
+    evaluate_set, ArchPlan, Augmentation, EvalJob, OptimizerKind, Report, Schedule, TrainRecipe, TrainingSet,
 };
 use cafe_framework::logging::MetricLogger;
 use cafe_framework::registry::find;
@@ -341,6 +341,7 @@ fn prepare_eval(device: &Device, size: Size) -> Result<Kind> {
                 parallel: 1,
                 schedule: Schedule::ReferenceStep,
                 optimizer: OptimizerKind::Sgd,
+                report: Report::Final,
             },
         },
         dataset,

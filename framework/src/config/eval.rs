@@ -214,6 +214,13 @@ pub struct EvalConfig {
     pub kd_teacher: Option<PathBuf>,
     /// Epochs of the teacher trained on the real training set (None: the recipe's).
     pub kd_teacher_epochs: Option<usize>,
+    /// How the teacher labels each batch (`eval.kd_teacher_mode`): `eval` (BatchNorm with its
+    /// running statistics, as RDED's `validation/main.py:69,203` and DD-Ranking) or `train`
+    /// (BatchNorm with the statistics of the student's batch, as SRe2L's `relabel_cifar.py`,
+    /// which never calls `.eval()` on its teacher, lines 85-92 and 138); the teacher's running
+    /// statistics are never changed either way.
+    #[serde(skip_serializing_if = "is_default")]
+    pub kd_teacher_mode: TeacherMode,
     /// The students' own recipe (the soft-label recipes of SRe2L and RDED: AdamW, a cosine
     /// curve, their epochs, batch and augmentation); None: the hard-label recipe above.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,6 +242,48 @@ pub struct KdRecipeConfig {
     /// The students' augmentation (None: the hard-label recipe's), e.g. `mix` (CutMix or Mixup
     /// over `crop_flip`).
     pub augment: Option<PluginChoice>,
+    /// Which test accuracy a student reports: `final` (after the last epoch) or `best_test`
+    /// (the best of the tests after every `report_every`-th epoch and the last, once past
+    /// `report_after` of training: RDED's `validation/main.py:176-190`, a selection on the
+    /// test set).
+    #[serde(skip_serializing_if = "is_default")]
+    pub report: ReportRule,
+    /// `best_test`: test after every this many epochs (RDED: 10, `epoch % 10 == 9`).
+    #[serde(skip_serializing_if = "is_default_every")]
+    pub report_every: usize,
+    /// `best_test`: only epochs e (0-based) with e > `report_after` x E are tested (RDED: 0.8).
+    #[serde(skip_serializing_if = "is_default_after")]
+    pub report_after: f64,
+}
+
+fn is_default_every(v: &usize) -> bool {
+    *v == 10
+}
+
+fn is_default_after(v: &f64) -> bool {
+    *v == 0.8
+}
+
+/// How the soft-label students' KD teacher runs its BatchNorm layers (`eval.kd_teacher_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherMode {
+    /// Running statistics.
+    #[default]
+    Eval,
+    /// The statistics of each (augmented, mixed) student batch.
+    Train,
+}
+
+/// Which test accuracy a soft-label student reports (`eval.kd_recipe.report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportRule {
+    /// After the last epoch.
+    #[default]
+    Final,
+    /// The best of the late tests (see `report_every`, `report_after`).
+    BestTest,
 }
 
 impl Default for KdRecipeConfig {
@@ -250,6 +299,9 @@ impl Default for KdRecipeConfig {
             epochs: e.epochs_plain,
             batch: e.batch,
             augment: None,
+            report: ReportRule::Final,
+            report_every: 10,
+            report_after: 0.8,
         }
     }
 }
@@ -292,6 +344,7 @@ impl Default for EvalConfig {
             kd_temperature: 1.0,
             kd_teacher: None,
             kd_teacher_epochs: None,
+            kd_teacher_mode: TeacherMode::Eval,
             kd_recipe: None,
         }
     }

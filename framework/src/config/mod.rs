@@ -16,7 +16,7 @@ pub use crate::json_merge::merge_layer;
 pub use crate::registry::PluginChoice;
 use crate::synthetic::Init;
 pub use builder::ConfigBuilder;
-pub use eval::{EvalConfig, EvalMode, KdRecipeConfig, Select};
+pub use eval::{EvalConfig, EvalMode, KdRecipeConfig, ReportRule, Select, TeacherMode};
 pub use layers::UserLayers;
 
 /// Every setting of a condensation run.

@@ -16,11 +16,13 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::config::TeacherMode;
 use crate::dist::agree;
 use crate::metrics::ddranking::{FairMetrics, MetricInputs, SOFT_LABELS};
 use crate::registry::PluginChoice;
 use crate::rng::{stream, sub_rng};
 use crate::teacher::{load_teacher, save_teacher, Teacher, TeacherArch, TeacherInfo};
+use crate::traits::architecture::Mode;
 use crate::Error;
 use crate::Result;
 
@@ -70,6 +72,7 @@ pub fn train_teacher(
         images,
         Supervision::Targets(labels),
         &mut rng,
+        &mut |_, _| Ok(()),
     )?;
     let test = test_tensors(&ds.test, ev.plan.test_limit, ev.device)?;
     let (accuracy, _) = test_network(net.as_ref(), &test, ds.classes)?;
@@ -143,6 +146,10 @@ impl Evaluator<'_> {
         let supervision = Supervision::Teacher {
             net: teacher.net.as_ref(),
             temperature: plan.temperature,
+            mode: match plan.teacher_mode {
+                TeacherMode::Eval => Mode::Eval,
+                TeacherMode::Train => Mode::Train,
+            },
         };
         let random = if self.plan.baseline {
             Some(self.random_subset()?.0)

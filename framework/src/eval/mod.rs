@@ -23,7 +23,7 @@ pub use plan::{
     eval_arch_names, reference_eval_augment, ArchPlan, Augmentation, DuringPlan, EvalPlan, KdPlan, KdStudents,
     MetricsPlan, TeacherSource, WholeReference,
 };
-pub use recipe::{DecayOn, OptimizerKind, Schedule, TrainRecipe};
+pub use recipe::{DecayOn, OptimizerKind, Report, Schedule, TrainRecipe};
 pub use set_evaluations::SetEvaluations;
 pub use trainer::{
     evaluate_set, test_network, test_tensors, train_network, EvalJob, Evaluation, Supervision, TrainingSet,

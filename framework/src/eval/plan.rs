@@ -14,14 +14,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::config::{EvalConfig, EvalMode, PluginChoice, RunConfig, Select};
+use crate::config::{EvalConfig, EvalMode, PluginChoice, ReportRule, RunConfig, Select, TeacherMode};
 use crate::data::DatasetKind;
 use crate::registry::{build_plugin, find};
 use crate::traits::architecture::Architecture;
 use crate::traits::augmenter::Augmenter;
 use crate::{Error, Result};
 
-use super::recipe::{OptimizerKind, TrainRecipe};
+use super::recipe::{OptimizerKind, Report, TrainRecipe};
 use crate::train::{AdamConfig, Decay};
 
 /// An augmenter with its name for the records (`none`, `dsa:<strategy>`, `dc:<strategy>`).
@@ -125,6 +125,8 @@ pub enum TeacherSource {
 #[derive(Clone)]
 pub struct KdPlan {
     pub temperature: f64,
+    /// How the teacher runs its BatchNorm layers while labelling (`eval.kd_teacher_mode`).
+    pub teacher_mode: TeacherMode,
     pub teacher: TeacherSource,
     /// The students' own recipe and augmentation (`eval.kd_recipe`); None: each architecture's
     /// hard-label recipe and augmentation.
@@ -264,6 +266,13 @@ impl EvalPlan {
                     parallel: e.parallel.unwrap_or(1),
                     schedule: k.schedule,
                     optimizer: k.optimizer,
+                    report: match k.report {
+                        ReportRule::Final => Report::Final,
+                        ReportRule::BestTest => Report::BestTest {
+                            every: k.report_every,
+                            after: k.report_after,
+                        },
+                    },
                 },
                 augmentation: k.augment.as_ref().map(Augmentation::build).transpose()?,
             }),
@@ -272,6 +281,7 @@ impl EvalPlan {
         let kd = e.kd.then(|| KdPlan {
             students,
             temperature: e.kd_temperature,
+            teacher_mode: e.kd_teacher_mode,
             teacher: match e.kd_teacher.as_ref().or(config.teacher.as_ref()) {
                 Some(path) => TeacherSource::File(path.clone()),
                 None => TeacherSource::Train {
@@ -340,6 +350,7 @@ fn resolve_arch(config: &RunConfig, name: &str) -> Result<ArchPlan> {
             parallel: e.parallel.unwrap_or(1),
             schedule: e.schedule,
             optimizer: e.optimizer,
+            report: Report::Final,
         },
     })
 }

@@ -94,6 +94,32 @@ pub struct TrainRecipe {
     pub parallel: usize,
     pub schedule: Schedule,
     pub optimizer: OptimizerKind,
+    /// Which test accuracy each network reports.
+    pub report: Report,
+}
+
+/// Which test accuracy a network of an evaluation reports.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub enum Report {
+    /// After the last epoch (cafe-lab's rule, and the matching papers').
+    #[default]
+    Final,
+    /// The best test accuracy of the epochs e (0-based) with `e % every == every - 1` or the
+    /// last, and `e > after x epochs` (RDED `validation/main.py:176-190`: every 10 epochs past
+    /// 80 %; a selection on the test set).
+    BestTest { every: usize, after: f64 },
+}
+
+impl Report {
+    /// Whether the network is tested after epoch `e` of `epochs` trained.
+    pub fn tests_after(&self, e: usize, epochs: usize) -> bool {
+        match *self {
+            Report::Final => false,
+            Report::BestTest { every, after } => {
+                (e % every.max(1) == every.max(1) - 1 || e + 1 == epochs) && e as f64 > after * epochs as f64
+            }
+        }
+    }
 }
 
 impl TrainRecipe {
@@ -176,6 +202,18 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// RDED's rule at its 300 epochs: tests after epochs 249, 259, ..., 299 (0-based, every
+    /// 10th and the last, only past 240).
+    #[test]
+    fn best_test_tests_every_tenth_epoch_past_eighty_percent() {
+        let rule = Report::BestTest { every: 10, after: 0.8 };
+        let tested: Vec<usize> = (0..300).filter(|&e| rule.tests_after(e, 300)).collect();
+        assert_eq!(tested, [249, 259, 269, 279, 289, 299]);
+        let odd: Vec<usize> = (0..25).filter(|&e| rule.tests_after(e, 25)).collect();
+        assert_eq!(odd, [24], "the last epoch is tested even off the tenth");
+        assert!((0..300).all(|e| !Report::Final.tests_after(e, 300)));
+    }
+
     fn rates(recipe: TrainRecipe) -> Vec<f64> {
         let var = Var::new(&[0.0f32, 1.0], &Device::Cpu).unwrap();
         let mut seen = Vec::new();
@@ -197,6 +235,7 @@ mod tests {
             epochs: 4,
             nets: 1,
             parallel: 1,
+            report: Report::Final,
             schedule,
             optimizer,
         }

@@ -17,7 +17,7 @@ use crate::traits::architecture::{Mode, Network};
 use crate::{Error, ImageShape, Result, Rng};
 
 use super::plan::ArchPlan;
-use super::recipe::TrainRecipe;
+use super::recipe::{Report, TrainRecipe};
 
 /// Test images per forward pass: large enough to be fast, small enough for any network.
 const TEST_BATCH: usize = 500;
@@ -48,6 +48,10 @@ pub struct Evaluation {
     /// True when the networks trained against the set's learned soft labels.
     #[serde(default)]
     pub soft_labels: bool,
+    /// `best_test` when each accuracy is the best of the network's late tests (RDED's rule,
+    /// `eval.kd_recipe.report`); absent for the final accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 impl Evaluation {
@@ -65,7 +69,13 @@ pub enum Supervision<'a> {
     Targets(&'a Tensor),
     /// A frozen teacher's outputs on each augmented batch, softened at `temperature`
     /// (knowledge distillation, see [`super::kd`] and [`crate::train::kd_loss`]).
-    Teacher { net: &'a dyn Network, temperature: f64 },
+    Teacher {
+        net: &'a dyn Network,
+        temperature: f64,
+        /// `Mode::Eval` (running statistics) or `Mode::Train` (the student batch's; the
+        /// teacher's running statistics stay as they are).
+        mode: Mode,
+    },
 }
 
 /// What the evaluation networks train on: images in normalised space `[n, c, h, w]`, what
@@ -119,7 +129,8 @@ pub struct EvalJob<'a> {
 }
 
 /// Trains one fresh network of `arch` under `recipe` on `images`, each batch scored by
-/// `supervision`, all draws from `rng` (its initialisation first).
+/// `supervision`, all draws from `rng` (its initialisation first), calling `after_epoch(e,
+/// network)` after each epoch `e`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_network(
     arch: &ArchPlan,
@@ -130,16 +141,17 @@ pub fn train_network(
     images: &Tensor,
     supervision: Supervision,
     rng: &mut Rng,
+    after_epoch: &mut dyn FnMut(usize, &dyn Network) -> Result<()>,
 ) -> Result<Box<dyn Network>> {
     let net = arch.arch.build(shape, classes, DType::F32, device, rng)?;
     let loss: Box<dyn BatchLoss + '_> = match supervision {
         Supervision::Targets(targets) => Box::new(TargetLoss(targets)),
-        Supervision::Teacher { net, temperature } => Box::new(TeacherLoss { net, temperature }),
+        Supervision::Teacher { net, temperature, mode } => Box::new(TeacherLoss { net, temperature, mode }),
     };
     let augmenter = Some(arch.augmentation.augmenter.as_ref());
-    recipe.run(net.parameters(), |_, opt| {
+    recipe.run(net.parameters(), |e, opt| {
         train_epoch_with(net.as_ref(), opt, images, recipe.batch, augmenter, rng, loss.as_ref())?;
-        Ok(())
+        after_epoch(e, net.as_ref())
     })?;
     Ok(net)
 }
@@ -175,6 +187,19 @@ pub fn evaluate_set(job: &EvalJob, set: &TrainingSet) -> Result<Evaluation> {
             return Err(Error::EvaluationInterrupted);
         }
         let mut rng = sub_rng(job.seed, &[stream::EVAL_NETWORK, k as u64]);
+        // Under `Report::BestTest`, the best of the late tests (RDED's rule): strictly better
+        // than the best so far, starting from 0, as `validation/main.py:188-190`.
+        let epochs = recipe.epochs_trained();
+        let mut best: Option<(f64, Vec<f64>)> = None;
+        let mut late_test = |e: usize, net: &dyn Network| -> Result<()> {
+            if recipe.report.tests_after(e, epochs) {
+                let (acc, per_class) = test_network(net, &test, job.classes)?;
+                if best.as_ref().is_none_or(|(b, _)| acc > *b) {
+                    best = Some((acc, per_class));
+                }
+            }
+            Ok(())
+        };
         let net = train_network(
             job.arch,
             &recipe,
@@ -184,8 +209,12 @@ pub fn evaluate_set(job: &EvalJob, set: &TrainingSet) -> Result<Evaluation> {
             &images,
             set.supervision,
             &mut rng,
+            &mut late_test,
         )?;
-        let (acc, per_class) = test_network(net.as_ref(), &test, job.classes)?;
+        let (acc, per_class) = match best {
+            Some(b) => b,
+            None => test_network(net.as_ref(), &test, job.classes)?,
+        };
         if let Some(cb) = job.on_network {
             cb(k, acc);
         }
@@ -239,5 +268,9 @@ pub fn evaluate_set(job: &EvalJob, set: &TrainingSet) -> Result<Evaluation> {
         lr: Some(recipe.lr),
         // Soft labels learned with the set; a teacher's outputs are not.
         soft_labels: matches!(set.supervision, Supervision::Targets(t) if t.rank() == 2),
+        report: match recipe.report {
+            Report::Final => None,
+            Report::BestTest { .. } => Some("best_test".into()),
+        },
     })
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::config::PluginChoice;
 use crate::data::{self, DatasetKind, LoadOptions};
 use crate::dist::{agree, Communicator};
-use crate::eval::{test_network, test_tensors, Augmentation, OptimizerKind, Schedule, TrainRecipe};
+use crate::eval::{test_network, test_tensors, Augmentation, OptimizerKind, Report, Schedule, TrainRecipe};
 use crate::registry::build_plugin;
 use crate::rng::{stream, sub_rng};
 use crate::teacher::{default_teacher_path, save_teacher_with, Teacher, TeacherInfo};
@@ -157,6 +157,7 @@ pub fn run_teacher(config: &TeacherConfig, quiet: bool, comm: &dyn Communicator)
         parallel: 1,
         schedule: config.schedule,
         optimizer: config.optimizer,
+        report: Report::Final,
     };
     let all: Vec<usize> = (0..ds.train.len()).collect();
     let (x, y) = ds.train.to_tensor(&all, &device)?;

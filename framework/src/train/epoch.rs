@@ -44,11 +44,22 @@ impl BatchLoss for TargetLoss<'_> {
 pub struct TeacherLoss<'a> {
     pub net: &'a dyn Network,
     pub temperature: f64,
+    /// `Mode::Eval`, or `Mode::Train`: BatchNorm with the batch's statistics, run on the
+    /// teacher's parameters as given values so that its running statistics do not move.
+    pub mode: Mode,
 }
 
 impl BatchLoss for TeacherLoss<'_> {
     fn loss(&self, logits: &Tensor, x: &Tensor, _idx: &Tensor) -> Result<Tensor> {
-        let target = self.net.logits(&x.detach(), Mode::Eval)?.detach();
+        let x = x.detach();
+        let target = match self.mode {
+            Mode::Eval => self.net.logits(&x, Mode::Eval)?,
+            Mode::Train => {
+                let params: Vec<Tensor> = self.net.parameters().iter().map(|v| v.as_tensor().detach()).collect();
+                self.net.logits_with(&params, &x, Mode::Train)?
+            }
+        }
+        .detach();
         super::loss::kd_loss(logits, &target, self.temperature, false)
     }
 
