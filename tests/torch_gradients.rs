@@ -343,28 +343,11 @@ fn mtt_case(ds: &Dataset, spec: &Value, dtype: DType) -> (Summary, f64) {
         .collect();
     let start = tensors(&start64, dtype);
     let target = tensors(&target64, dtype);
-    let net = network(width, dtype, &start);
-    let synthetic = Var::from_tensor(&images(ds, &indices(&spec["syn_index"]), dtype)).unwrap();
-    let labels = cafe_framework::synthetic::class_major_labels(CLASSES, 1, &CPU).unwrap();
-    let lr = Var::from_tensor(&Tensor::new(0.01f64, &CPU).unwrap().to_dtype(dtype).unwrap()).unwrap();
-    let none: Box<dyn Augmenter> = find::<dyn Augmenter>("none").unwrap().instantiate(&json!({})).unwrap();
-    let rows = Tensor::new((0..CLASSES as u32).collect::<Vec<_>>().as_slice(), &CPU).unwrap();
-    let plan: Vec<StudentStep> = (0..steps)
-        .map(|_| StudentStep {
-            rows: rows.clone(),
-            augment_seed: 0,
-        })
-        .collect();
-    let student = Student {
-        network: net.as_ref(),
-        images: &synthetic,
-        targets: Targets::Labels(&labels),
-        lr: &lr,
-        augmenter: none.as_ref(),
-    };
-    let out = student
-        .match_trajectory(&start, &target, &plan, Unroll::Reverse)
-        .unwrap();
+    let out = with_student(ds, spec, dtype, &start, steps, |student, plan| {
+        student
+            .match_trajectory(&start, &target, plan, Unroll::Reverse)
+            .unwrap()
+    });
     let d_lr = out
         .lr
         .to_dtype(DType::F64)
@@ -422,9 +405,16 @@ fn mtt_unrolled_gradient_width_32_f32() {
     with_conv_algorithm(ConvAlgorithm::Winograd, || run_mtt_case("mtt_w32", true));
 }
 
-/// The student's states `w_0 .. w_steps` of the MTT case's 20-step unroll (hard labels, no
-/// augmentation, lr 0.01) from `start`, values only.
-fn mtt_states(ds: &Dataset, spec: &Value, dtype: DType, start: &[Tensor], steps: usize) -> Vec<Vec<Tensor>> {
+/// The MTT case's student (hard labels, no augmentation, lr 0.01, the network's parameters
+/// set to `start`) and a plan of `steps` whole-set steps, handed to `f`.
+fn with_student<R>(
+    ds: &Dataset,
+    spec: &Value,
+    dtype: DType,
+    start: &[Tensor],
+    steps: usize,
+    f: impl FnOnce(&Student, &[StudentStep]) -> R,
+) -> R {
     let width = spec["spec"]["width"].as_u64().unwrap() as usize;
     let net = network(width, dtype, start);
     let synthetic = Var::from_tensor(&images(ds, &indices(&spec["syn_index"]), dtype)).unwrap();
@@ -445,7 +435,14 @@ fn mtt_states(ds: &Dataset, spec: &Value, dtype: DType, start: &[Tensor], steps:
         lr: &lr,
         augmenter: none.as_ref(),
     };
-    student.parameters_along(start, &plan).unwrap()
+    f(&student, &plan)
+}
+
+/// The student's states `w_0 .. w_steps` of the MTT case's unroll from `start`, values only.
+fn mtt_states(ds: &Dataset, spec: &Value, dtype: DType, start: &[Tensor], steps: usize) -> Vec<Vec<Tensor>> {
+    with_student(ds, spec, dtype, start, steps, |student, plan| {
+        student.parameters_along(start, plan).unwrap()
+    })
 }
 
 /// The first parameter tensors (conv 1 weight, its norm's weight, conv 2 weight) moved by one
